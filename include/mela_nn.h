@@ -1,0 +1,85 @@
+/*
+ * mela_nn.h - models built from graph ops, and optimisers over flat buffers.
+ *
+ * A model is functional: it owns a parameter layout (mela.h) and a forward
+ * function that takes one graph node per parameter view. Passing the
+ * parameters themselves (mela_model_params) gives the ordinary network;
+ * passing adapted "fast" weights (w - a * grad, built in the same graph)
+ * gives the network after an inner step, which is how MAML and its family
+ * differentiate through adaptation.
+ *
+ *     mela_model *m = mela_conv4_new(1, 28, 64, 4, 5, 1);   // Omniglot 5-way
+ *     float *theta = malloc(mela_layout_size(mela_model_layout(m)) * 4);
+ *     mela_rng r = mela_rng_new(1);
+ *     mela_model_init(m, theta, &r);
+ *     mela_node w[MELA_MODEL_MAX_PARAMS];
+ *     mela_model_params(m, g, w);
+ *     mela_node logits = mela_model_forward(m, g, w, x);
+ */
+#ifndef MELA_NN_H
+#define MELA_NN_H
+
+#include "mela.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MELA_MODEL_MAX_PARAMS 64
+
+typedef struct mela_model mela_model;
+
+/* A multilayer perceptron nin -> hidden[0] -> ... -> nout with relu between
+ * layers (the MAML sinusoid network is mela_mlp_new(1, {40, 40}, 2, 1)).
+ * Parameters "fcK.weight" (out, in) and "fcK.bias" (out). Input (N, nin). */
+mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout);
+
+/* Conv-4 of Finn et al. 2017 (and Vinyals et al. 2016): `depth` blocks of
+ * 3x3 conv with `width` filters (padding 1), batch norm, relu, then either a
+ * 2x2 max-pool (maxpool = 1, the miniImageNet variant) or stride 2 in the conv
+ * itself (maxpool = 0, the Omniglot variant); then a linear head to nout
+ * classes over the flattened features (nout = 0: no head, the network is an
+ * embedding, as in Prototypical Networks). Input (N, channels, size, size). */
+mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool);
+
+void mela_model_free(mela_model *m);
+const mela_layout *mela_model_layout(const mela_model *m);
+/* Floats of the flat parameter buffer (mela_layout_size of the layout). */
+size_t mela_model_size(const mela_model *m);
+/* Features that reach the head (or the embedding size when nout = 0). */
+int mela_model_features(const mela_model *m);
+/* A one-line description, e.g. "conv4(1x28x28, 64 filters, 4 blocks, stride 2) -> 5". */
+const char *mela_model_describe(const mela_model *m);
+
+/* Fills theta: weights Xavier-uniform (conv) or U(+-1/sqrt(fan_in)) (mlp),
+ * biases 0 for conv / U(+-1/sqrt(fan_in)) for mlp, batch-norm scale 1 and
+ * shift 0; padding between views 0. */
+void mela_model_init(const mela_model *m, float *theta, mela_rng *r);
+/* One OP_PARAM node per view, in layout order, into w[0..count). Returns the
+ * count, or -1 on a graph error. */
+int mela_model_params(const mela_model *m, mela_graph *g, mela_node *w);
+/* The network applied to x with weights w (nodes, in layout order). */
+mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x);
+
+/* ------------------------------------------------------------- optimisers */
+
+/* theta -= lr * grad over n floats (one vector routine for any layout). */
+void mela_sgd_step(float *theta, const float *grad, size_t n, float lr);
+
+/* Adam (Kingma & Ba 2015) with bias correction, over a flat buffer. */
+typedef struct mela_adam {
+    size_t n;
+    float *m, *v;
+    long t;
+    float lr, beta1, beta2, eps;
+} mela_adam;
+
+/* Returns 0 or -1 (out of memory). Defaults beta 0.9/0.999, eps 1e-8. */
+int mela_adam_init(mela_adam *a, size_t n, float lr);
+void mela_adam_free(mela_adam *a);
+void mela_adam_step(mela_adam *a, float *theta, const float *grad);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

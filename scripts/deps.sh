@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# deps.sh - makes sure the Debian packages mela builds with are installed.
+# As root it installs what is missing with apt-get; otherwise it prints the
+# exact apt-get line to run and fails.
+set -euo pipefail
+pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -eq 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "deps: missing Debian packages; run as root:" >&2
+  echo "  apt-get install -y ${missing[*]}" >&2
+  exit 1
+fi

@@ -1,0 +1,8 @@
+/* cli.h - the subcommands of the mela tool. Each takes argv from its own name
+ * on and returns the process exit status (0 ok, 1 failure, 2 usage). */
+#ifndef MELA_CLI_H
+#define MELA_CLI_H
+
+int cli_demo(int argc, char **argv);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * kernels.h - plain numerical kernels over pointers and sizes.
+ *
+ * Kernels know nothing of graphs, nodes or errors: the graph layer checks
+ * shapes before it calls them. Conventions (llm.c style):
+ *   - outputs first, then inputs; gradients are d-prefixed; inputs are const;
+ *   - every tensor is float32, contiguous, row-major (NCHW for images);
+ *   - a kernel OVERWRITES its output (it never accumulates), and never writes
+ *     to its inputs;
+ *   - each fast kernel has a naive `_ref` twin beside it, used as the
+ *     reference in tests/test_kernels.c and as documentation of the maths;
+ *   - kernels are reentrant: no static buffers; scratch memory is passed in.
+ */
+#ifndef MELA_KERNELS_H
+#define MELA_KERNELS_H
+
+#include <stddef.h>
+
+/* ------------------------------------------------------------------- GEMM */
+
+/* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X^T when the
+ * matching flag is set. lda/ldb/ldc are row strides of A, B, C as stored. */
+void mk_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+             const float *B, int ldb, float beta, float *C, int ldc);
+void mk_gemm_ref(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
+                 const float *B, int ldb, float beta, float *C, int ldc);
+
+/* ------------------------------------------------------------------- conv2d */
+
+/* Geometry of a 2-D convolution (cross-correlation, as in PyTorch):
+ * x[N,C,H,W] * w[OC,C,KH,KW] -> y[N,OC,OH,OW] with zero padding `pad` on all
+ * four sides, OH = (H + 2 pad - KH) / stride + 1, same for OW. */
+typedef struct mk_conv {
+    int N, C, H, W;
+    int OC, KH, KW;
+    int stride, pad;
+    int OH, OW;
+} mk_conv;
+
+/* Fills OH and OW from the rest; returns 0, or -1 if the output would be empty. */
+int mk_conv_init(mk_conv *cv);
+/* Floats of scratch memory the three fast conv kernels need (at most). */
+size_t mk_conv_scratch(const mk_conv *cv);
+
+/* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
+void mk_conv2d(float *y, const float *x, const float *w, const mk_conv *cv, float *scratch);
+/* dx[N,C,H,W] = gradient of <y, dy> wrt x, dy[N,OC,OH,OW] (transposed conv) */
+void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv, float *scratch);
+/* dw[OC,C,KH,KW] = gradient of <y, dy> wrt w */
+void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv, float *scratch);
+
+void mk_conv2d_ref(float *y, const float *x, const float *w, const mk_conv *cv);
+void mk_conv2d_dx_ref(float *dx, const float *dy, const float *w, const mk_conv *cv);
+void mk_conv2d_dw_ref(float *dw, const float *x, const float *dy, const mk_conv *cv);
+
+/* ------------------------------------------------------------------ pooling */
+
+/* Pooling over planes: x[P,H,W] (P = N*C) -> y[P,OH,OW], window k, stride s,
+ * no padding, OH = (H - k) / s + 1. Max pooling picks the FIRST maximum of a
+ * window in row-major order; the scatter/gather pair below uses that same
+ * argmax, so the three agree exactly. */
+void mk_maxpool(float *y, const float *x, int P, int H, int W, int k, int s);
+/* dx[P,H,W] = 0 except dx[argmax of each window] += dy[window] */
+void mk_maxpool_scatter(float *dx, const float *x, const float *dy, int P, int H, int W, int k,
+                        int s);
+/* gy[P,OH,OW] = gx[argmax of each window of x] */
+void mk_maxpool_gather(float *gy, const float *x, const float *gx, int P, int H, int W, int k,
+                       int s);
+/* y = mean over each window */
+void mk_avgpool(float *y, const float *x, int P, int H, int W, int k, int s);
+/* dx[P,H,W] = sum over the windows that contain the pixel of dy / (k*k) */
+void mk_avgpool_dx(float *dx, const float *dy, int P, int H, int W, int k, int s);
+
+void mk_maxpool_ref(float *y, const float *x, int P, int H, int W, int k, int s);
+void mk_maxpool_scatter_ref(float *dx, const float *x, const float *dy, int P, int H, int W, int k,
+                            int s);
+void mk_maxpool_gather_ref(float *gy, const float *x, const float *gx, int P, int H, int W, int k,
+                           int s);
+void mk_avgpool_ref(float *y, const float *x, int P, int H, int W, int k, int s);
+void mk_avgpool_dx_ref(float *dx, const float *dy, int P, int H, int W, int k, int s);
+
+/* -------------------------------------------------------------- elementwise */
+
+/* Broadcasting is described by 4-D shapes and element strides: a stride of 0
+ * repeats an operand along that axis. `shape` is the output's 4-D shape. */
+enum mk_binop { MK_ADD, MK_SUB, MK_MUL, MK_DIV };
+void mk_binary(enum mk_binop op, float *y, const float *a, const long astr[4], const float *b,
+               const long bstr[4], const int shape[4]);
+void mk_binary_ref(enum mk_binop op, float *y, const float *a, const long astr[4],
+                   const float *b, const long bstr[4], const int shape[4]);
+/* y[reduced] = sum of x over the axes where ystr is 0; xshape is x's 4-D shape
+ * and ystr the output's strides as seen from x's index space. */
+void mk_sum_to(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
+void mk_sum_to_ref(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
+
+/* y[i] = f(x[i]) for the unary functions of the graph; `a` is the slope of
+ * leaky relu. softplus is log(1 + e^x) without overflow. sign(0) = 0. */
+enum mk_unop {
+    MK_RELU, MK_LEAKY, MK_SIGMOID, MK_TANH, MK_EXP, MK_LOG, MK_ABS, MK_SIGN, MK_SQUARE, MK_SQRT,
+    MK_SOFTPLUS, MK_SCALE, MK_ADDS
+};
+void mk_unary(enum mk_unop op, float *y, const float *x, size_t n, float a);
+/* dx = dy * (x > 0 ? 1 : slope): relu (slope 0) and leaky relu derivative. */
+void mk_relu_grad(float *dx, const float *x, const float *dy, size_t n, float slope);
+/* y[i, .] = x[i, .] - logsumexp(x[i, .]) for rows of length C. */
+void mk_log_softmax(float *y, const float *x, size_t rows, int C);
+/* y[i, c] = (c == labels[i]); returns -1 (and the bad row) when a label is not
+ * an integer in [0, C). */
+int mk_one_hot(float *y, const float *labels, size_t rows, int C, size_t *bad_row);
+/* y[i] = 1 if the first largest x[i, .] is at labels[i], else 0. */
+void mk_argmax_eq(float *y, const float *x, const float *labels, size_t rows, int C);
+
+#endif

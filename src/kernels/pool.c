@@ -1,0 +1,226 @@
+/*
+ * pool.c - max and average pooling over planes x[P,H,W], window k, stride s,
+ * no padding: OH = (H - k) / s + 1, OW = (W - k) / s + 1. Pixels that no
+ * window covers (the right and bottom margins when (H - k) % s != 0) take no
+ * part in the output and get zero gradient.
+ *
+ * Max pooling needs a rule for ties: every max kernel here takes the FIRST
+ * maximum of a window in row-major order (a later equal value does not
+ * replace it). maxpool, maxpool_scatter (its gradient wrt x) and
+ * maxpool_gather (the gradient of scatter wrt dy, used for second order)
+ * all go through window_argmax, so they always pick the same pixel.
+ *
+ * The fast kernels walk the windows with pointers and have a k = s = 2 path
+ * (the Conv-4 case); the _ref kernels index every element from the
+ * definitions and, for avgpool_dx, gather over the windows covering a pixel
+ * instead of scattering. Pooling is memory bound; neither uses scratch.
+ */
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+/* Offset (row * W + col) of the first maximum of the k x k window at x. */
+static inline int window_argmax(const float *x, int W, int k)
+{
+    int best = 0;
+    float m = x[0];
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++)
+            if (x[i * W + j] > m) {
+                m = x[i * W + j];
+                best = i * W + j;
+            }
+    return best;
+}
+
+/* window_argmax for k = 2, same tie rule. */
+static inline int window_argmax2(const float *x, int W)
+{
+    int best = 0;
+    float m = x[0];
+    if (x[1] > m) {
+        m = x[1];
+        best = 1;
+    }
+    if (x[W] > m) {
+        m = x[W];
+        best = W;
+    }
+    if (x[W + 1] > m)
+        best = W + 1;
+    return best;
+}
+
+/* y[P,OH,OW] = max of each window of x[P,H,W] */
+void mk_maxpool(float *y, const float *x, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++) {
+        const float *xp = x + (size_t)p * H * W;
+        for (int oh = 0; oh < OH; oh++, y += OW) {
+            const float *row = xp + (size_t)oh * s * W;
+            if (k == 2 && s == 2)
+                for (int ow = 0; ow < OW; ow++)
+                    y[ow] = row[2 * ow + window_argmax2(row + 2 * ow, W)];
+            else
+                for (int ow = 0; ow < OW; ow++)
+                    y[ow] = row[ow * s + window_argmax(row + ow * s, W, k)];
+        }
+    }
+}
+
+/* dx[P,H,W] = 0, then dx[argmax of each window] += dy[window] */
+void mk_maxpool_scatter(float *dx, const float *x, const float *dy, int P, int H, int W, int k,
+                        int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    memset(dx, 0, sizeof(float) * (size_t)P * H * W);
+    for (int p = 0; p < P; p++) {
+        const size_t off = (size_t)p * H * W;
+        for (int oh = 0; oh < OH; oh++, dy += OW) {
+            const float *row = x + off + (size_t)oh * s * W;
+            float *drow = dx + off + (size_t)oh * s * W;
+            if (k == 2 && s == 2)
+                for (int ow = 0; ow < OW; ow++)
+                    drow[2 * ow + window_argmax2(row + 2 * ow, W)] += dy[ow];
+            else
+                for (int ow = 0; ow < OW; ow++)
+                    drow[ow * s + window_argmax(row + ow * s, W, k)] += dy[ow];
+        }
+    }
+}
+
+/* gy[P,OH,OW] = gx[argmax of each window of x] */
+void mk_maxpool_gather(float *gy, const float *x, const float *gx, int P, int H, int W, int k,
+                       int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++) {
+        const size_t off = (size_t)p * H * W;
+        for (int oh = 0; oh < OH; oh++, gy += OW) {
+            const float *row = x + off + (size_t)oh * s * W;
+            const float *grow = gx + off + (size_t)oh * s * W;
+            if (k == 2 && s == 2)
+                for (int ow = 0; ow < OW; ow++)
+                    gy[ow] = grow[2 * ow + window_argmax2(row + 2 * ow, W)];
+            else
+                for (int ow = 0; ow < OW; ow++)
+                    gy[ow] = grow[ow * s + window_argmax(row + ow * s, W, k)];
+        }
+    }
+}
+
+/* y[P,OH,OW] = mean of each window of x[P,H,W] (summed in float) */
+void mk_avgpool(float *y, const float *x, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    const float inv = 1.0f / (float)(k * k);
+    for (int p = 0; p < P; p++) {
+        const float *xp = x + (size_t)p * H * W;
+        for (int oh = 0; oh < OH; oh++, y += OW)
+            for (int ow = 0; ow < OW; ow++) {
+                const float *win = xp + (size_t)oh * s * W + (size_t)ow * s;
+                float acc = 0.0f;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        acc += win[i * W + j];
+                y[ow] = acc * inv;
+            }
+    }
+}
+
+/* dx[P,H,W] = sum over the windows that contain the pixel of dy / (k*k) */
+void mk_avgpool_dx(float *dx, const float *dy, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    const float inv = 1.0f / (float)(k * k);
+    memset(dx, 0, sizeof(float) * (size_t)P * H * W);
+    for (int p = 0; p < P; p++) {
+        float *dp = dx + (size_t)p * H * W;
+        for (int oh = 0; oh < OH; oh++, dy += OW)
+            for (int ow = 0; ow < OW; ow++) {
+                float *win = dp + (size_t)oh * s * W + (size_t)ow * s;
+                const float g = dy[ow] * inv;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        win[i * W + j] += g;
+            }
+    }
+}
+
+/* ------------------------------------------------------------- references */
+
+/* Index into x[P,H,W] of the first maximum of window (p, oh, ow). */
+static size_t argmax_ref(const float *x, int p, int oh, int ow, int H, int W, int k, int s)
+{
+    size_t best = ((size_t)p * H + (size_t)oh * s) * W + (size_t)ow * s;
+    for (int i = 0; i < k; i++)
+        for (int j = 0; j < k; j++) {
+            size_t idx = ((size_t)p * H + (size_t)oh * s + i) * W + (size_t)ow * s + j;
+            if (x[idx] > x[best])
+                best = idx;
+        }
+    return best;
+}
+
+void mk_maxpool_ref(float *y, const float *x, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                y[((size_t)p * OH + oh) * OW + ow] = x[argmax_ref(x, p, oh, ow, H, W, k, s)];
+}
+
+void mk_maxpool_scatter_ref(float *dx, const float *x, const float *dy, int P, int H, int W, int k,
+                            int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (size_t i = 0; i < (size_t)P * H * W; i++)
+        dx[i] = 0.0f;
+    for (int p = 0; p < P; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                dx[argmax_ref(x, p, oh, ow, H, W, k, s)] += dy[((size_t)p * OH + oh) * OW + ow];
+}
+
+void mk_maxpool_gather_ref(float *gy, const float *x, const float *gx, int P, int H, int W, int k,
+                           int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++)
+                gy[((size_t)p * OH + oh) * OW + ow] = gx[argmax_ref(x, p, oh, ow, H, W, k, s)];
+}
+
+void mk_avgpool_ref(float *y, const float *x, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++)
+        for (int oh = 0; oh < OH; oh++)
+            for (int ow = 0; ow < OW; ow++) {
+                double acc = 0.0;
+                for (int i = 0; i < k; i++)
+                    for (int j = 0; j < k; j++)
+                        acc += x[((size_t)p * H + (size_t)oh * s + i) * W + (size_t)ow * s + j];
+                y[((size_t)p * OH + oh) * OW + ow] = (float)(acc / (k * k));
+            }
+}
+
+/* dx[p,h,w] = sum over windows (oh, ow) with oh*s <= h < oh*s + k (same for w)
+ * of dy[p,oh,ow] / k^2 */
+void mk_avgpool_dx_ref(float *dx, const float *dy, int P, int H, int W, int k, int s)
+{
+    const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    for (int p = 0; p < P; p++)
+        for (int h = 0; h < H; h++)
+            for (int w = 0; w < W; w++) {
+                double acc = 0.0;
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++)
+                        if (oh * s <= h && h < oh * s + k && ow * s <= w && w < ow * s + k)
+                            acc += dy[((size_t)p * OH + oh) * OW + ow];
+                dx[((size_t)p * H + h) * W + w] = (float)(acc / (k * k));
+            }
+}

@@ -1,0 +1,198 @@
+/*
+ * model.c - the MLP and Conv-4 networks as functions of their weights.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mela_nn.h"
+
+enum { MODEL_MLP, MODEL_CONV4 };
+
+struct mela_model {
+    int kind;
+    mela_layout *L;
+    int nin, nout, features;
+    int hidden[16], nhidden;          /* mlp */
+    int channels, size, width, depth, maxpool; /* conv4 */
+    char desc[160];
+};
+
+void mela_model_free(mela_model *m)
+{
+    if (!m)
+        return;
+    mela_layout_free(m->L);
+    free(m);
+}
+
+const mela_layout *mela_model_layout(const mela_model *m) { return m->L; }
+size_t mela_model_size(const mela_model *m) { return mela_layout_size(m->L); }
+int mela_model_features(const mela_model *m) { return m->features; }
+const char *mela_model_describe(const mela_model *m) { return m->desc; }
+
+static int add(mela_layout *L, const char *fmt, int k, const char *what, mela_shape s)
+{
+    char name[64];
+    snprintf(name, sizeof name, fmt, k, what);
+    return mela_layout_add(L, name, s);
+}
+
+mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout)
+{
+    if (nin < 1 || nout < 1 || nhidden < 0 || nhidden > 15) {
+        mela_set_error("mlp: bad sizes (in %d, %d hidden layers, out %d)", nin, nhidden, nout);
+        return NULL;
+    }
+    mela_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->L = mela_layout_new())) {
+        free(m);
+        mela_set_error("mlp: out of memory");
+        return NULL;
+    }
+    m->kind = MODEL_MLP;
+    m->nin = nin;
+    m->nout = nout;
+    m->nhidden = nhidden;
+    int prev = nin, k = snprintf(m->desc, sizeof m->desc, "mlp %d", nin);
+    for (int i = 0; i <= nhidden; i++) {
+        int out = i < nhidden ? hidden[i] : nout;
+        if (out < 1) {
+            mela_model_free(m);
+            mela_set_error("mlp: hidden layer %d has %d units", i, out);
+            return NULL;
+        }
+        if (i < nhidden)
+            m->hidden[i] = out;
+        if (add(m->L, "fc%d.%s", i + 1, "weight", MELA_SHAPE(out, prev)) < 0 ||
+            add(m->L, "fc%d.%s", i + 1, "bias", MELA_SHAPE(out)) < 0) {
+            mela_model_free(m);
+            return NULL;
+        }
+        k += snprintf(m->desc + k, sizeof m->desc - k, "-%d", out);
+        prev = out;
+    }
+    m->features = nhidden ? hidden[nhidden - 1] : nin;
+    return m;
+}
+
+/* Spatial size after one block: conv pad 1 then pool 2 (floor), or conv
+ * stride 2 pad 1 (ceil). */
+static int block_out(int s, int maxpool) { return maxpool ? s / 2 : (s + 1) / 2; }
+
+mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool)
+{
+    if (channels < 1 || size < 1 || width < 1 || depth < 1 || depth > 8 || nout < 0) {
+        mela_set_error("conv4: bad sizes (channels %d, size %d, width %d, depth %d, out %d)",
+                       channels, size, width, depth, nout);
+        return NULL;
+    }
+    int s = size;
+    for (int i = 0; i < depth; i++) {
+        s = block_out(s, maxpool);
+        if (s < 1) {
+            mela_set_error("conv4: a %dx%d input is too small for %d blocks", size, size, depth);
+            return NULL;
+        }
+    }
+    mela_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->L = mela_layout_new())) {
+        free(m);
+        mela_set_error("conv4: out of memory");
+        return NULL;
+    }
+    m->kind = MODEL_CONV4;
+    m->channels = channels;
+    m->size = size;
+    m->width = width;
+    m->depth = depth;
+    m->maxpool = maxpool;
+    m->nout = nout;
+    m->features = width * s * s;
+    int ok = 1, c = channels;
+    for (int i = 0; i < depth && ok; i++) {
+        ok &= add(m->L, "conv%d.%s", i + 1, "weight", MELA_SHAPE(width, c, 3, 3)) >= 0;
+        ok &= add(m->L, "conv%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
+        ok &= add(m->L, "bn%d.%s", i + 1, "weight", MELA_SHAPE(width)) >= 0;
+        ok &= add(m->L, "bn%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
+        c = width;
+    }
+    if (ok && nout > 0) {
+        ok &= mela_layout_add(m->L, "head.weight", MELA_SHAPE(nout, m->features)) >= 0;
+        ok &= mela_layout_add(m->L, "head.bias", MELA_SHAPE(nout)) >= 0;
+    }
+    if (!ok) {
+        mela_model_free(m);
+        return NULL;
+    }
+    snprintf(m->desc, sizeof m->desc, "conv4(%dx%dx%d, %d filters, %d blocks, %s) -> %d", channels,
+             size, size, width, depth, maxpool ? "max-pool" : "stride 2", nout ? nout : m->features);
+    return m;
+}
+
+void mela_model_init(const mela_model *m, float *theta, mela_rng *r)
+{
+    const mela_layout *L = m->L;
+    memset(theta, 0, mela_layout_size(L) * sizeof *theta);
+    for (int i = 0; i < mela_layout_count(L); i++) {
+        const char *name = mela_layout_name(L, i);
+        mela_shape s = mela_layout_shape(L, i);
+        float *p = theta + mela_layout_offset(L, i);
+        size_t n = mela_shape_numel(s);
+        int is_weight = strstr(name, ".weight") != NULL;
+        if (!strncmp(name, "bn", 2)) {
+            for (size_t j = 0; j < n; j++)
+                p[j] = is_weight ? 1.0f : 0.0f;
+            continue;
+        }
+        if (m->kind == MODEL_MLP) {
+            /* fan_in of this layer: the weight's second axis (bias: previous view) */
+            mela_shape ws = is_weight ? s : mela_layout_shape(L, i - 1);
+            float bound = 1.0f / sqrtf((float)ws.d[1]);
+            for (size_t j = 0; j < n; j++)
+                p[j] = (2.0f * mela_rng_uniform(r) - 1.0f) * bound;
+        } else if (is_weight) {
+            size_t recept = s.nd == 4 ? (size_t)s.d[2] * s.d[3] : 1;
+            float fan_in = (float)(s.d[1] * recept), fan_out = (float)(s.d[0] * recept);
+            float bound = sqrtf(6.0f / (fan_in + fan_out));
+            for (size_t j = 0; j < n; j++)
+                p[j] = (2.0f * mela_rng_uniform(r) - 1.0f) * bound;
+        }
+    }
+}
+
+int mela_model_params(const mela_model *m, mela_graph *g, mela_node *w)
+{
+    int n = mela_layout_count(m->L);
+    for (int i = 0; i < n; i++)
+        if ((w[i] = mela_param(g, m->L, i)) == MELA_NONE)
+            return -1;
+    return n;
+}
+
+mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
+{
+    if (m->kind == MODEL_MLP) {
+        mela_node h = x;
+        for (int i = 0; i <= m->nhidden; i++) {
+            h = mela_linear(g, h, w[2 * i], w[2 * i + 1]);
+            if (i < m->nhidden)
+                h = mela_relu(g, h);
+        }
+        return h;
+    }
+    mela_node h = x;
+    for (int i = 0; i < m->depth; i++) {
+        const mela_node *b = w + 4 * i;
+        h = mela_conv2d(g, h, b[0], b[1], m->maxpool ? 1 : 2, 1);
+        h = mela_batchnorm(g, h, b[2], b[3], 1e-5f);
+        h = mela_relu(g, h);
+        if (m->maxpool)
+            h = mela_maxpool2d(g, h, 2, 2);
+    }
+    h = mela_flatten(g, h);
+    if (m->nout > 0)
+        h = mela_linear(g, h, w[4 * m->depth], w[4 * m->depth + 1]);
+    return h;
+}

@@ -1,0 +1,50 @@
+#include "check.h"
+
+#include <math.h>
+
+int check_passed, check_failed;
+
+int check_close_at(const char *file, int line, double got, double want, double atol, double rtol,
+                   const char *what)
+{
+    double err = fabs(got - want);
+    if (err <= atol + rtol * fabs(want) && !isnan(got)) {
+        check_passed++;
+        return 1;
+    }
+    check_failed++;
+    fprintf(stderr, "FAIL %s:%d: %s: got %.9g want %.9g (|err| %.3g > %.3g + %.3g*|want|)\n", file,
+            line, what, got, want, err, atol, rtol);
+    return 0;
+}
+
+int check_close_array(const char *file, int line, const float *got, const float *want, size_t n,
+                      double atol, double rtol, const char *what)
+{
+    size_t worst = 0;
+    double worst_excess = -1e300;
+    for (size_t i = 0; i < n; i++) {
+        double err = fabs((double)got[i] - want[i]);
+        double excess = err - (atol + rtol * fabs((double)want[i]));
+        if (isnan(got[i]) || isnan(want[i]))
+            excess = 1e300;
+        if (excess > worst_excess) {
+            worst_excess = excess;
+            worst = i;
+        }
+    }
+    if (n == 0 || worst_excess <= 0) {
+        check_passed++;
+        return 1;
+    }
+    check_failed++;
+    fprintf(stderr, "FAIL %s:%d: %s: element %zu of %zu: got %.9g want %.9g (atol %.3g rtol %.3g)\n",
+            file, line, what, worst, n, got[worst], want[worst], atol, rtol);
+    return 0;
+}
+
+int check_finish(void)
+{
+    printf("%d passed, %d failed\n", check_passed, check_failed);
+    return check_failed ? 1 : 0;
+}
