@@ -1,0 +1,302 @@
+/*
+ * mela_data.h - few-shot data for mela: Omniglot read from its official zip
+ * archives (with a checked cache), the Vinyals, Finn and Lake splits,
+ * reproducible N-way K-shot episodes, MAML's sinusoid tasks, the user's own
+ * image folders, and the mean / 95% confidence interval every learner reports.
+ *
+ * A typical run:
+ *
+ *     mela_dataset *ds = mela_omniglot_load("../shared/data/omniglot", NULL);
+ *     if (!ds) { fprintf(stderr, "%s\n", mela_last_error()); return 1; }
+ *     mela_split *test = mela_split_vinyals(ds, "../shared/data/omniglot", "test");
+ *     mela_sampler *s = mela_sampler_new(ds, test, 5, 1, 15, 0);  // 5-way 1-shot
+ *     for (int i = 0; i < 600; i++) {
+ *         const mela_episode *e = mela_sampler_episode(s, seed, i); // allocates nothing
+ *         ... e->x_support [N*K,1,H,W], e->y_support [N*K], e->x_query, e->y_query ...
+ *         acc[i] = ...;
+ *     }
+ *     double mean, ci; mela_mean_ci(acc, 600, &mean, &ci);
+ *     mela_sampler_free(s); mela_split_free(test); mela_dataset_free(ds);
+ *
+ * Pixels. A dataset holds every image as uint8 (0..255), C x H x W, C = 1
+ * (grey) or 3 (RGB). Converted to float an image is value / 255. For
+ * Omniglot the stored value is the ink coverage: ink (black in the PNG) is
+ * 1.0, paper (white) is 0.0. Images are shrunk with an exact area (box)
+ * filter: each output pixel is the area-weighted mean of the input pixels it
+ * covers, fractional overlaps included (105 -> 28 averages 3.75 x 3.75
+ * blocks), then rounded to the nearest of 0..255.
+ *
+ * Rotation. A split class is a (class, rotation) pair; rotation r in {0, 1,
+ * 2, 3} turns the image r * 90 degrees COUNTER-clockwise when it is produced
+ * (numpy's np.rot90(img, r), PIL's img.rotate(90 * r)). "rot090" in a split
+ * file is r = 1. Rotations other than 0 need square images (H == W).
+ *
+ * Errors. Nothing here prints, exits or aborts on bad input: functions return
+ * NULL or -1 and leave a message for mela_last_error() (mela.h) that names
+ * the file, class and numbers at fault. Everything allocated on the way is
+ * released first.
+ *
+ * Memory. Every _new/_load has a _free that accepts NULL. Pointers inside the
+ * returned structs belong to the struct; treat every field as read-only.
+ *
+ * Threads. Datasets and splits are read-only once made and may be shared by
+ * threads. A sampler is not: use one per thread. Episode i is a pure function
+ * of (seed, split id, i), so any thread may draw any episode.
+ */
+#ifndef MELA_DATA_H
+#define MELA_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- datasets */
+
+/* One class: a character of Omniglot, a sub-folder of a user's folder. */
+typedef struct mela_class {
+    char *name;  /* "character01" or the folder name */
+    int group;   /* index into mela_dataset.groups: the alphabet; 0 for folders */
+    int id;      /* Omniglot's global character id 1..1623; -1 for folders */
+    int set;     /* Omniglot: 0 = images_background, 1 = images_evaluation; 0 for folders */
+    int first;   /* index of its first image in the dataset */
+    int count;   /* number of images */
+} mela_class;
+
+typedef struct mela_dataset {
+    int C, H, W;         /* channels, height, width of every image */
+    int nclasses;        /* classes[0..nclasses) */
+    mela_class *classes; /* sorted: by set, then group name, then class name */
+    int ngroups;         /* groups[0..ngroups): alphabet names ("Greek"), sorted as classes */
+    char **groups;
+    int nimages;
+    uint8_t *pixels;     /* nimages * C * H * W; image i at pixels + i*C*H*W */
+    int16_t *drawer;     /* nimages: Omniglot's drawer 1..20 (file IIII_DD.png); folders: 0 */
+    int cache_state;     /* how it was loaded; one of enum mela_cache_state */
+} mela_dataset;
+
+enum mela_cache_state {
+    MELA_CACHE_UNUSED = 0,  /* no cache was asked for (or a folder dataset) */
+    MELA_CACHE_HIT = 1,     /* every archive came from a valid cache */
+    MELA_CACHE_WRITTEN = 2, /* decoded from the archives, cache (re)written */
+    MELA_CACHE_UNWRITABLE = 3 /* decoded from the archives, cache could not be written */
+};
+
+/* Image j of class c: C*H*W bytes (plane by plane). No bounds check. */
+static inline const uint8_t *mela_dataset_image(const mela_dataset *ds, int c, int j)
+{
+    return ds->pixels + (size_t)(ds->classes[c].first + j) * ds->C * ds->H * ds->W;
+}
+/* Index of the class "group/name" (e.g. "Greek", "character01"), or -1. */
+int mela_dataset_find(const mela_dataset *ds, const char *group, const char *name);
+void mela_dataset_free(mela_dataset *ds);
+
+/* ---------------------------------------------------------------- Omniglot */
+
+enum {
+    MELA_OMNIGLOT_BACKGROUND = 1, /* images_background.zip: 30 alphabets, 964 characters */
+    MELA_OMNIGLOT_EVALUATION = 2  /* images_evaluation.zip: 20 alphabets, 659 characters */
+};
+
+/* Options; a zeroed struct (or NULL) means: 28x28, both archives, cache in
+ * $XDG_CACHE_HOME/mela (else $HOME/.cache/mela). */
+typedef struct mela_omniglot_opts {
+    int H, W;              /* output size; 0 = 28 */
+    unsigned sets;         /* MELA_OMNIGLOT_* bits; 0 = both */
+    const char *cache_dir; /* NULL = the default above; created if missing */
+    int no_cache;          /* 1: neither read nor write a cache */
+} mela_omniglot_opts;
+
+/*
+ * Loads Omniglot from dir/images_background.zip and dir/images_evaluation.zip
+ * (the official archives; entries "images_background/<Alphabet>/characterNN/
+ * IIII_DD.png", 105x105 PNGs of any bit depth; other sizes are resized
+ * too). The dataset has the background
+ * characters first, then the evaluation ones; groups are the alphabets.
+ *
+ * Cache. For each archive the first load writes
+ * cache_dir/omniglot-<archive>-<H>x<W>.u8 (atomically: temp file + rename)
+ * holding a 64-bit hash of every byte of the archive, the size, and a hash of
+ * its own payload. A later load re-hashes the archive (tens of ms) and uses the
+ * cache only if magic, version, size, both hashes and the whole layout check
+ * out; otherwise it decodes the archive again and rewrites the cache. A cache
+ * that cannot be written is not an error (cache_state says so).
+ *
+ * Errors: a missing archive (the message says where to download the official
+ * ones), a file that is not a zip or is truncated, an entry that is not a
+ * .png or does not decode, an entry outside the <Alphabet>/<characterNN>/
+ * layout, an archive without images -> NULL, with archive and entry named.
+ * Returns a dataset the caller frees.
+ */
+mela_dataset *mela_omniglot_load(const char *dir, const mela_omniglot_opts *opts);
+
+/* ----------------------------------------------------------- user folders */
+
+enum {
+    MELA_FOLDER_RGB = 1,    /* keep 3 channels (R, G, B); default: grey by luminance */
+    MELA_FOLDER_INVERT = 2  /* store 255 - value: dark ink on white paper becomes 1.0 */
+};
+
+/*
+ * Loads root/<class>/<image> where every image is a PNG (.png) or JPEG
+ * (.jpg, .jpeg; any case), grey or colour, each resized with the area filter
+ * (stretched, no crop) to H x W. Grey is the Rec. 601 luminance
+ * (0.299 R + 0.587 G + 0.114 B); alpha is composited onto white. Without
+ * MELA_FOLDER_INVERT values keep their brightness (white = 1.0): photos stay
+ * as they are; pass MELA_FOLDER_INVERT for dark strokes on light paper, so
+ * that ink is 1.0 as in Omniglot. Classes and images are sorted by name;
+ * entries starting with '.' are skipped; files directly in root are ignored.
+ *
+ * Errors -> NULL naming the file or class: an empty class folder, a file with
+ * another extension inside a class folder, an image that does not decode,
+ * no class at all, H or W outside 1..4096.
+ */
+mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
+
+/* ------------------------------------------------------------------ splits */
+
+/* One class of a split: dataset class `cls` turned `rot` quarter turns
+ * counter-clockwise. */
+typedef struct mela_split_class {
+    int cls;
+    int rot;
+} mela_split_class;
+
+typedef struct mela_split {
+    char name[64];             /* e.g. "vinyals/test" */
+    uint64_t id;               /* FNV-1a hash of name: the "split" of mela_rng_derive */
+    int n;                     /* classes[0..n) */
+    mela_split_class *classes;
+} mela_split;
+
+/*
+ * Vinyals et al. (2016): reads omniglot_dir/splits/vinyals/<which>.txt
+ * ("train" 4,112 classes, "val" 688, "test" 1,692, "trainval" 4,800), lines
+ * "Alphabet/characterNN/rotDDD", each a class of its own. Errors: a missing
+ * file, a malformed line, a character not in ds (file and line number named).
+ */
+mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir, const char *which);
+
+/*
+ * Finn et al. (2017) MAML split: 1,200 training characters, the other 423 for
+ * testing, each character in its 4 rotations (0, 90, 180, 270) as 4 classes
+ * (train 4,800, test 1,692 classes). Finn's code takes the first 1,200
+ * characters after a Python random.shuffle, which C cannot reproduce; the
+ * deterministic rule here is: train = the characters of Vinyals' trainval
+ * (all 964 background characters + 236 evaluation ones), test = the rest
+ * (the 423 of Vinyals' test). It needs the Vinyals trainval.txt file.
+ * which: "train" or "test".
+ */
+mela_split *mela_split_finn(const mela_dataset *ds, const char *omniglot_dir, const char *which);
+
+/*
+ * Lake et al. (2015): "train" = every background character, "test" = every
+ * evaluation character, rotation 0 only. Sample it with
+ * MELA_EPISODE_WITHIN_GROUP, N = 20, K = 1, Q = 1 for Lake's one-shot task:
+ * the 20 classes of an episode share one alphabet, and the support and query
+ * drawings of a class are two different drawings, hence two different
+ * drawers (in Omniglot each of a character's 20 drawings has its own drawer).
+ */
+mela_split *mela_split_lake(const mela_dataset *ds, const char *which);
+
+/* Every class of ds with every rotation in rots[0..nrot) (NULL, 0: rotation
+ * 0 only), under the given name. For folders and tests. */
+mela_split *mela_split_all(const mela_dataset *ds, const char *name, const int *rots, int nrot);
+
+void mela_split_free(mela_split *sp);
+
+/* Writes image j of split class k (rotation applied) as C*H*W floats. */
+void mela_split_image(const mela_dataset *ds, const mela_split *sp, int k, int j, float *out);
+
+/* ---------------------------------------------------------------- episodes */
+
+enum {
+    MELA_EPISODE_WITHIN_GROUP = 1 /* all N classes from one group (alphabet) */
+};
+
+/* An episode; all arrays belong to the sampler and are overwritten by the
+ * next draw. Slot j (0..N) is one class; its examples are contiguous:
+ * support row j*K + k, query row j*Q + q. The label of slot j is label[j],
+ * and label[0..N) is a random permutation of 0..N-1. */
+typedef struct mela_episode {
+    int N, K, Q, C, H, W;
+    uint64_t index;     /* i of the draw */
+    float *x_support;   /* [N*K, C, H, W] */
+    float *y_support;   /* [N*K] labels as floats (0.0 .. N-1) */
+    int *l_support;     /* [N*K] the same labels as ints */
+    float *x_query;     /* [N*Q, C, H, W] */
+    float *y_query;     /* [N*Q] */
+    int *l_query;       /* [N*Q] */
+    int *label;         /* [N] label of slot j */
+    int *split_class;   /* [N] index into split->classes of slot j */
+    int *support_index; /* [N*K] image index within its dataset class */
+    int *query_index;   /* [N*Q] */
+    int group;          /* the group of a WITHIN_GROUP episode, else -1 */
+} mela_episode;
+
+typedef struct mela_sampler mela_sampler;
+
+/* The papers' evaluation: 600 fixed test episodes (i = 0..599 under a seed). */
+#define MELA_TEST_EPISODES 600
+
+/*
+ * A sampler of N-way K-shot Q-query episodes from split sp of ds (both must
+ * outlive it). It checks now that the split has at least N classes (with
+ * WITHIN_GROUP: that some group has N) and that every class has K + Q
+ * images, and fails with a message naming the class and the numbers.
+ * N >= 1, K >= 1, Q >= 0.
+ */
+mela_sampler *mela_sampler_new(const mela_dataset *ds, const mela_split *sp, int N, int K, int Q,
+                               unsigned flags);
+/*
+ * Draws episode i under seed: a pure function of (seed, sp->id, i) through
+ * mela_rng_derive(seed, sp->id, i), the same in any thread or process and
+ * whatever was drawn before. Classes are drawn without replacement, K + Q
+ * distinct images per class (first K support, the rest query), labels a
+ * random permutation. Allocates nothing. The result lives in the sampler.
+ */
+const mela_episode *mela_sampler_episode(mela_sampler *s, uint64_t seed, uint64_t i);
+void mela_sampler_free(mela_sampler *s);
+
+/* -------------------------------------------------------------- sinusoids */
+
+/* MAML's regression tasks: y = A sin(x - phase), A uniform in [0.1, 5.0],
+ * phase uniform in [0, pi], x uniform in [-5, 5]. Task i under seed is a
+ * pure function of (seed, i) (mela_rng_derive(seed, MELA_SINUSOID_STREAM, i)):
+ * the same A, phase and points every time. Writes K support points (xs, ys)
+ * and Q separate query points (xq, yq); amp and phase may be NULL. Evaluate
+ * on fixed tasks by using a fixed seed and i = 0..599. */
+#define MELA_SINUSOID_STREAM 0x5a11u
+void mela_sinusoid_task(uint64_t seed, uint64_t i, int K, int Q, float *xs, float *ys, float *xq,
+                        float *yq, float *amp, float *phase);
+
+/* ------------------------------------------------------------- evaluation */
+
+/* Mean of x[0..n) and the half-width of its 95% confidence interval,
+ * 1.96 * s / sqrt(n) with s the sample standard deviation (n - 1). n = 1
+ * gives ci95 = 0. Returns -1 (error set) when n < 1. Either output may be
+ * NULL. Every learner and the CLI report "mean +- ci95" with this. */
+int mela_mean_ci(const double *x, int n, double *mean, double *ci95);
+
+/* -------------------------------------------------------------- utilities */
+
+/* Area (box) filter resize of one channel: in [h, w] -> out [H, W], exact
+ * integer area weights, rounded to nearest. Works both ways (enlarging
+ * repeats pixels). Returns 0, or -1 when out of memory. */
+int mela_resize_area(uint8_t *out, int H, int W, const uint8_t *in, int h, int w);
+
+/* Decodes a PNG or JPEG held in memory to 8-bit grey (channels 1) or RGB
+ * (channels 3). *pix (malloc'ed, h*w*channels) belongs to the caller. `what`
+ * names the source in the error. Returns 0 or -1. */
+int mela_image_decode(const void *data, size_t size, const char *what, int channels, uint8_t **pix,
+                      int *h, int *w);
+
+/* 64-bit hash used by the cache (FNV-1a-style, 8 bytes at a time, 4 lanes). */
+uint64_t mela_hash64(const void *data, size_t n, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MELA_DATA_H */

@@ -1,0 +1,50 @@
+/* data_internal.h - helpers shared by the files of src/data: a growable
+ * dataset under construction, file slurping and small string tools. Not
+ * installed; the public API is include/mela_data.h. */
+#ifndef MELA_DATA_INTERNAL_H
+#define MELA_DATA_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mela.h"
+#include "mela_data.h"
+
+/* A dataset being filled: classes, groups and images are appended. */
+typedef struct ds_builder {
+    mela_dataset *ds;
+    int cap_classes, cap_groups, cap_images;
+} ds_builder;
+
+/* Starts an empty dataset of C x H x W images; -1 when out of memory. */
+int dsb_init(ds_builder *b, int C, int H, int W);
+/* Reserves room for n more images (optional, saves reallocs). */
+int dsb_reserve(ds_builder *b, int n);
+/* Index of group `name`, added when new; -1 when out of memory. */
+int dsb_group(ds_builder *b, const char *name);
+/* Opens a new class (it receives the images added next); its index or -1. */
+int dsb_class(ds_builder *b, const char *name, int group, int id, int set);
+/* A slot for one more image of the last class (C*H*W bytes), or NULL. */
+uint8_t *dsb_image(ds_builder *b, int drawer);
+/* Hands the finished dataset over (b is emptied). */
+mela_dataset *dsb_finish(ds_builder *b);
+/* Frees what was built so far. */
+void dsb_abort(ds_builder *b);
+
+/* Appends dataset src (classes, groups by name, images) to b. -1 on OOM. */
+int dsb_append(ds_builder *b, const mela_dataset *src, int set);
+
+/* Reads a whole file into a malloc'ed buffer (+1 byte, NUL-terminated).
+ * Returns 0, or -1 with errno kept and no error message set. */
+int read_whole_file(const char *path, uint8_t **data, size_t *size);
+
+/* malloc'ed copy of s[0..n) with a terminating NUL; NULL on OOM. */
+char *str_ndup(const char *s, size_t n);
+
+/* Case-insensitive check that name ends with ext (".png"). */
+int ends_with_ci(const char *name, const char *ext);
+
+/* 64-bit FNV-1a of a string (split ids). */
+uint64_t fnv1a64(const char *s);
+
+#endif

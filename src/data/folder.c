@@ -1,0 +1,188 @@
+/* folder.c - a dataset from the user's own folder tree root/<class>/<image>
+ * (PNG or JPEG, grey or colour), resized with the area filter. No cache:
+ * user folders are small, and the files are read as they are. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/data_internal.h"
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void free_names(char **v, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* Sorted names in dir (no dot entries); 0, or -1 with the error set. */
+static int list_dir(const char *dir, char ***names, int *n)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return mela_set_error("folder: %s: cannot open directory (%s)", dir, strerror(errno));
+    int cap = 0;
+    char **v = NULL;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **q = realloc(v, sizeof *v * (size_t)cap);
+            if (!q)
+                goto oom;
+            v = q;
+        }
+        if (!(v[*n] = str_ndup(de->d_name, strlen(de->d_name))))
+            goto oom;
+        (*n)++;
+    }
+    closedir(d);
+    if (*n)
+        qsort(v, (size_t)*n, sizeof *v, name_cmp);
+    *names = v;
+    return 0;
+oom:
+    closedir(d);
+    free_names(v, *n);
+    *n = 0;
+    return mela_set_error("folder: %s: out of memory", dir);
+}
+
+static char *join(const char *a, const char *b)
+{
+    size_t n = strlen(a) + strlen(b) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s", a, b);
+    return s;
+}
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Decodes one file and appends it, resized, to the current class. */
+static int add_image(ds_builder *b, const char *path, unsigned flags)
+{
+    mela_dataset *ds = b->ds;
+    uint8_t *data = NULL, *pix = NULL, *plane = NULL;
+    size_t size = 0;
+    int h, w, rc = -1;
+    char what[4200];
+    snprintf(what, sizeof what, "folder: %s", path);
+    if (read_whole_file(path, &data, &size))
+        return mela_set_error("%s: cannot read (%s)", what, strerror(errno));
+    if (mela_image_decode(data, size, what, ds->C, &pix, &h, &w))
+        goto done;
+    uint8_t *dst = dsb_image(b, 0);
+    plane = malloc((size_t)h * w);
+    if (!dst || !plane) {
+        mela_set_error("%s: out of memory", what);
+        goto done;
+    }
+    size_t HW = (size_t)ds->H * ds->W;
+    for (int ch = 0; ch < ds->C; ch++) {
+        for (size_t p = 0; p < (size_t)h * w; p++) {
+            uint8_t v = pix[p * ds->C + ch];
+            plane[p] = (flags & MELA_FOLDER_INVERT) ? (uint8_t)(255 - v) : v;
+        }
+        if (mela_resize_area(dst + ch * HW, ds->H, ds->W, plane, h, w))
+            goto done;
+    }
+    rc = 0;
+done:
+    free(plane);
+    free(pix);
+    free(data);
+    return rc;
+}
+
+mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags)
+{
+    if (!root)
+        root = ".";
+    if (H < 1 || W < 1 || H > 4096 || W > 4096) {
+        mela_set_error("folder: %s: image size %dx%d outside 1..4096", root, H, W);
+        return NULL;
+    }
+    char **classes = NULL, **files = NULL;
+    int ncls = 0, nfiles = 0;
+    ds_builder b = {0};
+    char *cdir = NULL, *fpath = NULL;
+    if (list_dir(root, &classes, &ncls))
+        return NULL;
+    if (dsb_init(&b, (flags & MELA_FOLDER_RGB) ? 3 : 1, H, W) || dsb_group(&b, "") < 0) {
+        mela_set_error("folder: %s: out of memory", root);
+        goto fail;
+    }
+    for (int c = 0; c < ncls; c++) {
+        cdir = join(root, classes[c]);
+        if (!cdir) {
+            mela_set_error("folder: %s: out of memory", root);
+            goto fail;
+        }
+        if (!is_dir(cdir)) { /* a file directly in root: not a class */
+            free(cdir);
+            cdir = NULL;
+            continue;
+        }
+        if (list_dir(cdir, &files, &nfiles))
+            goto fail;
+        if (nfiles == 0) {
+            mela_set_error("folder: class %s (%s): empty, no images", classes[c], cdir);
+            goto fail;
+        }
+        if (dsb_class(&b, classes[c], 0, -1, 0) < 0) {
+            mela_set_error("folder: %s: out of memory", root);
+            goto fail;
+        }
+        for (int f = 0; f < nfiles; f++) {
+            fpath = join(cdir, files[f]);
+            if (!fpath) {
+                mela_set_error("folder: %s: out of memory", root);
+                goto fail;
+            }
+            if (!ends_with_ci(files[f], ".png") && !ends_with_ci(files[f], ".jpg") &&
+                !ends_with_ci(files[f], ".jpeg")) {
+                mela_set_error("folder: class %s: %s is not a .png, .jpg or .jpeg file",
+                               classes[c], fpath);
+                goto fail;
+            }
+            if (add_image(&b, fpath, flags))
+                goto fail;
+            free(fpath);
+            fpath = NULL;
+        }
+        free_names(files, nfiles);
+        files = NULL;
+        nfiles = 0;
+        free(cdir);
+        cdir = NULL;
+    }
+    if (b.ds->nclasses == 0) {
+        mela_set_error("folder: %s: no class folders (expected %s/<class>/<image>)", root, root);
+        goto fail;
+    }
+    free_names(classes, ncls);
+    return dsb_finish(&b);
+fail:
+    free(fpath);
+    free(cdir);
+    free_names(files, nfiles);
+    free_names(classes, ncls);
+    dsb_abort(&b);
+    return NULL;
+}

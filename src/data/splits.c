@@ -1,0 +1,280 @@
+/* splits.c - which (class, rotation) pairs a split holds: Vinyals' split
+ * files, Finn's 1,200 / 423 rule, Lake's background / evaluation, and "all
+ * classes". Also renders one image of a split class with its rotation.
+ * Sampling episodes from a split is episode.c's job. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/data_internal.h"
+
+static mela_split *split_new(const char *name, int cap)
+{
+    mela_split *sp = calloc(1, sizeof *sp);
+    if (!sp || !(sp->classes = malloc(sizeof *sp->classes * (size_t)(cap > 0 ? cap : 1)))) {
+        free(sp);
+        mela_set_error("split %s: out of memory", name);
+        return NULL;
+    }
+    snprintf(sp->name, sizeof sp->name, "%s", name);
+    sp->id = fnv1a64(sp->name);
+    return sp;
+}
+
+void mela_split_free(mela_split *sp)
+{
+    if (!sp)
+        return;
+    free(sp->classes);
+    free(sp);
+}
+
+static int need_square(const mela_dataset *ds, const char *name)
+{
+    if (ds->H != ds->W)
+        return mela_set_error("split %s: rotations need square images, not %dx%d", name, ds->H,
+                              ds->W);
+    return 0;
+}
+
+/* Reads a Vinyals split file into (class, rotation) pairs. */
+static mela_split *read_vinyals(const mela_dataset *ds, const char *dir, const char *which,
+                                const char *name)
+{
+    size_t n = strlen(dir) + strlen(which) + 32;
+    char *path = malloc(n);
+    if (!path) {
+        mela_set_error("split %s: out of memory", name);
+        return NULL;
+    }
+    snprintf(path, n, "%s/splits/vinyals/%s.txt", dir, which);
+    uint8_t *text = NULL;
+    size_t size = 0;
+    mela_split *sp = NULL;
+    if (read_whole_file(path, &text, &size)) {
+        mela_set_error("split %s: %s: cannot read (%s)", name, path, strerror(errno));
+        goto done;
+    }
+    int lines = 1;
+    for (size_t i = 0; i < size; i++)
+        lines += text[i] == '\n';
+    sp = split_new(name, lines);
+    if (!sp)
+        goto done;
+    int last = -1, lineno = 0;
+    for (char *line = (char *)text; line && *line;) {
+        char *next = strchr(line, '\n');
+        if (next)
+            *next++ = 0;
+        lineno++;
+        size_t len = strlen(line);
+        if (len && line[len - 1] == '\r')
+            line[--len] = 0;
+        if (len == 0) {
+            line = next;
+            continue;
+        }
+        char *s1 = strchr(line, '/'), *s2 = s1 ? strchr(s1 + 1, '/') : NULL;
+        int deg = -1;
+        if (s2 && strlen(s2 + 1) == 6 && strncmp(s2 + 1, "rot", 3) == 0 &&
+            sscanf(s2 + 4, "%3d", &deg) == 1 && deg % 90 == 0 && deg >= 0 && deg < 360) {
+            *s1 = 0;
+            *s2 = 0;
+        } else {
+            mela_set_error("split %s: %s:%d: \"%s\" is not Alphabet/characterNN/rotDDD", name,
+                           path, lineno, line);
+            mela_split_free(sp);
+            sp = NULL;
+            goto done;
+        }
+        int c = -1;
+        if (last >= 0 && strcmp(ds->classes[last].name, s1 + 1) == 0 &&
+            strcmp(ds->groups[ds->classes[last].group], line) == 0)
+            c = last;
+        else
+            c = mela_dataset_find(ds, line, s1 + 1);
+        if (c < 0) {
+            mela_set_error("split %s: %s:%d: character %s/%s is not in the dataset", name, path,
+                           lineno, line, s1 + 1);
+            mela_split_free(sp);
+            sp = NULL;
+            goto done;
+        }
+        last = c;
+        sp->classes[sp->n].cls = c;
+        sp->classes[sp->n].rot = deg / 90;
+        if (deg && need_square(ds, name)) {
+            mela_split_free(sp);
+            sp = NULL;
+            goto done;
+        }
+        sp->n++;
+        line = next;
+    }
+    if (sp->n == 0) {
+        mela_set_error("split %s: %s: no classes", name, path);
+        mela_split_free(sp);
+        sp = NULL;
+    }
+done:
+    free(text);
+    free(path);
+    return sp;
+}
+
+mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir, const char *which)
+{
+    if (!which || (strcmp(which, "train") && strcmp(which, "val") && strcmp(which, "test") &&
+                   strcmp(which, "trainval"))) {
+        mela_set_error("split vinyals: \"%s\" is not train, val, test or trainval",
+                       which ? which : "(null)");
+        return NULL;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "vinyals/%s", which);
+    return read_vinyals(ds, omniglot_dir, which, name);
+}
+
+mela_split *mela_split_finn(const mela_dataset *ds, const char *omniglot_dir, const char *which)
+{
+    int train;
+    if (which && strcmp(which, "train") == 0)
+        train = 1;
+    else if (which && strcmp(which, "test") == 0)
+        train = 0;
+    else {
+        mela_set_error("split finn: \"%s\" is not train or test", which ? which : "(null)");
+        return NULL;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "finn/%s", which);
+    if (need_square(ds, name))
+        return NULL;
+    mela_split *tv = read_vinyals(ds, omniglot_dir, "trainval", name);
+    if (!tv)
+        return NULL;
+    char *mark = calloc((size_t)ds->nclasses + 1, 1);
+    mela_split *sp = split_new(name, 4 * ds->nclasses);
+    if (!mark || !sp) {
+        mela_set_error("split %s: out of memory", name);
+        mela_split_free(sp);
+        sp = NULL;
+        goto done;
+    }
+    for (int k = 0; k < tv->n; k++)
+        mark[tv->classes[k].cls] = 1;
+    for (int c = 0; c < ds->nclasses; c++)
+        if (mark[c] == train)
+            for (int r = 0; r < 4; r++) {
+                sp->classes[sp->n].cls = c;
+                sp->classes[sp->n].rot = r;
+                sp->n++;
+            }
+    if (sp->n == 0) {
+        mela_set_error("split %s: no characters", name);
+        mela_split_free(sp);
+        sp = NULL;
+    }
+done:
+    free(mark);
+    mela_split_free(tv);
+    return sp;
+}
+
+mela_split *mela_split_lake(const mela_dataset *ds, const char *which)
+{
+    int set;
+    if (which && strcmp(which, "train") == 0)
+        set = 0;
+    else if (which && strcmp(which, "test") == 0)
+        set = 1;
+    else {
+        mela_set_error("split lake: \"%s\" is not train or test", which ? which : "(null)");
+        return NULL;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "lake/%s", which);
+    mela_split *sp = split_new(name, ds->nclasses);
+    if (!sp)
+        return NULL;
+    for (int c = 0; c < ds->nclasses; c++)
+        if (ds->classes[c].set == set) {
+            sp->classes[sp->n].cls = c;
+            sp->classes[sp->n].rot = 0;
+            sp->n++;
+        }
+    if (sp->n == 0) {
+        mela_set_error("split %s: the dataset has no %s characters", name,
+                       set ? "images_evaluation" : "images_background");
+        mela_split_free(sp);
+        return NULL;
+    }
+    return sp;
+}
+
+mela_split *mela_split_all(const mela_dataset *ds, const char *name, const int *rots, int nrot)
+{
+    static const int zero = 0;
+    if (!rots || nrot <= 0)
+        rots = &zero, nrot = 1;
+    if (!name)
+        name = "all";
+    for (int r = 0; r < nrot; r++) {
+        if (rots[r] < 0 || rots[r] > 3) {
+            mela_set_error("split %s: rotation %d is not 0..3 quarter turns", name, rots[r]);
+            return NULL;
+        }
+        if (rots[r] && need_square(ds, name))
+            return NULL;
+    }
+    mela_split *sp = split_new(name, ds->nclasses * nrot);
+    if (!sp)
+        return NULL;
+    for (int c = 0; c < ds->nclasses; c++)
+        for (int r = 0; r < nrot; r++) {
+            sp->classes[sp->n].cls = c;
+            sp->classes[sp->n].rot = rots[r];
+            sp->n++;
+        }
+    if (sp->n == 0) {
+        mela_set_error("split %s: the dataset has no classes", name);
+        mela_split_free(sp);
+        return NULL;
+    }
+    return sp;
+}
+
+void mela_split_image(const mela_dataset *ds, const mela_split *sp, int k, int j, float *out)
+{
+    const mela_split_class *sc = &sp->classes[k];
+    const uint8_t *img = mela_dataset_image(ds, sc->cls, j);
+    const int H = ds->H, W = ds->W;
+    const float s = 1.0f / 255.0f;
+    for (int ch = 0; ch < ds->C; ch++) {
+        const uint8_t *in = img + (size_t)ch * H * W;
+        float *o = out + (size_t)ch * H * W;
+        /* np.rot90(in, r): counter-clockwise quarter turns (square when r != 0). */
+        switch (sc->rot) {
+        case 0:
+            for (int i = 0; i < H * W; i++)
+                o[i] = in[i] * s;
+            break;
+        case 1:
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    o[y * W + x] = in[x * W + (W - 1 - y)] * s;
+            break;
+        case 2:
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    o[y * W + x] = in[(H - 1 - y) * W + (W - 1 - x)] * s;
+            break;
+        default:
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    o[y * W + x] = in[(H - 1 - x) * W + y] * s;
+            break;
+        }
+    }
+}
