@@ -47,6 +47,10 @@ extern "C" {
 /* The version as "MAJOR.MINOR.PATCH". */
 const char *mela_version(void);
 
+/* Threads OpenBLAS may use inside one matrix product (default: all cores).
+ * The learners set 1 and run tasks on their own threads instead. */
+void mela_set_blas_threads(int n);
+
 /* ------------------------------------------------------------------ errors */
 
 /* The message of the last failure in this thread ("" when none). */

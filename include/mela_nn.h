@@ -61,6 +61,19 @@ int mela_model_params(const mela_model *m, mela_graph *g, mela_node *w);
 /* The network applied to x with weights w (nodes, in layout order). */
 mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x);
 
+/* The network in two parts: the body (everything before the head: the
+ * embedding, (N, features)) and the head (features -> nout). Both take the
+ * full weight array w. mela_model_head_first() is the index of the head's
+ * first view in the layout (the head's views come last); for a model
+ * without a head it is the number of views. ANIL adapts views from there on. */
+mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x);
+mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w, mela_node h);
+int mela_model_head_first(const mela_model *m);
+/* The input shape for a batch of n: (n, C, H, W) or (n, nin). */
+mela_shape mela_model_input_shape(const mela_model *m, int n);
+/* Output units of the head (0 for an embedding network). */
+int mela_model_outputs(const mela_model *m);
+
 /* ------------------------------------------------------------- optimisers */
 
 /* theta -= lr * grad over n floats (one vector routine for any layout). */

@@ -226,7 +226,13 @@ static void test_conv(void)
         {3, 2, 7, 7, 3, 1, 1, 2, 0},   {1, 2, 3, 3, 2, 5, 5, 1, 2},   {6, 1, 28, 28, 6, 3, 3, 1, 1},
         {5, 4, 14, 14, 6, 3, 3, 1, 1}, {3, 4, 2, 2, 5, 3, 3, 1, 1},   {7, 3, 1, 1, 2, 3, 3, 1, 1},
         {2, 2, 5, 5, 3, 3, 3, 2, 0},   {4, 3, 10, 9, 4, 4, 4, 2, 1},  {2, 3, 7, 7, 4, 3, 3, 2, 1},
-        {3, 2, 3, 3, 3, 3, 3, 1, 1},   {2, 16, 7, 7, 8, 3, 3, 1, 1},  {1, 3, 6, 9, 2, 2, 3, 3, 2},
+        {3, 2, 3, 3, 3, 3, 3, 1, 1},   {1, 3, 6, 9, 2, 2, 3, 3, 2},
+        /* C >= 16 with stride 1 and pad < kernel: dx as a transposed forward conv */
+        {2, 16, 7, 7, 8, 3, 3, 1, 1},  {3, 17, 6, 9, 5, 3, 2, 1, 1},  {2, 20, 5, 5, 4, 5, 5, 1, 2},
+        {2, 16, 6, 6, 3, 3, 3, 1, 0},  {3, 16, 5, 5, 4, 1, 1, 1, 0},  {1, 16, 12, 12, 4, 1, 1, 1, 0},
+        {2, 16, 3, 3, 6, 3, 3, 1, 1},  {1, 19, 1, 1, 2, 3, 3, 1, 1},  {2, 16, 13, 12, 3, 3, 3, 1, 1},
+        /* C >= 16 but pad >= kernel or stride 2: dx through col2im */
+        {1, 16, 4, 4, 2, 2, 2, 1, 2},  {4, 18, 9, 9, 3, 3, 3, 2, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const int *c = cases[i];
@@ -234,10 +240,11 @@ static void test_conv(void)
                       .KW = c[6], .stride = c[7], .pad = c[8]};
         test_conv_case(&r, cv, 1e-4);
     }
-    /* random geometries */
+    /* random geometries, the last 20 with C >= 16 */
     int done = 0;
-    while (done < 60) {
-        mk_conv cv = {.N = 1 + (int)mela_rng_below(&r, 7), .C = 1 + (int)mela_rng_below(&r, 5),
+    while (done < 80) {
+        int C = done < 60 ? 1 + (int)mela_rng_below(&r, 5) : 16 + (int)mela_rng_below(&r, 5);
+        mk_conv cv = {.N = 1 + (int)mela_rng_below(&r, 7), .C = C,
                       .H = 1 + (int)mela_rng_below(&r, 12), .W = 1 + (int)mela_rng_below(&r, 12),
                       .OC = 1 + (int)mela_rng_below(&r, 6), .KH = 1 + (int)mela_rng_below(&r, 4),
                       .KW = 1 + (int)mela_rng_below(&r, 4), .stride = 1 + (int)mela_rng_below(&r, 3),
@@ -248,12 +255,13 @@ static void test_conv(void)
         test_conv_case(&r, cv, 1e-4);
         done++;
     }
-    /* Big enough per image that the kernels work in several chunks, the last
-     * one short (5 = 2 + 2 + 1): checks chunk offsets and the beta of dw. The
-     * sums run over up to N*OH*OW = 50000 terms, hence the looser atol. */
-    static const int big[][9] = {{5, 16, 100, 100, 3, 3, 3, 1, 1},
-                                 {5, 150, 100, 100, 3, 1, 1, 1, 0},
-                                 {3, 24, 200, 160, 2, 3, 3, 2, 1}};
+    /* Batches too big for one chunk, of small images (several per chunk, the
+     * last chunk short) and of big ones (one per chunk): checks the chunk
+     * offsets and the beta of dw. The sums run over up to N*OH*OW = 50000
+     * terms, hence the looser atol. */
+    static const int big[][9] = {{100, 64, 3, 3, 64, 3, 3, 1, 1},  {20, 64, 7, 7, 64, 3, 3, 1, 1},
+                                 {100, 8, 7, 7, 5, 3, 3, 1, 1},    {5, 16, 100, 100, 3, 3, 3, 1, 1},
+                                 {5, 150, 100, 100, 3, 1, 1, 1, 0}, {3, 24, 200, 160, 2, 3, 3, 2, 1}};
     for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
         const int *c = big[i];
         mk_conv cv = {.N = c[0], .C = c[1], .H = c[2], .W = c[3], .OC = c[4], .KH = c[5],

@@ -4,5 +4,7 @@
 #define MELA_CLI_H
 
 int cli_demo(int argc, char **argv);
+int cli_train(int argc, char **argv);
+int cli_eval(int argc, char **argv);
 
 #endif

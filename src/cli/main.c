@@ -11,6 +11,8 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"train", cli_train, "meta-train a learner (MAML, first-order MAML, Meta-SGD, ANIL)"},
+    {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };
 

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include "core/graph_impl.h"
+#include "kernels/kernels.h"
+
+void mela_set_blas_threads(int n) { mk_blas_threads(n); }
 
 #define ARENA_ALIGN 16 /* floats */
 

@@ -1,23 +1,31 @@
 /*
  * conv.c - 2-D convolution (cross-correlation) and its two gradients.
  *
- * The fast kernels lower the convolution to one matrix product per chunk of
+ * The fast kernels lower the convolution to matrix products over chunks of
  * images. With K = C*KH*KW and P = OH*OW, im2col lays a chunk of b images out
  * as col[K, b*P]: row (c,kh,kw), column (i,oh,ow) holds the input pixel that
  * weight w[.,c,kh,kw] meets at output (oh,ow) of image i (zero in the padding).
- * Then, with w viewed as a matrix [OC, K] and dyT[OC, b*P] the chunk of dy
- * with the image axis moved inside the channel axis,
+ * With w viewed as a matrix [OC, K] and dyT[OC, b*P] the chunk of dy with the
+ * image axis moved inside the channel axis:
  *
- *     forward   out[OC, b*P] = w    * col     then scattered back to NCHW
- *     dx        dcol[K, b*P] = w^T  * dyT     then col2im (adds overlaps)
- *     dw        dw[OC, K]   += dyT  * col^T   (beta 0 on the first chunk)
+ *     forward   out[OC, b*P] = w   * col     then scattered back to NCHW
+ *     dw        dw[OC, K]   += dyT * col^T   (beta 0 on the first chunk)
+ *     dx        dcol[K, b*P] = w^T * dyT     then col2im, which adds overlaps
  *
- * Batching images into one product matters for the small late layers of a
- * Conv-4 network: at 3x3 one image gives P = 9 columns, far too few for BLAS
- * to run well, while 75 images give 675. The chunk size b is the largest
- * number of images whose col and out/dyT blocks fit in CHUNK_FLOATS floats
- * (at least one image, at most N), so scratch stays bounded whatever N is;
- * mk_conv_scratch returns exactly (K + OC) * b * P.
+ * col2im is slow: it is a read-modify-write of short rows. So when the
+ * stride is 1, dx is computed as what it also is, a forward convolution: of
+ * dy, padded by KH-1-pad rows and KW-1-pad columns, with the kernel flipped in
+ * both axes and C and OC swapped (wt[c, oc, KH-1-kh, KW-1-kw] = w[oc, c, kh,
+ * kw]); it then costs what the forward pass costs. That needs pad < KH, KW,
+ * and pays only when C is not tiny (its product has C rows), so col2im stays
+ * for the other cases (the first layer, C = 1, and strided convolutions).
+ *
+ * Chunks. One image of a 3x3 layer gives P = 9 columns, far too few for BLAS,
+ * so small images are batched: b is the number of images whose scratch fits
+ * CHUNK_FLOATS (1 MiB, so that col is still in L2 when the product reads it).
+ * Large images (P >= BIG_P) go one at a time: their product is big enough
+ * alone, and then y, dx and dy are used in place with no scatter or gather.
+ * mk_conv_scratch() is the exact maximum over the paths.
  *
  * The _ref kernels are the definitions written as direct loops, accumulating
  * in double; each computes every output element on its own (dx as a gather
@@ -28,11 +36,18 @@
 
 #include "kernels/kernels.h"
 
-/* Bound on the scratch of one chunk, in floats (16 MiB); -D to tune. */
+/* Bound on the scratch of one chunk of images, in floats; -D to tune. */
 #ifndef MK_CONV_CHUNK_FLOATS
-#define MK_CONV_CHUNK_FLOATS ((size_t)1 << 22)
+#define MK_CONV_CHUNK_FLOATS ((size_t)1 << 18)
 #endif
 #define CHUNK_FLOATS MK_CONV_CHUNK_FLOATS
+/* Images with at least this many output pixels are lowered one at a time. */
+#define BIG_P 128
+/* Channels from which dx goes through the transposed forward convolution. */
+#define TRANSPOSED_MIN_C 16
+/* im2col moves whole 8-float pieces, so it may write up to 7 floats past the
+ * end of col and read up to 7 past the last padded plane. */
+#define SLACK 8
 
 int mk_conv_init(mk_conv *cv)
 {
@@ -47,82 +62,139 @@ int mk_conv_init(mk_conv *cv)
     return 0;
 }
 
-/* Images per chunk. */
-static int conv_chunk(const mk_conv *cv)
+/* ------------------------------------------------------------- lowering */
+
+/* What the lowering works on: N images x[N,C,H,W] and a kernel of M filters
+ * [M, C, KH, KW], stride s, padding ph rows and pw columns (two paddings so
+ * that the transposed convolution of dx fits), output [N, M, OH, OW]. */
+typedef struct geom {
+    int N, C, H, W, M, KH, KW, s, ph, pw, OH, OW;
+} geom;
+
+static geom forward_geom(const mk_conv *cv)
 {
-    size_t per_image = ((size_t)cv->C * cv->KH * cv->KW + cv->OC) * cv->OH * cv->OW;
-    size_t b = CHUNK_FLOATS / per_image;
+    return (geom){cv->N, cv->C, cv->H, cv->W, cv->OC, cv->KH, cv->KW, cv->stride, cv->pad, cv->pad,
+                  cv->OH, cv->OW};
+}
+
+/* dx of a stride-1 convolution as a forward convolution of dy. */
+static geom transposed_geom(const mk_conv *cv)
+{
+    return (geom){cv->N, cv->OC, cv->OH, cv->OW, cv->C, cv->KH, cv->KW, 1, cv->KH - 1 - cv->pad,
+                  cv->KW - 1 - cv->pad, cv->H, cv->W};
+}
+
+static int use_transposed(const mk_conv *cv)
+{
+    return cv->stride == 1 && cv->pad < cv->KH && cv->pad < cv->KW && cv->C >= TRANSPOSED_MIN_C;
+}
+
+static int is_pointwise(const geom *g)
+{
+    return g->KH == 1 && g->KW == 1 && g->s == 1 && g->ph == 0 && g->pw == 0;
+}
+
+static size_t plane_floats(const geom *g)
+{
+    return (size_t)(g->H + 2 * g->ph) * (g->W + 2 * g->pw);
+}
+
+/* Scratch per image of a chunk: its columns of col (or dcol) and of out (or
+ * dyT), and one zero-padded plane (im2col pads one channel at a time). */
+static size_t image_floats(const geom *g)
+{
+    return ((size_t)g->C * g->KH * g->KW + g->M) * g->OH * g->OW + plane_floats(g);
+}
+
+/* Images per chunk: one if the image is big, else as many as fit CHUNK_FLOATS;
+ * at least one, at most N. */
+static int chunk_images(const geom *g)
+{
+    size_t b = (size_t)g->OH * g->OW >= BIG_P ? 1 : CHUNK_FLOATS / image_floats(g);
     if (b < 1)
         b = 1;
-    if (b > (size_t)cv->N)
-        b = (size_t)cv->N;
+    if (b > (size_t)g->N)
+        b = (size_t)g->N;
     return (int)b;
 }
 
-/* Floats of one zero-padded plane, plus slack for the 8-float moves of im2col
- * that may read up to 7 floats past the last row. */
-#define PLANE_SLACK 16
-static size_t plane_floats(const mk_conv *cv)
+/* Scratch layout for chunks of nb images, in this order:
+ *   col or dcol   [K, nb*P] + SLACK
+ *   out or dyT    [M, nb*P]
+ *   padded planes [nb, H + 2 ph, W + 2 pw] + SLACK */
+static size_t lowered_scratch(const geom *g)
 {
-    return (size_t)(cv->H + 2 * cv->pad) * (cv->W + 2 * cv->pad) + PLANE_SLACK;
+    return image_floats(g) * (size_t)chunk_images(g) + 2 * SLACK;
 }
 
-/* Scratch of a chunk of nb images: col or dcol [K, nb*P], then out or dyT
- * [OC, nb*P], then one padded plane. */
 size_t mk_conv_scratch(const mk_conv *cv)
 {
-    size_t per_image = ((size_t)cv->C * cv->KH * cv->KW + cv->OC) * cv->OH * cv->OW;
-    return per_image * (size_t)conv_chunk(cv) + plane_floats(cv);
+    geom f = forward_geom(cv);
+    size_t n = lowered_scratch(&f); /* forward, dw, dx through col2im */
+    if (use_transposed(cv)) {       /* dx: the flipped kernel, then a forward pass */
+        geom t = transposed_geom(cv);
+        size_t m = (size_t)cv->OC * cv->C * cv->KH * cv->KW + lowered_scratch(&t);
+        if (m > n)
+            n = m;
+    }
+    return n;
 }
 
-static int is_pointwise(const mk_conv *cv)
+/* Copies `rows` rows of n floats, from s with row stride sst to d with row
+ * stride dst, each row moved as R = n rounded up to a multiple of 8 floats:
+ * up to 7 floats land past the row's end, where the next row (written after)
+ * fixes them. Fixed-size moves become vector loads and stores; a loop of
+ * variable length would become a call to memcpy per row, which costs more
+ * than the copy when rows hold 3 to 28 floats. */
+static void copy_rows_rounded(float *restrict d, const float *restrict s, int rows, int n,
+                              size_t dst, size_t sst)
 {
-    return cv->KH == 1 && cv->KW == 1 && cv->stride == 1 && cv->pad == 0;
+#define MK_ROWS(R)                                                                             \
+    for (int r = 0; r < rows; r++, d += dst, s += sst)                                         \
+        memcpy(d, s, (R) * sizeof(float));                                                     \
+    break
+    switch ((n + 7) / 8) {
+    case 1: MK_ROWS(8);
+    case 2: MK_ROWS(16);
+    case 3: MK_ROWS(24);
+    case 4: MK_ROWS(32);
+    default:
+        for (int r = 0; r < rows; r++, d += dst, s += sst)
+            memcpy(d, s, (size_t)n * sizeof(float));
+    }
+#undef MK_ROWS
 }
 
-/* d[0..R) = s[0..R) in 8-float moves, R = n rounded up to a multiple of 8:
- * the compiler makes each move one vector load and store. */
-static inline void copy_rounded(float *restrict d, const float *restrict s, int n)
-{
-    for (int j = 0; j < n; j += 8)
-        memcpy(d + j, s + j, 8 * sizeof(float));
-}
-
-/* col[K, b*P] from x[b,C,H,W] (see the top of the file). Each input plane is
- * first copied into the middle of the zero-padded plane xp[H+2pad, W+2pad],
- * so that every row of every window is a plain copy with no bounds to test.
- * With stride 1 a row is moved in whole 8-float pieces that may run past its
- * end into the next row, which is written afterwards and fixes it; only rows
- * whose overrun would leave the image's block of columns are copied exactly. */
-static void im2col(float *restrict col, const float *restrict x, int b, const mk_conv *cv,
+/* col[K, b*P] from x[b,C,H,W] (see the top of the file). For each channel,
+ * the b input planes are first copied into the middle of zero-padded planes
+ * xp[b, H+2ph, W+2pw], so that each row of a window is a plain copy with no
+ * bounds to test. col is then written strictly front to back, which is what
+ * lets copy_rows_rounded overrun each row (into SLACK at the very end). */
+static void im2col(float *restrict col, const float *restrict x, int b, const geom *g,
                    float *restrict xp)
 {
-    const int C = cv->C, H = cv->H, W = cv->W, KH = cv->KH, KW = cv->KW;
-    const int s = cv->stride, pad = cv->pad, OH = cv->OH, OW = cv->OW, Wp = W + 2 * pad;
-    const int P = OH * OW, R = (OW + 7) / 8 * 8;
-    const size_t ld = (size_t)b * P;
-    memset(xp, 0, sizeof(float) * plane_floats(cv)); /* the border stays zero */
-    for (int i = 0; i < b; i++) {
-        for (int c = 0; c < C; c++) {
+    const int C = g->C, H = g->H, W = g->W, KH = g->KH, KW = g->KW, s = g->s;
+    const int OH = g->OH, OW = g->OW, Wp = W + 2 * g->pw;
+    const size_t P = (size_t)OH * OW, plane = plane_floats(g);
+    memset(xp, 0, sizeof(float) * (b * plane + SLACK)); /* borders stay zero */
+    float *d = col;
+    for (int c = 0; c < C; c++) {
+        for (int i = 0; i < b; i++) {
             const float *xc = x + ((size_t)i * C + c) * H * W;
+            float *xi = xp + i * plane + (size_t)g->ph * Wp + g->pw;
             for (int h = 0; h < H; h++)
-                memcpy(xp + (size_t)(h + pad) * Wp + pad, xc + (size_t)h * W, sizeof(float) * W);
-            for (int kh = 0; kh < KH; kh++) {
-                for (int kw = 0; kw < KW; kw++) {
-                    float *d = col + (size_t)((c * KH + kh) * KW + kw) * ld + (size_t)i * P;
-                    const float *src = xp + (size_t)kh * Wp + kw;
+                memcpy(xi + (size_t)h * Wp, xc + (size_t)h * W, sizeof(float) * W);
+        }
+        for (int kh = 0; kh < KH; kh++) {
+            for (int kw = 0; kw < KW; kw++) {
+                for (int i = 0; i < b; i++, d += P) {
+                    const float *src = xp + i * plane + (size_t)kh * Wp + kw;
                     if (s == 1) {
-                        for (int oh = 0; oh < OH; oh++, d += OW, src += Wp) {
-                            if (oh * OW + R <= P)
-                                copy_rounded(d, src, OW);
-                            else
-                                for (int ow = 0; ow < OW; ow++)
-                                    d[ow] = src[ow];
-                        }
+                        copy_rows_rounded(d, src, OH, OW, (size_t)OW, (size_t)Wp);
                     } else {
-                        for (int oh = 0; oh < OH; oh++, d += OW, src += (size_t)s * Wp)
+                        for (int oh = 0; oh < OH; oh++)
                             for (int ow = 0; ow < OW; ow++)
-                                d[ow] = src[ow * s];
+                                d[oh * OW + ow] = src[(size_t)oh * s * Wp + (size_t)ow * s];
                     }
                 }
             }
@@ -134,40 +206,34 @@ static void im2col(float *restrict col, const float *restrict x, int b, const mk
  * dcol is added onto the pixel it would have been copied from. The sums are
  * formed in the padded plane dxp, whose middle is then copied out, so dx is
  * overwritten and the padding's share is dropped. */
-static void col2im(float *restrict dx, const float *restrict dcol, int b, const mk_conv *cv,
+static void col2im(float *restrict dx, const float *restrict dcol, int b, const geom *g,
                    float *restrict dxp)
 {
-    const int C = cv->C, H = cv->H, W = cv->W, KH = cv->KH, KW = cv->KW;
-    const int s = cv->stride, pad = cv->pad, OH = cv->OH, OW = cv->OW, Wp = W + 2 * pad;
-    const int P = OH * OW;
-    const size_t ld = (size_t)b * P, plane = (size_t)(H + 2 * pad) * Wp;
+    const int C = g->C, H = g->H, W = g->W, KH = g->KH, KW = g->KW, s = g->s;
+    const int OH = g->OH, OW = g->OW, Wp = W + 2 * g->pw;
+    const size_t P = (size_t)OH * OW, ld = (size_t)b * P, plane = plane_floats(g);
     for (int i = 0; i < b; i++) {
         for (int c = 0; c < C; c++) {
             memset(dxp, 0, sizeof(float) * plane);
             for (int kh = 0; kh < KH; kh++) {
                 for (int kw = 0; kw < KW; kw++) {
-                    const float *src =
-                        dcol + (size_t)((c * KH + kh) * KW + kw) * ld + (size_t)i * P;
+                    const float *src = dcol + (size_t)((c * KH + kh) * KW + kw) * ld + i * P;
                     float *d = dxp + (size_t)kh * Wp + kw;
-                    if (s == 1)
-                        for (int oh = 0; oh < OH; oh++, src += OW, d += Wp)
-                            for (int ow = 0; ow < OW; ow++)
-                                d[ow] += src[ow];
-                    else
-                        for (int oh = 0; oh < OH; oh++, src += OW, d += (size_t)s * Wp)
-                            for (int ow = 0; ow < OW; ow++)
-                                d[ow * s] += src[ow];
+                    for (int oh = 0; oh < OH; oh++, src += OW, d += (size_t)s * Wp)
+                        for (int ow = 0; ow < OW; ow++)
+                            d[ow * s] += src[ow];
                 }
             }
             float *dxc = dx + ((size_t)i * C + c) * H * W;
+            const float *mid = dxp + (size_t)g->ph * Wp + g->pw;
             for (int h = 0; h < H; h++)
-                memcpy(dxc + (size_t)h * W, dxp + (size_t)(h + pad) * Wp + pad, sizeof(float) * W);
+                memcpy(dxc + (size_t)h * W, mid + (size_t)h * Wp, sizeof(float) * W);
         }
     }
 }
 
 /* t[M, b*P] from a[b,M,P]: row m of image i goes to row m, columns i*P..
- * (dy to dyT with M = OC; x to col for a 1x1 kernel with M = C). */
+ * (dy to dyT; x to col for a 1x1 kernel). */
 static void batch_to_rows(float *restrict t, const float *restrict a, int b, int M, size_t P)
 {
     for (int i = 0; i < b; i++)
@@ -185,80 +251,90 @@ static void rows_to_batch(float *restrict a, const float *restrict t, int b, int
 
 /* The col matrix of images xb[b,C,H,W]: built in col, except for a 1x1 kernel
  * over one image, where x[C, H*W] already is col. */
-static const float *lower(float *col, const float *xb, int b, const mk_conv *cv, float *xp)
+static const float *lower(float *col, const float *xb, int b, const geom *g, float *xp)
 {
-    if (is_pointwise(cv)) {
-        if (b == 1)
-            return xb;
-        batch_to_rows(col, xb, b, cv->C, (size_t)cv->H * cv->W);
-    } else {
-        im2col(col, xb, b, cv, xp);
+    if (!is_pointwise(g)) {
+        im2col(col, xb, b, g, xp);
+        return col;
     }
+    if (b == 1)
+        return xb;
+    batch_to_rows(col, xb, b, g->C, (size_t)g->H * g->W);
     return col;
+}
+
+/* y[N,M,OH,OW] = conv(x[N,C,H,W], w[M, C*KH*KW]) over geometry g. */
+static void lowered_conv(float *y, const float *x, const float *w, const geom *g, float *scratch)
+{
+    const int K = g->C * g->KH * g->KW, M = g->M, nb = chunk_images(g);
+    const size_t P = (size_t)g->OH * g->OW, xsz = (size_t)g->C * g->H * g->W;
+    float *col = scratch, *out = col + (size_t)K * nb * P + SLACK, *xp = out + (size_t)M * nb * P;
+    for (int n0 = 0; n0 < g->N; n0 += nb) {
+        const int b = g->N - n0 < nb ? g->N - n0 : nb, cols = (int)(b * P);
+        float *yb = y + (size_t)n0 * M * P;
+        const float *cb = lower(col, x + n0 * xsz, b, g, xp);
+        /* one image: the product is already laid out as y[M, P] */
+        mk_gemm(0, 0, M, cols, K, 1.0f, w, K, cb, cols, 0.0f, b == 1 ? yb : out, cols);
+        if (b > 1)
+            rows_to_batch(yb, out, b, M, P);
+    }
 }
 
 /* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
 void mk_conv2d(float *y, const float *x, const float *w, const mk_conv *cv, float *scratch)
 {
-    const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = conv_chunk(cv);
-    const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)cv->C * cv->H * cv->W;
-    float *col = scratch, *out = scratch + (size_t)K * nb * P;
-    for (int n0 = 0; n0 < cv->N; n0 += nb) {
-        const int b = cv->N - n0 < nb ? cv->N - n0 : nb;
-        const int cols = (int)(b * P);
-        const float *xb = x + n0 * xsz;
-        float *yb = y + (size_t)n0 * OC * P;
-        const float *cb = lower(col, xb, b, cv);
-        /* one image: the product is already laid out as y[OC, P] */
-        mk_gemm(0, 0, OC, cols, K, 1.0f, w, K, cb, cols, 0.0f, b == 1 ? yb : out, cols);
-        if (b > 1)
-            rows_to_batch(yb, out, b, OC, P);
-    }
+    geom f = forward_geom(cv);
+    lowered_conv(y, x, w, &f, scratch);
 }
 
 /* dx[N,C,H,W] = conv_transpose(dy[N,OC,OH,OW], w[OC,C,KH,KW]) */
 void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv, float *scratch)
 {
-    const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = conv_chunk(cv);
-    const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)cv->C * cv->H * cv->W;
-    float *dyT = scratch, *dcol = scratch + (size_t)OC * nb * P;
-    const int pointwise = is_pointwise(cv);
-    if (!pointwise) /* col2im adds; kernels overwrite */
-        memset(dx, 0, sizeof(float) * xsz * cv->N);
+    const int C = cv->C, OC = cv->OC, KH = cv->KH, KW = cv->KW;
+    if (use_transposed(cv)) {
+        float *wt = scratch; /* wt[c, oc, kh, kw] = w[oc, c, KH-1-kh, KW-1-kw] */
+        for (int c = 0; c < C; c++)
+            for (int oc = 0; oc < OC; oc++)
+                for (int kh = 0; kh < KH; kh++)
+                    for (int kw = 0; kw < KW; kw++)
+                        wt[((size_t)(c * OC + oc) * KH + kh) * KW + kw] =
+                            w[((size_t)(oc * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
+        geom t = transposed_geom(cv);
+        lowered_conv(dx, dy, wt, &t, scratch + (size_t)OC * C * KH * KW);
+        return;
+    }
+    geom g = forward_geom(cv);
+    const int K = C * KH * KW, nb = chunk_images(&g);
+    const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)C * cv->H * cv->W;
+    float *dcol = scratch, *dyT = dcol + (size_t)K * nb * P + SLACK;
+    float *dxp = dyT + (size_t)OC * nb * P;
     for (int n0 = 0; n0 < cv->N; n0 += nb) {
-        const int b = cv->N - n0 < nb ? cv->N - n0 : nb;
-        const int cols = (int)(b * P);
+        const int b = cv->N - n0 < nb ? cv->N - n0 : nb, cols = (int)(b * P);
         const float *dyb = dy + (size_t)n0 * OC * P;
-        float *dxb = dx + n0 * xsz;
         if (b > 1) {
             batch_to_rows(dyT, dyb, b, OC, P);
             dyb = dyT;
         }
-        /* 1x1: col2im is a plain transpose back to NCHW, or nothing at all */
-        mk_gemm(1, 0, K, cols, OC, 1.0f, w, K, dyb, cols, 0.0f, pointwise && b == 1 ? dxb : dcol,
-                cols);
-        if (pointwise && b > 1)
-            rows_to_batch(dxb, dcol, b, K, P);
-        else if (!pointwise)
-            col2im(dxb, dcol, b, cv);
+        mk_gemm(1, 0, K, cols, OC, 1.0f, w, K, dyb, cols, 0.0f, dcol, cols);
+        col2im(dx + n0 * xsz, dcol, b, &g, dxp);
     }
 }
 
 /* dw[OC,C,KH,KW] = sum over n of dy[n] (x) x[n], the gradient of <y, dy> */
 void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv, float *scratch)
 {
-    const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = conv_chunk(cv);
+    geom g = forward_geom(cv);
+    const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = chunk_images(&g);
     const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)cv->C * cv->H * cv->W;
-    float *col = scratch, *dyT = scratch + (size_t)K * nb * P;
+    float *col = scratch, *dyT = col + (size_t)K * nb * P + SLACK, *xp = dyT + (size_t)OC * nb * P;
     for (int n0 = 0; n0 < cv->N; n0 += nb) {
-        const int b = cv->N - n0 < nb ? cv->N - n0 : nb;
-        const int cols = (int)(b * P);
+        const int b = cv->N - n0 < nb ? cv->N - n0 : nb, cols = (int)(b * P);
         const float *dyb = dy + (size_t)n0 * OC * P;
         if (b > 1) {
             batch_to_rows(dyT, dyb, b, OC, P);
             dyb = dyT;
         }
-        const float *cb = lower(col, x + n0 * xsz, b, cv);
+        const float *cb = lower(col, x + n0 * xsz, b, &g, xp);
         mk_gemm(0, 1, OC, K, cols, 1.0f, dyb, cols, cb, cols, n0 == 0 ? 0.0f : 1.0f, dw, K);
     }
 }

@@ -18,6 +18,10 @@
 
 /* ------------------------------------------------------------------- GEMM */
 
+/* Sets the number of threads OpenBLAS may use inside one GEMM. */
+void mk_blas_threads(int n);
+
+
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X^T when the
  * matching flag is set. lda/ldb/ldc are row strides of A, B, C as stored. */
 void mk_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,

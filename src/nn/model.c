@@ -171,18 +171,30 @@ int mela_model_params(const mela_model *m, mela_graph *g, mela_node *w)
     return n;
 }
 
-mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
+int mela_model_outputs(const mela_model *m) { return m->nout; }
+
+mela_shape mela_model_input_shape(const mela_model *m, int n)
 {
+    if (m->kind == MODEL_MLP)
+        return MELA_SHAPE(n, m->nin);
+    return MELA_SHAPE(n, m->channels, m->size, m->size);
+}
+
+int mela_model_head_first(const mela_model *m)
+{
+    if (m->kind == MODEL_MLP)
+        return 2 * m->nhidden;
+    return m->nout > 0 ? 4 * m->depth : mela_layout_count(m->L);
+}
+
+mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
+{
+    mela_node h = x;
     if (m->kind == MODEL_MLP) {
-        mela_node h = x;
-        for (int i = 0; i <= m->nhidden; i++) {
-            h = mela_linear(g, h, w[2 * i], w[2 * i + 1]);
-            if (i < m->nhidden)
-                h = mela_relu(g, h);
-        }
+        for (int i = 0; i < m->nhidden; i++)
+            h = mela_relu(g, mela_linear(g, h, w[2 * i], w[2 * i + 1]));
         return h;
     }
-    mela_node h = x;
     for (int i = 0; i < m->depth; i++) {
         const mela_node *b = w + 4 * i;
         h = mela_conv2d(g, h, b[0], b[1], m->maxpool ? 1 : 2, 1);
@@ -191,8 +203,18 @@ mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node
         if (m->maxpool)
             h = mela_maxpool2d(g, h, 2, 2);
     }
-    h = mela_flatten(g, h);
-    if (m->nout > 0)
-        h = mela_linear(g, h, w[4 * m->depth], w[4 * m->depth + 1]);
-    return h;
+    return mela_flatten(g, h);
+}
+
+mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w, mela_node h)
+{
+    int k = mela_model_head_first(m);
+    if (m->nout == 0)
+        return h;
+    return mela_linear(g, h, w[k], w[k + 1]);
+}
+
+mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
+{
+    return mela_model_head(m, g, w, mela_model_body(m, g, w, x));
 }

@@ -1,0 +1,185 @@
+/*
+ * bench_conv.c - how close the conv kernels come to the machine's sgemm rate.
+ *
+ * Measures, in one run: cblas_sgemm on square matrices (the ceiling), then
+ * mk_conv2d, mk_conv2d_dx and mk_conv2d_dw at the layers of the Conv-4
+ * Omniglot network (3x3 kernels, pad 1, stride 1, 64 filters) for batches of
+ * 5 and 75, and finally naive (_ref) against fast on one small layer.
+ * Every time is the median of --reps runs after one warm-up run; a conv
+ * kernel counts 2*N*OC*OH*OW*C*KH*KW flops.
+ *
+ *     bench_conv [--reps N] [--threads N] [--size N]
+ *
+ * --threads sets OpenBLAS's thread count (default: OpenBLAS's own choice).
+ */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "kernels/kernels.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp_double);
+    return n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]);
+}
+
+static float *alloc_random(size_t n, unsigned *state)
+{
+    float *p = malloc(sizeof(float) * (n ? n : 1));
+    if (!p) {
+        fprintf(stderr, "bench_conv: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < n; i++) {
+        *state = *state * 1664525u + 1013904223u;
+        p[i] = (float)(*state >> 8) * (1.0f / 16777216.0f) - 0.5f;
+    }
+    return p;
+}
+
+enum kernel { FWD, DX, DW, FWD_REF, DX_REF, DW_REF };
+static const char *kernel_name[] = {"conv2d", "conv2d_dx", "conv2d_dw",
+                                    "conv2d_ref", "conv2d_dx_ref", "conv2d_dw_ref"};
+
+typedef struct bufs {
+    float *x, *w, *y, *dx, *dy, *dw, *scratch;
+} bufs;
+
+static void run_kernel(enum kernel k, bufs *b, const mk_conv *cv)
+{
+    switch (k) {
+    case FWD: mk_conv2d(b->y, b->x, b->w, cv, b->scratch); break;
+    case DX: mk_conv2d_dx(b->dx, b->dy, b->w, cv, b->scratch); break;
+    case DW: mk_conv2d_dw(b->dw, b->x, b->dy, cv, b->scratch); break;
+    case FWD_REF: mk_conv2d_ref(b->y, b->x, b->w, cv); break;
+    case DX_REF: mk_conv2d_dx_ref(b->dx, b->dy, b->w, cv); break;
+    case DW_REF: mk_conv2d_dw_ref(b->dw, b->x, b->dy, cv); break;
+    }
+}
+
+/* Median seconds of one kernel call over `reps` timed calls. */
+static double time_kernel(enum kernel k, const mk_conv *cv, int reps)
+{
+    unsigned seed = 42;
+    size_t nx = (size_t)cv->N * cv->C * cv->H * cv->W, nw = (size_t)cv->OC * cv->C * cv->KH * cv->KW;
+    size_t ny = (size_t)cv->N * cv->OC * cv->OH * cv->OW;
+    bufs b = {alloc_random(nx, &seed),  alloc_random(nw, &seed), alloc_random(ny, &seed),
+              alloc_random(nx, &seed),  alloc_random(ny, &seed), alloc_random(nw, &seed),
+              alloc_random(mk_conv_scratch(cv), &seed)};
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    run_kernel(k, &b, cv); /* warm-up: page faults, BLAS thread start-up */
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        run_kernel(k, &b, cv);
+        t[r] = now() - t0;
+    }
+    double m = median(t, reps);
+    free(t);
+    free(b.x), free(b.w), free(b.y), free(b.dx), free(b.dy), free(b.dw), free(b.scratch);
+    return m;
+}
+
+static double conv_flops(const mk_conv *cv)
+{
+    return 2.0 * cv->N * cv->OC * cv->OH * cv->OW * cv->C * cv->KH * cv->KW;
+}
+
+static double sgemm_gflops(int n, int reps)
+{
+    unsigned seed = 7;
+    size_t nn = (size_t)n * n;
+    float *A = alloc_random(nn, &seed), *B = alloc_random(nn, &seed), *C = alloc_random(nn, &seed);
+    double *t = malloc(sizeof(double) * (size_t)reps);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C,
+                    n);
+        t[r] = now() - t0;
+    }
+    double m = median(t, reps);
+    printf("sgemm %dx%dx%d: median %.2f ms, %.1f GFLOP/s\n\n", n, n, n, 1e3 * m,
+           2.0 * n * nn / m * 1e-9);
+    free(A), free(B), free(C), free(t);
+    return 2.0 * n * nn / m * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    int reps = 9, threads = 0, size = 1024;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--size") && i + 1 < argc)
+            size = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--reps N] [--threads N] [--size N]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (reps < 1 || size < 1) {
+        fprintf(stderr, "bench_conv: --reps and --size must be positive\n");
+        return 2;
+    }
+    if (threads > 0)
+        openblas_set_num_threads(threads);
+    printf("OpenBLAS: %s\nthreads: %d, reps: %d (median)\n\n", openblas_get_config(),
+           openblas_get_num_threads(), reps);
+
+    const double peak = sgemm_gflops(size, reps);
+
+    /* C, H (= W) of the four Conv-4 layers; 64 filters 3x3, pad 1, stride 1 */
+    static const int layers[][2] = {{1, 28}, {64, 14}, {64, 7}, {64, 3}};
+    static const int batches[] = {5, 75};
+    printf("| N  | layer            | kernel    | median ms | GFLOP/s | / sgemm |\n");
+    printf("|----|------------------|-----------|----------:|--------:|--------:|\n");
+    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+        for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+            mk_conv cv = {.N = batches[bi], .C = layers[li][0], .H = layers[li][1],
+                          .W = layers[li][1], .OC = 64, .KH = 3, .KW = 3, .stride = 1, .pad = 1};
+            mk_conv_init(&cv);
+            char shape[32];
+            snprintf(shape, sizeof shape, "%dx%dx%d -> %d", cv.C, cv.H, cv.W, cv.OC);
+            for (enum kernel k = FWD; k <= DW; k++) {
+                double t = time_kernel(k, &cv, reps), g = conv_flops(&cv) / t * 1e-9;
+                printf("| %-2d | %-16s | %-9s | %9.3f | %7.1f | %6.0f%% |\n", cv.N, shape,
+                       kernel_name[k], 1e3 * t, g, 100.0 * g / peak);
+            }
+        }
+
+    /* naive against fast on one small layer */
+    mk_conv small = {.N = 5, .C = 64, .H = 7, .W = 7, .OC = 64, .KH = 3, .KW = 3, .stride = 1,
+                     .pad = 1};
+    mk_conv_init(&small);
+    int ref_reps = reps < 3 ? reps : 3;
+    printf("\nnaive vs fast, N=5 64x7x7 -> 64 (ref: median of %d):\n", ref_reps);
+    for (enum kernel k = FWD; k <= DW; k++) {
+        double tf = time_kernel(k, &small, reps), tr = time_kernel(k + FWD_REF, &small, ref_reps);
+        printf("  %-10s fast %8.3f ms  ref %8.3f ms  ref/fast %6.1fx\n", kernel_name[k], 1e3 * tf,
+               1e3 * tr, tr / tf);
+    }
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\npeak RSS: %.1f MiB\n", (double)ru.ru_maxrss / 1024.0);
+    return 0;
+}

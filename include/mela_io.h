@@ -1,0 +1,167 @@
+/*
+ * mela_io.h - what a run leaves behind: checkpoints (safetensors files),
+ * metrics logs (JSON lines and CSV) and line charts (PNG).
+ *
+ * Save and restore the parameters of a model:
+ *
+ *     const mela_layout *L = mela_model_layout(m);
+ *     const char *keys[] = {"learner", "step"}, *vals[] = {"maml", "60000"};
+ *     if (mela_checkpoint_save("run/model.safetensors", L, theta, 2, keys, vals) < 0)
+ *         fprintf(stderr, "%s\n", mela_last_error());
+ *
+ *     mela_checkpoint *ck = mela_checkpoint_open("run/model.safetensors");
+ *     if (!ck || mela_checkpoint_read(ck, L, theta) < 0)
+ *         fprintf(stderr, "%s\n", mela_last_error());
+ *     const char *step = mela_checkpoint_meta(ck, "step");   // "60000" or NULL
+ *     mela_checkpoint_close(ck);
+ *
+ * Log and plot a run:
+ *
+ *     mela_metrics *log = mela_metrics_open("run", "train");  // run/train.jsonl, .csv
+ *     const char *k[] = {"step", "loss", "acc"};
+ *     double v[] = {step, loss, acc};
+ *     mela_metrics_write(log, 3, k, v);
+ *     mela_metrics_close(log);
+ *
+ *     mela_series s = {"meta-train loss", steps, losses, n};
+ *     mela_plot_png("run/loss.png", "Omniglot 5-way 1-shot", "step", 1, &s);
+ *
+ * Errors. Nothing here prints, exits or aborts: functions return NULL or -1
+ * and leave a message for mela_last_error() (mela.h) that names the file and
+ * the fault ("checkpoint run/model.safetensors: tensor 'conv1.weight' has
+ * shape [64, 3, 3, 3], the model expects [64, 1, 3, 3]"). Whatever was
+ * allocated on the way is released first.
+ *
+ * Memory. Every _open has a _close that accepts NULL. Strings returned by a
+ * checkpoint belong to it and live until it is closed. Arguments are only
+ * read during the call; nothing keeps a pointer to them.
+ *
+ * Threads. An open checkpoint is read-only and may be shared by threads. A
+ * metrics log is not thread-safe.
+ */
+#ifndef MELA_IO_H
+#define MELA_IO_H
+
+#include "mela.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------- checkpoints */
+
+/* The file is safetensors (https://github.com/huggingface/safetensors): an
+ * 8-byte little-endian header length N, N bytes of JSON header padded with
+ * spaces to a multiple of 8, then the tensor data. The header maps each
+ * tensor name to {"dtype":"F32","shape":[...],"data_offsets":[begin,end]}
+ * (offsets relative to the data section) and may hold "__metadata__", a map
+ * of strings to strings. Data is little-endian float32. PyTorch reads the
+ * files with safetensors.torch.load_file(path). */
+
+/* Writes every view of L - its name, its shape and the floats at
+ * theta + mela_layout_offset(L, i) - in layout order, contiguous (the
+ * layout's padding is not written), with nmeta metadata pairs
+ * keys[i] -> values[i] (UTF-8, no key twice; keys, values may be NULL when
+ * nmeta is 0). The file is written to "path.tmp.<pid>", synced and renamed
+ * over path, so an existing checkpoint at path is replaced whole or not at
+ * all. Returns 0, or -1 (the temp file removed) with a message naming the
+ * path and the system's reason. */
+int mela_checkpoint_save(const char *path, const mela_layout *L, const float *theta, int nmeta,
+                         const char *const *keys, const char *const *values);
+
+/* An open checkpoint: the whole file, read and checked. */
+typedef struct mela_checkpoint mela_checkpoint;
+
+/* Reads path and validates all of it: header length within the file, the
+ * header well-formed JSON (an error gives the byte), every tensor of dtype
+ * F32 (others are refused by name) with non-negative dimensions, at most
+ * MELA_MAX_DIMS of them, and exactly numel * 4 bytes, tensors covering the
+ * data section without gaps or overlaps, the data section as long as they
+ * need (a shorter file is reported as truncated). A tensor of shape [] (a
+ * scalar) is reported as shape (1). Returns the checkpoint (close it with
+ * mela_checkpoint_close), or NULL with mela_last_error set. */
+mela_checkpoint *mela_checkpoint_open(const char *path);
+/* Frees everything; NULL is fine. */
+void mela_checkpoint_close(mela_checkpoint *ck);
+
+/* The metadata value of key, or NULL when absent (or ck NULL). The string
+ * belongs to ck. */
+const char *mela_checkpoint_meta(const mela_checkpoint *ck, const char *key);
+/* Number of metadata pairs, and the key / value of pair i (NULL when i is
+ * out of range), in file order. */
+int mela_checkpoint_meta_count(const mela_checkpoint *ck);
+const char *mela_checkpoint_meta_key(const mela_checkpoint *ck, int i);
+const char *mela_checkpoint_meta_value(const mela_checkpoint *ck, int i);
+
+/* Number of tensors; tensor i is the i-th in the data section. */
+int mela_checkpoint_count(const mela_checkpoint *ck);
+/* Name of tensor i (belongs to ck), or NULL when i is out of range. */
+const char *mela_checkpoint_name(const mela_checkpoint *ck, int i);
+/* Shape of tensor i, or a shape with nd = 0 when i is out of range. */
+mela_shape mela_checkpoint_shape(const mela_checkpoint *ck, int i);
+/* Index of the tensor called name, or -1. */
+int mela_checkpoint_find(const mela_checkpoint *ck, const char *name);
+/* Copies the numel floats of tensor i into out; 0, or -1 (i out of range). */
+int mela_checkpoint_tensor(const mela_checkpoint *ck, int i, float *out);
+
+/* Fills every view of L in theta (mela_layout_size(L) floats) from the
+ * tensor of the same name. The checkpoint must match the model exactly: a
+ * view with no tensor, a tensor of another shape, or a tensor that no view
+ * names (a checkpoint of another model) is an error naming the tensor (and
+ * both shapes). Everything is checked before anything is written, so on
+ * error theta is unchanged; the layout's padding is never written. Returns
+ * 0 or -1. */
+int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float *theta);
+
+/* ----------------------------------------------------------------- metrics */
+
+/* A metrics log: dir/stem.jsonl (one JSON object per record) and
+ * dir/stem.csv (a header line of keys, then one line per record). */
+typedef struct mela_metrics mela_metrics;
+
+/* Creates dir and its parents as needed (as mkdir -p) and creates, or
+ * truncates, dir/stem.jsonl and dir/stem.csv. stem is a file name (no '/').
+ * Returns the log (close it with mela_metrics_close), or NULL with
+ * mela_last_error set. */
+mela_metrics *mela_metrics_open(const char *dir, const char *stem);
+
+/* Appends one record of n pairs keys[i] -> values[i] (n >= 1, keys UTF-8,
+ * none twice) to both files and flushes them, so a run that crashes keeps
+ * every record written so far. The first record fixes the keys: later
+ * records must have the same keys in the same order (the CSV has one header
+ * line), otherwise nothing is written and -1 is returned. Numbers are
+ * written with %.9g; NaN and infinities are null in the JSON and nan, inf,
+ * -inf in the CSV. Keys with a comma, quote or line break are quoted in the
+ * CSV as RFC 4180 says. Returns 0 or -1. */
+int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const double *values);
+
+/* Closes both files and frees m; NULL is fine. Returns 0, or -1 when the
+ * last data could not be written (m is freed all the same). */
+int mela_metrics_close(mela_metrics *m);
+
+/* ------------------------------------------------------------------- plots */
+
+/* One line of a chart: n points (x[i], y[i]). x may be NULL, meaning
+ * 0, 1, ..., n-1. A point with a NaN or infinite coordinate is a gap in the
+ * line; a point with no finite neighbour is drawn as a dot. */
+typedef struct mela_series {
+    const char *name; /* legend text (NULL or "" leaves the series out of the legend) */
+    const double *x, *y;
+    int n;
+} mela_series;
+
+/* Draws the series as a line chart, 800 x 500 RGB, and writes it as a PNG
+ * to path: axes with tick marks and numeric labels on "nice" values, light
+ * grid lines, the title above (may be NULL), the x label below (may be
+ * NULL), and a legend with each series' colour and name. Text is drawn with
+ * a built-in 5x7 font of printable ASCII; other characters show as '?'.
+ * Axis ranges cover every finite point; an empty or constant range is
+ * widened so that something is drawn. Returns 0, or -1 with the error set
+ * (the partial file removed). */
+int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
+                  const mela_series *series);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MELA_IO_H */

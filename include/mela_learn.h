@@ -1,0 +1,180 @@
+/*
+ * mela_learn.h - learners that adapt by gradient steps (MAML and family).
+ *
+ * One inner loop serves every learner: starting from the meta-learned
+ * weights theta, take k gradient steps on the support set of a task,
+ *
+ *     theta_0 = theta,   theta_{s+1} = theta_s - alpha (.) grad L_support(theta_s),
+ *
+ * and score the query set with theta_k; the query loss is the meta-loss, and
+ * its gradient with respect to everything learned (theta, and the learned
+ * rates alpha for Meta-SGD) is the meta-gradient. The loop is built once as a
+ * graph, so the meta-gradient is exact to second order (it differentiates
+ * through the inner gradients) unless first_order is set, where the inner
+ * gradients are constants (stop_gradient), as in first-order MAML.
+ *
+ *   MAML      alpha a fixed scalar; every weight adapts.   (Finn et al. 2017)
+ *   Meta-SGD  alpha a learned tensor per weight, same shape, meta-trained with
+ *             theta (its views are "lr.<name>").             (Li et al. 2017)
+ *   ANIL      only the head adapts; the body is computed once per set.
+ *                                                       (Raghu et al. 2020)
+ *
+ * Batch normalisation always uses the statistics of the batch it sees, in
+ * meta-training and at meta-test time (support and query are separate
+ * batches), as Finn et al.'s code does; there are no running statistics.
+ */
+#ifndef MELA_LEARN_H
+#define MELA_LEARN_H
+
+#include "mela.h"
+#include "mela_nn.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum mela_learner { MELA_LEARNER_MAML, MELA_LEARNER_METASGD, MELA_LEARNER_ANIL };
+
+typedef struct mela_gbml_config {
+    int learner;      /* enum mela_learner */
+    int first_order;  /* 1: inner gradients are constants */
+    int regression;   /* 1: MSE on (K, 1) points; 0: N-way classification */
+    int ways;         /* N (classification) */
+    int shots;        /* K examples per class (regression: K points) */
+    int queries;      /* Q query examples per class (regression: Q points) */
+    int test_queries; /* Q at evaluation (0: same as queries) */
+    int steps;        /* inner steps in meta-training */
+    int test_steps;   /* inner steps at evaluation */
+    float inner_lr;   /* alpha (Meta-SGD: the initial value of every rate) */
+} mela_gbml_config;
+
+/* One task: support (xs, ys) and query (xq, yq). Classification: xs is
+ * (N*K, C, H, W) and ys (N*K) labels as floats; regression: (K, 1) and
+ * (K, 1). Query likewise with Q. */
+typedef struct mela_task {
+    const float *xs, *ys, *xq, *yq;
+} mela_task;
+
+typedef struct mela_gbml mela_gbml;
+
+/* A learner for model m (which must outlive it). Checks the configuration
+ * against the model (the head must have `ways` outputs, or 1 for
+ * regression) and returns NULL with a message otherwise. */
+mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c);
+void mela_gbml_free(mela_gbml *gb);
+/* The layout of what is meta-learned: the model's views, in the model's
+ * order and at the model's offsets, then the learner's own ("lr.*"). */
+const mela_layout *mela_gbml_layout(const mela_gbml *gb);
+const mela_gbml_config *mela_gbml_config_of(const mela_gbml *gb);
+/* Initialises theta (mela_layout_size floats): the model's init, and every
+ * learned rate set to inner_lr. */
+void mela_gbml_init(const mela_gbml *gb, float *theta, mela_rng *r);
+
+/* The meta-gradient averaged over tasks[0..n), into grad (layout size);
+ * mean query loss and accuracy (regression: accuracy 0) into *loss, *acc
+ * (either may be NULL). Tasks run on `threads` threads, each with its own
+ * executor; per-task gradients are summed in task order, so the result is
+ * the same bit for bit for any number of threads. Returns 0 or -1. */
+int mela_gbml_meta_grad(mela_gbml *gb, const float *theta, int n, const mela_task *tasks,
+                        int threads, float *grad, double *loss, double *acc);
+
+/* Adapts to one task with test_steps inner steps and scores its query set:
+ * loss, accuracy (classification) and, if out is not NULL, the query outputs
+ * after adaptation ((N*Q, N) logits or (Q, 1) predictions). The executor of
+ * slot `slot` (0 <= slot < threads used so far, or 0) is used, so calls on
+ * different slots may run on different threads at once. Returns 0 or -1. */
+int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task, int slot,
+                       double *loss, double *acc, float *out);
+
+/* Makes sure `slots` executors exist for evaluation on that many threads. */
+int mela_gbml_reserve(mela_gbml *gb, int slots);
+
+/* Bytes of one training executor's arena (for the memory report). */
+size_t mela_gbml_arena_bytes(const mela_gbml *gb);
+
+/* ------------------------------------------------------------ meta-training */
+
+/*
+ * A whole run: model, data, learner and schedule, as one flat configuration
+ * whose every field is also a `--key value` option of `mela train` and a
+ * metadata entry of the checkpoints (so `mela eval` rebuilds the same run).
+ */
+typedef struct mela_run_config {
+    mela_gbml_config gb;
+    char learner[16];      /* maml | fomaml | metasgd | anil */
+    char model[16];        /* conv4 | mlp */
+    int width, depth;      /* conv4 filters and blocks */
+    int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
+    int image_size;        /* side of the square input images */
+    char dataset[16];      /* omniglot | sinusoid */
+    char data_dir[512];    /* folder with images_background.zip ... */
+    char split[16];        /* vinyals (train/val/test) */
+    char cache_dir[512];   /* "" = default */
+    int meta_batch;        /* tasks per meta-iteration */
+    int iterations;        /* meta-iterations */
+    float outer_lr;        /* Adam */
+    long long seed;        /* training draws */
+    long long test_seed;   /* the fixed test episodes */
+    int threads;
+    int val_every;         /* iterations between validations (0: never) */
+    int val_episodes;
+    int test_episodes;
+    int test_queries;      /* queries per class at test time */
+    char out_dir[512];     /* checkpoints and metrics */
+} mela_run_config;
+
+/* The defaults of Finn et al. (2017) for a learner, a dataset and a number
+ * of ways ("omniglot" 5-way: 1 step of 0.4, meta-batch 32; 20-way: 5 steps
+ * of 0.1, meta-batch 16; "sinusoid": K = 10, 1 step of 0.01, meta-batch 25).
+ * Returns 0 or -1 (unknown learner or dataset). */
+int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways);
+/* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
+ * with a message naming the key and the value. */
+int mela_run_set(mela_run_config *rc, const char *key, const char *value);
+/* Checks the whole configuration (ways vs. shots vs. data...). */
+int mela_run_check(const mela_run_config *rc);
+/* The i-th option (NULL past the end): its key, a one-line help, and the
+ * current value of rc as text in buf. */
+const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n,
+                            const char **help);
+
+/* Progress of a run, for the caller to print. */
+typedef struct mela_progress {
+    int iteration, iterations;
+    double loss, acc;           /* mean over the last report interval */
+    double val_loss, val_acc;   /* latest validation (NaN before the first) */
+    double best_val;            /* best validation accuracy (regression: -MSE) */
+    double seconds, eta;        /* elapsed, estimated remaining */
+    double tasks_per_second;
+    int validated;              /* 1 when this report follows a validation */
+} mela_progress;
+
+typedef void (*mela_progress_fn)(const mela_progress *p, void *ctx);
+
+/* Meta-trains as configured: writes out_dir/last.safetensors (every val_every
+ * iterations and at the end), out_dir/best.safetensors (best validation),
+ * out_dir/metrics.jsonl and .csv, and reports progress every `report`
+ * iterations. Returns 0 or -1 with a message; a failure after checkpoints were
+ * written leaves them in place. */
+int mela_run_train(const mela_run_config *rc, int report, mela_progress_fn fn, void *ctx);
+
+/* Evaluation result: mean and 95% CI half-width over episodes. */
+typedef struct mela_eval_result {
+    int episodes;
+    int regression, ways, shots, steps; /* what was evaluated */
+    double acc, acc_ci;   /* classification (fractions, not %) */
+    double loss, loss_ci; /* query loss (regression: MSE) */
+} mela_eval_result;
+
+/* Loads a checkpoint written by mela_run_train, rebuilds its run and
+ * evaluates it on `episodes` fixed test episodes (test_seed, test split)
+ * with `steps` inner steps (-1: the configured test_steps). `overrides` is a
+ * list of key=value pairs applied after the checkpoint's configuration (e.g.
+ * data_dir, threads, test_queries). Returns 0 or -1. */
+int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, mela_eval_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

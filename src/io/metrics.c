@@ -1,0 +1,242 @@
+/* metrics.c - the log of a run, written twice: JSON lines for programs
+ * (every record self-describing, null for a non-finite number) and CSV for
+ * spreadsheets and pandas (one header line, so the keys are fixed by the
+ * first record). Each record is flushed at once: a run that crashes at step
+ * 59,000 still tells what happened up to then. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "io/json.h"
+#include "mela_io.h"
+
+struct mela_metrics {
+    char *jsonl_path, *csv_path;
+    FILE *jsonl, *csv;
+    int nkeys; /* 0 until the first record */
+    char **keys;
+};
+
+/* mkdir -p: every missing directory along path; 0 or -1 with the error set. */
+static int make_dirs(const char *path)
+{
+    char *p = strdup(path);
+    if (!p)
+        return mela_set_error("metrics: out of memory");
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    for (char *s = p + 1;; s++) {
+        int last = *s == '\0';
+        if (*s != '/' && !last)
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
+            int e = errno;
+            mela_set_error("metrics: cannot create directory %s (%s)", p, strerror(e));
+            free(p);
+            return -1;
+        }
+        struct stat st;
+        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
+            mela_set_error("metrics: %s exists and is not a directory", p);
+            free(p);
+            return -1;
+        }
+        if (last)
+            break;
+        *s = '/';
+    }
+    free(p);
+    return 0;
+}
+
+static char *join(const char *dir, const char *stem, const char *ext)
+{
+    size_t n = strlen(dir) + strlen(stem) + strlen(ext) + 2;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s%s", dir, stem, ext);
+    return s;
+}
+
+/* Closes and frees; the first failure to write out decides the result. */
+int mela_metrics_close(mela_metrics *m)
+{
+    if (!m)
+        return 0;
+    int rc = 0;
+    if (m->jsonl && fclose(m->jsonl) != 0)
+        rc = mela_set_error("metrics %s: cannot finish writing (%s)", m->jsonl_path,
+                            strerror(errno));
+    if (m->csv && fclose(m->csv) != 0 && rc == 0)
+        rc = mela_set_error("metrics %s: cannot finish writing (%s)", m->csv_path, strerror(errno));
+    for (int i = 0; i < m->nkeys; i++)
+        free(m->keys[i]);
+    free(m->keys);
+    free(m->jsonl_path);
+    free(m->csv_path);
+    free(m);
+    return rc;
+}
+
+mela_metrics *mela_metrics_open(const char *dir, const char *stem)
+{
+    if (!dir || !*dir || !stem || !*stem || strchr(stem, '/')) {
+        mela_set_error("metrics: need a directory and a file stem without '/' (got %s, %s)",
+                       dir ? dir : "NULL", stem ? stem : "NULL");
+        return NULL;
+    }
+    if (make_dirs(dir) < 0)
+        return NULL;
+    mela_metrics *m = calloc(1, sizeof *m);
+    if (!m || !(m->jsonl_path = join(dir, stem, ".jsonl")) ||
+        !(m->csv_path = join(dir, stem, ".csv"))) {
+        mela_metrics_close(m);
+        mela_set_error("metrics: out of memory");
+        return NULL;
+    }
+    const char *bad = NULL;
+    if (!(m->jsonl = fopen(m->jsonl_path, "w")))
+        bad = m->jsonl_path;
+    else if (!(m->csv = fopen(m->csv_path, "w")))
+        bad = m->csv_path;
+    if (bad) {
+        int e = errno;
+        mela_set_error("metrics %s: cannot create (%s)", bad, strerror(e));
+        mela_metrics_close(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* RFC 4180: quoted when it holds a comma, quote or line break. */
+static void csv_field(jbuf *b, const char *s)
+{
+    if (!strpbrk(s, ",\"\r\n")) {
+        jbuf_puts(b, s);
+        return;
+    }
+    jbuf_puts(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"')
+            jbuf_put(b, "\"", 1); /* a quote is written twice */
+        jbuf_put(b, s, 1);
+    }
+    jbuf_puts(b, "\"");
+}
+
+static void csv_number(jbuf *b, double v)
+{
+    if (isnan(v))
+        jbuf_puts(b, "nan");
+    else if (isinf(v))
+        jbuf_puts(b, v > 0 ? "inf" : "-inf");
+    else
+        jbuf_printf(b, "%.9g", v);
+}
+
+/* The keys of a record: valid, distinct, and the same as the first record's. */
+static int check_keys(const mela_metrics *m, int n, const char *const *keys)
+{
+    for (int i = 0; i < n; i++) {
+        if (!keys[i] || !*keys[i])
+            return mela_set_error("metrics %s: key %d is empty", m->jsonl_path, i);
+        if (!utf8_valid(keys[i], strlen(keys[i])))
+            return mela_set_error("metrics %s: key %d is not valid UTF-8", m->jsonl_path, i);
+        for (int j = 0; j < i; j++)
+            if (!strcmp(keys[i], keys[j]))
+                return mela_set_error("metrics %s: key '%s' appears twice in one record",
+                                      m->jsonl_path, keys[i]);
+    }
+    if (m->nkeys == 0)
+        return 0;
+    int same = n == m->nkeys;
+    for (int i = 0; same && i < n; i++)
+        same = !strcmp(keys[i], m->keys[i]);
+    if (!same) {
+        jbuf want = {0}, got = {0};
+        for (int i = 0; i < m->nkeys; i++)
+            jbuf_printf(&want, "%s%s", i ? ", " : "", m->keys[i]);
+        for (int i = 0; i < n; i++)
+            jbuf_printf(&got, "%s%s", i ? ", " : "", keys[i]);
+        mela_set_error("metrics %s: a record has keys [%s] but the log's keys are [%s] (the "
+                       "CSV needs the same keys in the same order)", m->csv_path,
+                       got.failed ? "?" : got.p, want.failed ? "?" : want.p);
+        jbuf_free(&want);
+        jbuf_free(&got);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_line(FILE *f, const char *path, const jbuf *b)
+{
+    if (fwrite(b->p, 1, b->len, f) != b->len || fflush(f) != 0)
+        return mela_set_error("metrics %s: cannot write (%s)", path, strerror(errno));
+    return 0;
+}
+
+int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const double *values)
+{
+    if (!m)
+        return mela_set_error("metrics: no log given");
+    if (n < 1 || !keys || !values)
+        return mela_set_error("metrics %s: a record needs at least one key and value",
+                              m->jsonl_path);
+    if (check_keys(m, n, keys) < 0)
+        return -1;
+    int first = m->nkeys == 0;
+    if (first) {
+        m->keys = calloc((size_t)n, sizeof *m->keys);
+        if (!m->keys)
+            return mela_set_error("metrics: out of memory");
+        for (int i = 0; i < n; i++) {
+            if (!(m->keys[i] = strdup(keys[i]))) {
+                for (int j = 0; j < i; j++)
+                    free(m->keys[j]);
+                free(m->keys);
+                m->keys = NULL;
+                return mela_set_error("metrics: out of memory");
+            }
+        }
+        m->nkeys = n;
+    }
+    jbuf js = {0}, cs = {0};
+    jbuf_puts(&js, "{");
+    for (int i = 0; i < n; i++) {
+        if (i)
+            jbuf_puts(&js, ",");
+        jbuf_string(&js, keys[i]); /* checked to be UTF-8 above */
+        jbuf_puts(&js, ":");
+        jbuf_number(&js, values[i]);
+    }
+    jbuf_puts(&js, "}\n");
+    if (first) {
+        for (int i = 0; i < n; i++) {
+            if (i)
+                jbuf_puts(&cs, ",");
+            csv_field(&cs, keys[i]);
+        }
+        jbuf_puts(&cs, "\n");
+    }
+    for (int i = 0; i < n; i++) {
+        if (i)
+            jbuf_puts(&cs, ",");
+        csv_number(&cs, values[i]);
+    }
+    jbuf_puts(&cs, "\n");
+    int rc;
+    if (js.failed || cs.failed)
+        rc = mela_set_error("metrics: out of memory");
+    else
+        rc = write_line(m->jsonl, m->jsonl_path, &js) < 0 || write_line(m->csv, m->csv_path, &cs) < 0
+                 ? -1
+                 : 0;
+    jbuf_free(&js);
+    jbuf_free(&cs);
+    return rc;
+}

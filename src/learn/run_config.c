@@ -1,0 +1,204 @@
+/*
+ * run_config.c - the configuration of a meta-training run as a table of
+ * options: one place gives `mela train` its flags and help, the checkpoints
+ * their metadata, and `mela eval` the way back from metadata to a run.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mela_learn.h"
+
+enum { T_INT, T_LL, T_FLOAT, T_STR, T_LEARNER };
+
+typedef struct option {
+    const char *key;
+    int type;
+    size_t off, size;
+    double lo, hi;
+    const char *help;
+} option;
+
+#define F(field) offsetof(mela_run_config, field), sizeof(((mela_run_config *)0)->field)
+static const option options[] = {
+    {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil"},
+    {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
+    {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip"},
+    {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
+    {"split", T_STR, F(split), 0, 0, "Omniglot split: vinyals (4,112 train / 688 val / 1,692 test classes)"},
+    {"ways", T_INT, F(gb.ways), 1, 1000, "N: classes per task"},
+    {"shots", T_INT, F(gb.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
+    {"queries", T_INT, F(gb.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
+    {"test_queries", T_INT, F(test_queries), 1, 1000, "query examples per class at test time (sinusoid: points)"},
+    {"steps", T_INT, F(gb.steps), 0, 100, "inner gradient steps in meta-training"},
+    {"test_steps", T_INT, F(gb.test_steps), 0, 100, "inner gradient steps at validation and test"},
+    {"inner_lr", T_FLOAT, F(gb.inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
+    {"first_order", T_INT, F(gb.first_order), 0, 1, "1: drop the second-order terms of the meta-gradient"},
+    {"outer_lr", T_FLOAT, F(outer_lr), 1e-8, 1, "Adam step size of the meta-update"},
+    {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
+    {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
+    {"model", T_STR, F(model), 0, 0, "conv4 | mlp (mlp: 1-40-40-1 for sinusoids)"},
+    {"width", T_INT, F(width), 0, 1024, "conv4: filters per block"},
+    {"depth", T_INT, F(depth), 0, 8, "conv4: blocks"},
+    {"maxpool", T_INT, F(maxpool), 0, 1, "conv4: 1 = 2x2 max-pool per block, 0 = stride-2 convolutions"},
+    {"image_size", T_INT, F(image_size), 0, 512, "side of the square input images"},
+    {"seed", T_LL, F(seed), 0, 9.2e18, "seed of every training draw (init, tasks)"},
+    {"test_seed", T_LL, F(test_seed), 0, 9.2e18, "seed of the fixed validation and test episodes"},
+    {"threads", T_INT, F(threads), 1, 256, "threads (tasks of a meta-batch run in parallel; results do not depend on it)"},
+    {"val_every", T_INT, F(val_every), 0, 100000000, "iterations between validations and checkpoints (0: only at the end)"},
+    {"val_episodes", T_INT, F(val_episodes), 1, 100000, "validation episodes"},
+    {"test_episodes", T_INT, F(test_episodes), 1, 1000000, "test episodes (the papers: 600)"},
+    {"out_dir", T_STR, F(out_dir), 0, 0, "where checkpoints and metrics are written"},
+};
+#undef F
+#define NOPT (int)(sizeof options / sizeof options[0])
+
+static const char *learners[] = {"maml", "fomaml", "metasgd", "anil"};
+
+int mela_run_set(mela_run_config *rc, const char *key, const char *value)
+{
+    const option *o = NULL;
+    for (int i = 0; i < NOPT && !o; i++)
+        if (!strcmp(options[i].key, key))
+            o = &options[i];
+    if (!o)
+        return mela_set_error("unknown option '%s'", key);
+    char *p = (char *)rc + o->off, *end = NULL;
+    errno = 0;
+    switch (o->type) {
+    case T_INT:
+    case T_LL: {
+        long long v = strtoll(value, &end, 10);
+        if (errno || end == value || *end || v < o->lo || v > o->hi)
+            return mela_set_error("%s: '%s' is not an integer in %.0f..%.0f", key, value, o->lo, o->hi);
+        if (o->type == T_INT)
+            *(int *)p = (int)v;
+        else
+            *(long long *)p = v;
+        return 0;
+    }
+    case T_FLOAT: {
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !(v >= o->lo && v <= o->hi))
+            return mela_set_error("%s: '%s' is not a number in [%g, %g]", key, value, o->lo, o->hi);
+        *(float *)p = (float)v;
+        return 0;
+    }
+    case T_LEARNER:
+        for (int i = 0; i < 4; i++)
+            if (!strcmp(value, learners[i])) {
+                snprintf(rc->learner, sizeof rc->learner, "%s", value);
+                rc->gb.learner = i == 3 ? MELA_LEARNER_ANIL : i == 2 ? MELA_LEARNER_METASGD : MELA_LEARNER_MAML;
+                rc->gb.first_order = i == 1;
+                return 0;
+            }
+        return mela_set_error("learner: '%s' is not one of maml, fomaml, metasgd, anil", value);
+    default:
+        if (strlen(value) >= o->size)
+            return mela_set_error("%s: '%s' is longer than %zu characters", key, value, o->size - 1);
+        snprintf(p, o->size, "%s", value);
+        return 0;
+    }
+}
+
+const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n, const char **help)
+{
+    if (i < 0 || i >= NOPT)
+        return NULL;
+    const option *o = &options[i];
+    const char *p = (const char *)rc + o->off;
+    switch (o->type) {
+    case T_INT: snprintf(buf, n, "%d", *(const int *)p); break;
+    case T_LL: snprintf(buf, n, "%lld", *(const long long *)p); break;
+    case T_FLOAT: snprintf(buf, n, "%.9g", (double)*(const float *)p); break;
+    default: snprintf(buf, n, "%s", p); break;
+    }
+    if (help)
+        *help = o->help;
+    return o->key;
+}
+
+int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways)
+{
+    memset(rc, 0, sizeof *rc);
+    if (mela_run_set(rc, "learner", learner ? learner : "maml"))
+        return -1;
+    const char *ds = dataset ? dataset : "omniglot";
+    snprintf(rc->dataset, sizeof rc->dataset, "%s", ds);
+    snprintf(rc->split, sizeof rc->split, "vinyals");
+    snprintf(rc->data_dir, sizeof rc->data_dir, "../shared/data/omniglot");
+    snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", rc->learner, ds);
+    rc->outer_lr = 0.001f;
+    rc->threads = 2;
+    rc->seed = 1;
+    rc->test_seed = 0;
+    rc->val_episodes = 100;
+    rc->test_episodes = 600;
+    if (!strcmp(ds, "sinusoid")) {
+        snprintf(rc->model, sizeof rc->model, "mlp");
+        rc->gb.regression = 1;
+        rc->gb.ways = 1;
+        rc->gb.shots = 10;
+        rc->gb.queries = 10;
+        rc->test_queries = 100;
+        rc->gb.steps = 1;
+        rc->gb.test_steps = 10;
+        rc->gb.inner_lr = 0.01f;
+        rc->meta_batch = 25;
+        rc->iterations = 70000;
+        rc->val_every = 1000;
+        return 0;
+    }
+    if (strcmp(ds, "omniglot"))
+        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
+    snprintf(rc->model, sizeof rc->model, "conv4");
+    rc->width = 64;
+    rc->depth = 4;
+    rc->maxpool = 0; /* Finn et al.'s Omniglot network uses stride-2 convolutions */
+    rc->image_size = 28;
+    rc->gb.ways = ways > 0 ? ways : 5;
+    rc->gb.shots = 1;
+    rc->gb.queries = 1;
+    rc->test_queries = 15;
+    rc->iterations = 60000;
+    rc->val_every = 500;
+    if (rc->gb.ways >= 20) {
+        rc->gb.steps = rc->gb.test_steps = 5;
+        rc->gb.inner_lr = 0.1f;
+        rc->meta_batch = 16;
+    } else {
+        rc->gb.steps = 1;
+        rc->gb.test_steps = 3;
+        rc->gb.inner_lr = 0.4f;
+        rc->meta_batch = 32;
+    }
+    return 0;
+}
+
+int mela_run_check(const mela_run_config *rc)
+{
+    if (strcmp(rc->model, "conv4") && strcmp(rc->model, "mlp"))
+        return mela_set_error("model: '%s' is not one of conv4, mlp", rc->model);
+    if (!strcmp(rc->dataset, "sinusoid")) {
+        if (!rc->gb.regression || strcmp(rc->model, "mlp"))
+            return mela_set_error("dataset sinusoid needs the mlp model (got %s)", rc->model);
+    } else if (!strcmp(rc->dataset, "omniglot")) {
+        if (rc->gb.regression || strcmp(rc->model, "conv4"))
+            return mela_set_error("dataset omniglot needs the conv4 model (got %s)", rc->model);
+        if (rc->width < 1 || rc->depth < 1 || rc->image_size < 4)
+            return mela_set_error("conv4 needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
+                                  rc->width, rc->depth, rc->image_size);
+        if (rc->gb.ways < 2)
+            return mela_set_error("ways: %d (classification needs at least 2)", rc->gb.ways);
+        if (strcmp(rc->split, "vinyals"))
+            return mela_set_error("split: '%s' is not supported for training (use vinyals)", rc->split);
+    } else {
+        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", rc->dataset);
+    }
+    if (rc->gb.shots < 1)
+        return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->gb.shots);
+    return 0;
+}
