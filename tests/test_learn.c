@@ -1,0 +1,295 @@
+/* test_learn.c - the gradient-based learners: exact meta-gradients against
+ * finite differences of the loss after adaptation (MAML to second order,
+ * Meta-SGD's learned rates, ANIL), first-order MAML differing from them,
+ * thread-count independence, a seeded 5-way 1-shot training on synthetic
+ * classes that must end well above chance, and a train -> checkpoint ->
+ * reload -> eval round trip; bad configurations fail with a message. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "mela_data.h"
+#include "mela_io.h"
+#include "mela_learn.h"
+
+enum { K = 6, Q = 8 };
+
+static mela_gbml *sine_learner(mela_model **m, int learner, int first_order, int steps)
+{
+    int hidden[2] = {12, 12};
+    *m = mela_mlp_new(1, hidden, 2, 1);
+    mela_gbml_config c = {.learner = learner, .first_order = first_order, .regression = 1,
+                          .shots = K, .queries = Q, .steps = steps, .test_steps = steps,
+                          .inner_lr = 0.05f};
+    return mela_gbml_new(*m, &c);
+}
+
+/* The meta-gradient is the derivative of the query loss after adaptation:
+ * check it by central differences of mela_gbml_evaluate's loss on chosen
+ * coordinates of theta. Returns the largest |exact - first-order| seen. */
+static void check_meta_grad(const char *name, int learner, int steps)
+{
+    mela_model *m, *m1;
+    mela_gbml *gb = sine_learner(&m, learner, 0, steps), *fo = sine_learner(&m1, learner, 1, steps);
+    CHECK(gb && fo, "%s: learner: %s", name, mela_last_error());
+    if (!gb || !fo)
+        return;
+    const mela_layout *L = mela_gbml_layout(gb);
+    size_t n = mela_layout_size(L);
+    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g), *gf = calloc(n, sizeof *gf);
+    mela_rng r = mela_rng_new(11);
+    mela_gbml_init(gb, theta, &r);
+    float xs[K], ys[K], xq[Q], yq[Q];
+    mela_sinusoid_task(3, 0, K, Q, xs, ys, xq, yq, NULL, NULL);
+    mela_task t = {xs, ys, xq, yq};
+    CHECK(mela_gbml_meta_grad(gb, theta, 1, &t, 1, g, NULL, NULL) == 0, "%s: %s", name, mela_last_error());
+    mela_gbml_meta_grad(fo, theta, 1, &t, 1, gf, NULL, NULL);
+    double maxdiff = 0;
+    int checked = 0;
+    for (int v = 0; v < mela_layout_count(L); v++) {
+        size_t off = mela_layout_offset(L, v), cnt = mela_shape_numel(mela_layout_shape(L, v));
+        for (size_t j = 0; j < cnt; j += 1 + cnt / 4) {
+            float keep = theta[off + j];
+            const float h = 1e-3f * (fabsf(keep) > 1 ? fabsf(keep) : 1);
+            double lp, lm;
+            theta[off + j] = keep + h;
+            mela_gbml_evaluate(gb, theta, &t, 0, &lp, NULL, NULL);
+            theta[off + j] = keep - h;
+            mela_gbml_evaluate(gb, theta, &t, 0, &lm, NULL, NULL);
+            theta[off + j] = keep;
+            double fd = (lp - lm) / (2 * h);
+            char what[160];
+            snprintf(what, sizeof what, "%s: meta-gradient of %s[%zu]", name, mela_layout_name(L, v), j);
+            CHECK_CLOSE(g[off + j], fd, 3e-3, 3e-2, what);
+            maxdiff = fmax(maxdiff, fabs(g[off + j] - gf[off + j]));
+            checked++;
+        }
+    }
+    CHECK(checked > 10, "%s: %d coordinates checked", name, checked);
+    CHECK(maxdiff > 1e-3, "%s: first-order differs from exact (max %g)", name, maxdiff);
+    free(theta), free(g), free(gf);
+    mela_gbml_free(gb), mela_gbml_free(fo);
+    mela_model_free(m), mela_model_free(m1);
+}
+
+static void test_threads_identical(void)
+{
+    mela_model *m;
+    mela_gbml *gb = sine_learner(&m, MELA_LEARNER_MAML, 0, 2);
+    size_t n = mela_layout_size(mela_gbml_layout(gb));
+    float *theta = calloc(n, sizeof *theta), *g1 = calloc(n, sizeof *g1), *g3 = calloc(n, sizeof *g3);
+    mela_rng r = mela_rng_new(2);
+    mela_gbml_init(gb, theta, &r);
+    enum { T = 7 };
+    float buf[T][2 * (K + Q)];
+    mela_task tasks[T];
+    for (int i = 0; i < T; i++) {
+        float *b = buf[i];
+        mela_sinusoid_task(5, i, K, Q, b, b + K, b + 2 * K, b + 2 * K + Q, NULL, NULL);
+        tasks[i] = (mela_task){b, b + K, b + 2 * K, b + 2 * K + Q};
+    }
+    double l1, l3;
+    mela_gbml_meta_grad(gb, theta, T, tasks, 1, g1, &l1, NULL);
+    mela_gbml_meta_grad(gb, theta, T, tasks, 3, g3, &l3, NULL);
+    CHECK(!memcmp(g1, g3, n * sizeof *g1) && l1 == l3, "1 and 3 threads give the same meta-gradient bit for bit");
+    free(theta), free(g1), free(g3);
+    mela_gbml_free(gb);
+    mela_model_free(m);
+}
+
+/* Synthetic classes: each a random 8x8 binary pattern; its images flip 8% of
+ * the pixels. Few-shot learnable, but not from one pixel. */
+static mela_dataset *synthetic(int nclasses, int per_class, uint64_t seed)
+{
+    mela_dataset *ds = calloc(1, sizeof *ds);
+    ds->C = 1, ds->H = 8, ds->W = 8;
+    ds->nclasses = nclasses;
+    ds->classes = calloc(nclasses, sizeof *ds->classes);
+    ds->nimages = nclasses * per_class;
+    ds->pixels = malloc((size_t)ds->nimages * 64);
+    ds->drawer = calloc(ds->nimages, sizeof *ds->drawer);
+    ds->ngroups = 1;
+    ds->groups = calloc(1, sizeof *ds->groups);
+    ds->groups[0] = strdup("synthetic");
+    mela_rng r = mela_rng_new(seed);
+    for (int c = 0; c < nclasses; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "class%02d", c);
+        ds->classes[c] = (mela_class){strdup(name), 0, -1, 0, c * per_class, per_class};
+        uint8_t proto[64];
+        for (int p = 0; p < 64; p++)
+            proto[p] = mela_rng_uniform(&r) < 0.5f ? 255 : 0;
+        for (int j = 0; j < per_class; j++)
+            for (int p = 0; p < 64; p++)
+                ds->pixels[(size_t)(c * per_class + j) * 64 + p] =
+                    mela_rng_uniform(&r) < 0.08f ? 255 - proto[p] : proto[p];
+    }
+    return ds;
+}
+
+static void test_short_training(void)
+{
+    mela_dataset *ds = synthetic(40, 12, 9);
+    int tr_rots[1] = {0};
+    mela_split *all = mela_split_all(ds, "synthetic", tr_rots, 1);
+    /* first 30 classes train, last 10 test */
+    mela_split *train = calloc(1, sizeof *train), *test = calloc(1, sizeof *test);
+    *train = *all, *test = *all;
+    snprintf(train->name, sizeof train->name, "synthetic/train");
+    snprintf(test->name, sizeof test->name, "synthetic/test");
+    train->id = 1, test->id = 2;
+    train->n = 30;
+    train->classes = all->classes;
+    test->n = 10;
+    test->classes = all->classes + 30;
+
+    mela_model *m = mela_conv4_new(1, 8, 16, 2, 5, 0);
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .ways = 5, .shots = 1, .queries = 3,
+                          .steps = 1, .test_steps = 3, .inner_lr = 0.4f};
+    mela_gbml *gb = mela_gbml_new(m, &c);
+    CHECK(gb != NULL, "conv4 learner: %s", mela_last_error());
+    size_t n = mela_layout_size(mela_gbml_layout(gb));
+    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g);
+    mela_rng r = mela_rng_new(4);
+    mela_gbml_init(gb, theta, &r);
+    mela_adam adam;
+    mela_adam_init(&adam, n, 0.003f);
+    enum { B = 4, ITERS = 150 };
+    mela_sampler *s[B];
+    for (int b = 0; b < B; b++)
+        s[b] = mela_sampler_new(ds, train, 5, 1, 3, 0);
+    mela_task tasks[B];
+    double first_acc = 0, acc = 0;
+    for (int it = 0; it < ITERS; it++) {
+        for (int b = 0; b < B; b++) {
+            const mela_episode *e = mela_sampler_episode(s[b], 7, (uint64_t)it * B + b);
+            tasks[b] = (mela_task){e->x_support, e->y_support, e->x_query, e->y_query};
+        }
+        mela_gbml_meta_grad(gb, theta, B, tasks, 2, g, NULL, NULL);
+        mela_adam_step(&adam, theta, g);
+    }
+    mela_sampler *ts = mela_sampler_new(ds, test, 5, 1, 3, 0);
+    for (int i = 0; i < 100; i++) {
+        const mela_episode *e = mela_sampler_episode(ts, 0, i);
+        mela_task t = {e->x_support, e->y_support, e->x_query, e->y_query};
+        double a;
+        mela_gbml_evaluate(gb, theta, &t, 0, NULL, &a, NULL);
+        acc += a / 100;
+    }
+    (void)first_acc;
+    printf("synthetic 5-way 1-shot after %d meta-iterations: %.1f%% on unseen classes\n", ITERS, 100 * acc);
+    CHECK(acc > 0.6, "MAML on synthetic classes ends well above chance (20%%): %.1f%%", 100 * acc);
+    for (int b = 0; b < B; b++)
+        mela_sampler_free(s[b]);
+    mela_sampler_free(ts);
+    mela_adam_free(&adam);
+    free(theta), free(g);
+    mela_gbml_free(gb);
+    mela_model_free(m);
+    free(train), free(test);
+    mela_split_free(all);
+    mela_dataset_free(ds);
+}
+
+static void test_run_round_trip(void)
+{
+    char dir[] = "/tmp/mela-learn-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    mela_run_config rc;
+    mela_run_defaults(&rc, "maml", "sinusoid", 0);
+    snprintf(rc.out_dir, sizeof rc.out_dir, "%s/run", dir);
+    rc.iterations = 60;
+    rc.val_every = 20;
+    rc.val_episodes = 20;
+    rc.meta_batch = 5;
+    rc.test_queries = 20;
+    CHECK(mela_run_train(&rc, 20, NULL, NULL) == 0, "train: %s", mela_last_error());
+    char best[600], bad[600];
+    snprintf(best, sizeof best, "%s/run/best.safetensors", dir);
+    mela_eval_result a, b;
+    const char *one[] = {"threads=1"}, *two[] = {"threads=2"};
+    CHECK(mela_run_eval(best, 1, one, 50, 5, &a) == 0, "eval: %s", mela_last_error());
+    CHECK(mela_run_eval(best, 1, two, 50, 5, &b) == 0, "eval: %s", mela_last_error());
+    CHECK(a.loss == b.loss && a.loss_ci == b.loss_ci && a.episodes == 50 && a.steps == 5,
+          "reload and eval give the same numbers on 1 and 2 threads (%g vs %g)", a.loss, b.loss);
+    /* the same numbers from the checkpoint read by hand */
+    mela_model *m;
+    int hidden[2] = {40, 40};
+    m = mela_mlp_new(1, hidden, 2, 1);
+    mela_gbml_config c = rc.gb;
+    c.test_steps = 5;
+    c.test_queries = 20;
+    mela_gbml *gb = mela_gbml_new(m, &c);
+    float *theta = calloc(mela_layout_size(mela_gbml_layout(gb)), sizeof *theta);
+    mela_checkpoint *ck = mela_checkpoint_open(best);
+    CHECK(ck && mela_checkpoint_read(ck, mela_gbml_layout(gb), theta) == 0, "read: %s", mela_last_error());
+    mela_checkpoint_close(ck);
+    double sum = 0;
+    for (int i = 0; i < 50; i++) {
+        float xs[10], ys[10], xq[20], yq[20];
+        mela_sinusoid_task(0, i, 10, 20, xs, ys, xq, yq, NULL, NULL);
+        mela_task t = {xs, ys, xq, yq};
+        double l;
+        mela_gbml_evaluate(gb, theta, &t, 0, &l, NULL, NULL);
+        sum += l;
+    }
+    CHECK_CLOSE(sum / 50, a.loss, 1e-9, 1e-9, "eval of the reloaded checkpoint by hand");
+    free(theta);
+    mela_gbml_free(gb);
+    mela_model_free(m);
+
+    /* a corrupt checkpoint and a checkpoint of another model */
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", dir);
+    FILE *f = fopen(bad, "wb");
+    fputs("garbage", f);
+    fclose(f);
+    CHECK(mela_run_eval(bad, 0, NULL, 10, -1, &a) == -1 && strstr(mela_last_error(), "bad.safetensors"),
+          "corrupt checkpoint: %s", mela_last_error());
+    mela_model *conv = mela_conv4_new(1, 28, 8, 2, 5, 0);
+    float *t2 = calloc(mela_model_size(conv), sizeof *t2);
+    ck = mela_checkpoint_open(best);
+    CHECK(mela_checkpoint_read(ck, mela_model_layout(conv), t2) == -1,
+          "a checkpoint of another model is refused: %s", mela_last_error());
+    mela_checkpoint_close(ck);
+    free(t2);
+    mela_model_free(conv);
+    char cmd[700];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0, "cleanup");
+}
+
+static void test_bad_config(void)
+{
+    mela_run_config rc;
+    mela_run_defaults(&rc, "maml", "omniglot", 5);
+    CHECK(mela_run_set(&rc, "shots", "0") == -1 && strstr(mela_last_error(), "shots"), "zero shots: %s", mela_last_error());
+    CHECK(mela_run_set(&rc, "learner", "magic") == -1, "unknown learner");
+    CHECK(mela_run_set(&rc, "inner_lr", "-1") == -1, "negative rate");
+    CHECK(mela_run_set(&rc, "nonsense", "1") == -1 && strstr(mela_last_error(), "nonsense"), "unknown key");
+    mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 0);
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .ways = 20, .shots = 1, .queries = 1,
+                          .steps = 1, .test_steps = 1, .inner_lr = 0.1f};
+    CHECK(mela_gbml_new(m, &c) == NULL && strstr(mela_last_error(), "outputs"),
+          "20-way task on a 5-way head: %s", mela_last_error());
+    mela_model_free(m);
+    mela_run_defaults(&rc, "maml", "omniglot", 5);
+    snprintf(rc.data_dir, sizeof rc.data_dir, "/nonexistent");
+    snprintf(rc.out_dir, sizeof rc.out_dir, "/tmp/mela-never");
+    CHECK(mela_run_train(&rc, 1, NULL, NULL) == -1 && strstr(mela_last_error(), "/nonexistent"),
+          "missing data is an error before training: %s", mela_last_error());
+}
+
+int main(void)
+{
+    check_meta_grad("MAML 1 step", MELA_LEARNER_MAML, 1);
+    check_meta_grad("MAML 3 steps", MELA_LEARNER_MAML, 3);
+    check_meta_grad("Meta-SGD 2 steps", MELA_LEARNER_METASGD, 2);
+    check_meta_grad("ANIL 2 steps", MELA_LEARNER_ANIL, 2);
+    test_threads_identical();
+    test_short_training();
+    test_run_round_trip();
+    test_bad_config();
+    return check_finish();
+}
