@@ -50,6 +50,11 @@ const char *mela_version(void);
 /* Threads OpenBLAS may use inside one matrix product (default: all cores).
  * The learners set 1 and run tasks on their own threads instead. */
 void mela_set_blas_threads(int n);
+/* The CPU kernel family OpenBLAS chose ("SkylakeX", "Haswell", "Prescott"...).
+ * OpenBLAS 0.3.21 falls back to "Prescott" (SSE3, several times slower) on
+ * CPUs it does not recognise, such as virtual machines that hide the model;
+ * OPENBLAS_CORETYPE, read when the library loads, overrides its choice. */
+const char *mela_blas_core(void);
 
 /* ------------------------------------------------------------------ errors */
 

@@ -255,10 +255,10 @@ static void test_conv(void)
         test_conv_case(&r, cv, 1e-4);
         done++;
     }
-    /* Batches too big for one chunk, of small images (several per chunk, the
-     * last chunk short) and of big ones (one per chunk): checks the chunk
-     * offsets and the beta of dw. The sums run over up to N*OH*OW = 50000
-     * terms, hence the looser atol. */
+    /* Batches too big for one chunk (with conv.c's default chunk size), of
+     * small images (several per chunk, the last chunk short) and of big ones
+     * (one per chunk): checks the chunk offsets and the beta of dw. The sums
+     * run over up to N*OH*OW = 50000 terms, hence the looser atol. */
     static const int big[][9] = {{100, 64, 3, 3, 64, 3, 3, 1, 1},  {20, 64, 7, 7, 64, 3, 3, 1, 1},
                                  {100, 8, 7, 7, 5, 3, 3, 1, 1},    {5, 16, 100, 100, 3, 3, 3, 1, 1},
                                  {5, 150, 100, 100, 3, 1, 1, 1, 0}, {3, 24, 200, 160, 2, 3, 3, 2, 1}};

@@ -1,7 +1,10 @@
 /* main.c - the mela command line: argument parsing and printing only; the
  * work is done by the library. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "mela.h"
@@ -35,8 +38,39 @@ static void usage(FILE *f)
             "  -V, --version  print the version and exit\n");
 }
 
+/* OpenBLAS picks its kernels when it loads; on a CPU it does not recognise
+ * (common in virtual machines) it falls back to the SSE3 "Prescott" kernels,
+ * several times slower than the AVX2/AVX-512 ones the CPU has. Then the tool
+ * restarts itself once with OPENBLAS_CORETYPE set from the CPU's features.
+ * A user's own OPENBLAS_CORETYPE is never touched. */
+static void choose_blas_kernels(char **argv)
+{
+    if (getenv("OPENBLAS_CORETYPE") || getenv("MELA_BLAS_RESTARTED"))
+        return;
+    const char *core = mela_blas_core();
+    if (!core || (strcasecmp(core, "Prescott") && strcasecmp(core, "Core2") &&
+                  strcasecmp(core, "Katmai") && strcasecmp(core, "Northwood")))
+        return;
+    const char *want = NULL;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        want = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        want = "Haswell";
+#endif
+    if (!want)
+        return;
+    setenv("OPENBLAS_CORETYPE", want, 1);
+    setenv("MELA_BLAS_RESTARTED", "1", 1);
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on as we are */
+}
+
 int main(int argc, char **argv)
 {
+    choose_blas_kernels(argv);
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -46,7 +80,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
-        printf("mela %s\n", mela_version());
+        printf("mela %s (OpenBLAS kernels: %s)\n", mela_version(), mela_blas_core());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -16,6 +16,7 @@
 #include "kernels/kernels.h"
 
 void mela_set_blas_threads(int n) { mk_blas_threads(n); }
+const char *mela_blas_core(void) { return mk_blas_core(); }
 
 #define ARENA_ALIGN 16 /* floats */
 

@@ -17,7 +17,7 @@
 
 /* ------------------------------------------------------------------- UTF-8 */
 
-int utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+int io_utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
 {
     if (n == 0)
         return 0;
@@ -49,13 +49,13 @@ int utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
     return len;
 }
 
-int utf8_valid(const char *s, size_t n)
+int io_utf8_valid(const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        int k = utf8_next(u + i, n - i, &cp);
+        int k = io_utf8_next(u + i, n - i, &cp);
         if (!k)
             return 0;
         i += (size_t)k;
@@ -207,7 +207,7 @@ static int parse_string(parser *p, char **out, size_t *len)
         }
         if (c >= 0x80) {
             uint32_t cp;
-            int m = utf8_next((const unsigned char *)p->s + p->pos, p->n - p->pos, &cp);
+            int m = io_utf8_next((const unsigned char *)p->s + p->pos, p->n - p->pos, &cp);
             if (!m) {
                 free(buf);
                 return fail_at(p, p->pos, "invalid UTF-8 inside a string");
@@ -505,7 +505,7 @@ static int parse_value(parser *p, json_value *v)
     }
 }
 
-int json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, char *err,
+int io_json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, char *err,
                size_t errlen)
 {
     parser p = {text, len, 0, 0, 0, err, errlen};
@@ -524,11 +524,12 @@ int json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, 
         skip_ws(&p);
         if (p.pos < p.n) {
             char w[16];
-            rc = fail_at(&p, p.pos, "unexpected %s after the value", what_at(&p, p.pos, w, sizeof w));
+            rc = fail_at(&p, p.pos, "unexpected %s after the value",
+                         what_at(&p, p.pos, w, sizeof w));
         }
     }
     if (rc < 0) {
-        json_free(v);
+        io_json_free(v);
         *err_pos = p.err_pos;
         return -1;
     }
@@ -536,7 +537,7 @@ int json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, 
     return 0;
 }
 
-void json_free(json_value *v)
+void io_json_free(json_value *v)
 {
     if (!v)
         return;
@@ -544,7 +545,7 @@ void json_free(json_value *v)
     free(v);
 }
 
-const json_value *json_find(const json_value *obj, const char *key)
+const json_value *io_json_find(const json_value *obj, const char *key)
 {
     if (!obj || obj->type != JSON_OBJECT)
         return NULL;
@@ -554,7 +555,7 @@ const json_value *json_find(const json_value *obj, const char *key)
     return NULL;
 }
 
-const char *json_type_name(json_type t)
+const char *io_json_type_name(json_type t)
 {
     switch (t) {
     case JSON_NULL: return "null";
@@ -589,7 +590,7 @@ static int jbuf_reserve(jbuf *b, size_t extra)
     return 0;
 }
 
-void jbuf_put(jbuf *b, const char *s, size_t n)
+void io_jbuf_put(jbuf *b, const char *s, size_t n)
 {
     if (jbuf_reserve(b, n) < 0)
         return;
@@ -598,9 +599,9 @@ void jbuf_put(jbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-void jbuf_puts(jbuf *b, const char *s) { jbuf_put(b, s, strlen(s)); }
+void io_jbuf_puts(jbuf *b, const char *s) { io_jbuf_put(b, s, strlen(s)); }
 
-void jbuf_printf(jbuf *b, const char *fmt, ...)
+void io_jbuf_printf(jbuf *b, const char *fmt, ...)
 {
     char small[256];
     va_list ap;
@@ -612,7 +613,7 @@ void jbuf_printf(jbuf *b, const char *fmt, ...)
         return;
     }
     if ((size_t)n < sizeof small) {
-        jbuf_put(b, small, (size_t)n);
+        io_jbuf_put(b, small, (size_t)n);
         return;
     }
     if (jbuf_reserve(b, (size_t)n) < 0)
@@ -623,12 +624,12 @@ void jbuf_printf(jbuf *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-int jbuf_string(jbuf *b, const char *s)
+int io_jbuf_string(jbuf *b, const char *s)
 {
     size_t n = strlen(s);
-    if (!utf8_valid(s, n))
+    if (!io_utf8_valid(s, n))
         return -1;
-    jbuf_put(b, "\"", 1);
+    io_jbuf_put(b, "\"", 1);
     size_t run = 0; /* bytes copied as they are, flushed in one go */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -650,24 +651,24 @@ int jbuf_string(jbuf *b, const char *s)
         }
         if (!esc)
             continue;
-        jbuf_put(b, s + run, i - run);
-        jbuf_puts(b, esc);
+        io_jbuf_put(b, s + run, i - run);
+        io_jbuf_puts(b, esc);
         run = i + 1;
     }
-    jbuf_put(b, s + run, n - run);
-    jbuf_put(b, "\"", 1);
+    io_jbuf_put(b, s + run, n - run);
+    io_jbuf_put(b, "\"", 1);
     return 0;
 }
 
-void jbuf_number(jbuf *b, double v)
+void io_jbuf_number(jbuf *b, double v)
 {
     if (!isfinite(v))
-        jbuf_puts(b, "null");
+        io_jbuf_puts(b, "null");
     else
-        jbuf_printf(b, "%.9g", v);
+        io_jbuf_printf(b, "%.9g", v);
 }
 
-void jbuf_free(jbuf *b)
+void io_jbuf_free(jbuf *b)
 {
     free(b->p);
     b->p = NULL;

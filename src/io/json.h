@@ -1,4 +1,5 @@
-/* json.h - the small strict JSON reader and writer helpers of src/io. Not
+/* json.h - the small strict JSON reader and writer helpers of src/io (io_
+ * prefix: libmela exports them, and json_parse is a common name). Not
  * installed; safetensors.c reads checkpoint headers with it and metrics.c
  * writes records with it.
  *
@@ -40,22 +41,22 @@ struct json_value {
 };
 
 /* Parses text[0..len), one value with optional whitespace around it.
- * Returns 0 with *out (the caller frees it with json_free), or -1 with *out
+ * Returns 0 with *out (the caller frees it with io_json_free), or -1 with *out
  * NULL, *err_pos the byte offset of the fault and err[0..errlen) a reason. */
-int json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, char *err,
+int io_json_parse(const char *text, size_t len, json_value **out, size_t *err_pos, char *err,
                size_t errlen);
-void json_free(json_value *v);
+void io_json_free(json_value *v);
 /* The member `key` of an object, or NULL (also when obj is not an object). */
-const json_value *json_find(const json_value *obj, const char *key);
+const json_value *io_json_find(const json_value *obj, const char *key);
 /* "string", "object", ... for messages. */
-const char *json_type_name(json_type t);
+const char *io_json_type_name(json_type t);
 
 /* Length of the UTF-8 sequence at s[0..n) and its code point, or 0 when the
  * bytes there are not one valid sequence (overlong forms and surrogates are
  * invalid). */
-int utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
+int io_utf8_next(const unsigned char *s, size_t n, uint32_t *cp);
 /* 1 when s[0..n) is valid UTF-8. */
-int utf8_valid(const char *s, size_t n);
+int io_utf8_valid(const char *s, size_t n);
 
 /* A growable text buffer for writers. After a failed allocation it keeps
  * `failed` set and ignores further output; check it once at the end. */
@@ -65,18 +66,18 @@ typedef struct jbuf {
     int failed;
 } jbuf;
 
-void jbuf_put(jbuf *b, const char *s, size_t n);
-void jbuf_puts(jbuf *b, const char *s);
-void jbuf_printf(jbuf *b, const char *fmt, ...)
+void io_jbuf_put(jbuf *b, const char *s, size_t n);
+void io_jbuf_puts(jbuf *b, const char *s);
+void io_jbuf_printf(jbuf *b, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 /* s as a quoted JSON string: " \ and control characters escaped, other
  * bytes as they are. Returns -1 (writing nothing) when s is not UTF-8. */
-int jbuf_string(jbuf *b, const char *s);
+int io_jbuf_string(jbuf *b, const char *s);
 /* v with %.9g, or null when v is NaN or infinite. */
-void jbuf_number(jbuf *b, double v);
-void jbuf_free(jbuf *b);
+void io_jbuf_number(jbuf *b, double v);
+void io_jbuf_free(jbuf *b);
 
 #endif

@@ -117,26 +117,26 @@ mela_metrics *mela_metrics_open(const char *dir, const char *stem)
 static void csv_field(jbuf *b, const char *s)
 {
     if (!strpbrk(s, ",\"\r\n")) {
-        jbuf_puts(b, s);
+        io_jbuf_puts(b, s);
         return;
     }
-    jbuf_puts(b, "\"");
+    io_jbuf_puts(b, "\"");
     for (; *s; s++) {
         if (*s == '"')
-            jbuf_put(b, "\"", 1); /* a quote is written twice */
-        jbuf_put(b, s, 1);
+            io_jbuf_put(b, "\"", 1); /* a quote is written twice */
+        io_jbuf_put(b, s, 1);
     }
-    jbuf_puts(b, "\"");
+    io_jbuf_puts(b, "\"");
 }
 
 static void csv_number(jbuf *b, double v)
 {
     if (isnan(v))
-        jbuf_puts(b, "nan");
+        io_jbuf_puts(b, "nan");
     else if (isinf(v))
-        jbuf_puts(b, v > 0 ? "inf" : "-inf");
+        io_jbuf_puts(b, v > 0 ? "inf" : "-inf");
     else
-        jbuf_printf(b, "%.9g", v);
+        io_jbuf_printf(b, "%.9g", v);
 }
 
 /* The keys of a record: valid, distinct, and the same as the first record's. */
@@ -145,7 +145,7 @@ static int check_keys(const mela_metrics *m, int n, const char *const *keys)
     for (int i = 0; i < n; i++) {
         if (!keys[i] || !*keys[i])
             return mela_set_error("metrics %s: key %d is empty", m->jsonl_path, i);
-        if (!utf8_valid(keys[i], strlen(keys[i])))
+        if (!io_utf8_valid(keys[i], strlen(keys[i])))
             return mela_set_error("metrics %s: key %d is not valid UTF-8", m->jsonl_path, i);
         for (int j = 0; j < i; j++)
             if (!strcmp(keys[i], keys[j]))
@@ -160,14 +160,14 @@ static int check_keys(const mela_metrics *m, int n, const char *const *keys)
     if (!same) {
         jbuf want = {0}, got = {0};
         for (int i = 0; i < m->nkeys; i++)
-            jbuf_printf(&want, "%s%s", i ? ", " : "", m->keys[i]);
+            io_jbuf_printf(&want, "%s%s", i ? ", " : "", m->keys[i]);
         for (int i = 0; i < n; i++)
-            jbuf_printf(&got, "%s%s", i ? ", " : "", keys[i]);
+            io_jbuf_printf(&got, "%s%s", i ? ", " : "", keys[i]);
         mela_set_error("metrics %s: a record has keys [%s] but the log's keys are [%s] (the "
                        "CSV needs the same keys in the same order)", m->csv_path,
                        got.failed ? "?" : got.p, want.failed ? "?" : want.p);
-        jbuf_free(&want);
-        jbuf_free(&got);
+        io_jbuf_free(&want);
+        io_jbuf_free(&got);
         return -1;
     }
     return 0;
@@ -206,37 +206,38 @@ int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const do
         m->nkeys = n;
     }
     jbuf js = {0}, cs = {0};
-    jbuf_puts(&js, "{");
+    io_jbuf_puts(&js, "{");
     for (int i = 0; i < n; i++) {
         if (i)
-            jbuf_puts(&js, ",");
-        jbuf_string(&js, keys[i]); /* checked to be UTF-8 above */
-        jbuf_puts(&js, ":");
-        jbuf_number(&js, values[i]);
+            io_jbuf_puts(&js, ",");
+        io_jbuf_string(&js, keys[i]); /* checked to be UTF-8 above */
+        io_jbuf_puts(&js, ":");
+        io_jbuf_number(&js, values[i]);
     }
-    jbuf_puts(&js, "}\n");
+    io_jbuf_puts(&js, "}\n");
     if (first) {
         for (int i = 0; i < n; i++) {
             if (i)
-                jbuf_puts(&cs, ",");
+                io_jbuf_puts(&cs, ",");
             csv_field(&cs, keys[i]);
         }
-        jbuf_puts(&cs, "\n");
+        io_jbuf_puts(&cs, "\n");
     }
     for (int i = 0; i < n; i++) {
         if (i)
-            jbuf_puts(&cs, ",");
+            io_jbuf_puts(&cs, ",");
         csv_number(&cs, values[i]);
     }
-    jbuf_puts(&cs, "\n");
+    io_jbuf_puts(&cs, "\n");
     int rc;
     if (js.failed || cs.failed)
         rc = mela_set_error("metrics: out of memory");
     else
-        rc = write_line(m->jsonl, m->jsonl_path, &js) < 0 || write_line(m->csv, m->csv_path, &cs) < 0
+        rc = write_line(m->jsonl, m->jsonl_path, &js) < 0 ||
+                     write_line(m->csv, m->csv_path, &cs) < 0
                  ? -1
                  : 0;
-    jbuf_free(&js);
-    jbuf_free(&cs);
+    io_jbuf_free(&js);
+    io_jbuf_free(&cs);
     return rc;
 }

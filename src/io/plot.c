@@ -6,8 +6,10 @@
  * plain - no anti-aliasing, no log axes, fixed size - because its job is a
  * quick honest look at a loss or accuracy curve, not publication figures. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <png.h>
+#include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +24,9 @@
 /* ------------------------------------------------------------------- font */
 
 /* Printable ASCII 32..126, 7 rows of 5 pixels each; bit 4 is the leftmost
- * column. Glyphs are 5x7 in a 6x9 cell. */
+ * column. Glyphs are 5x7 in a 6x9 cell; the descenders g, p, q, y are drawn
+ * two rows lower (DROPS). */
+#define DROPS "gpqy"
 static const unsigned char font5x7[95][7] = {
     {0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00}, /* space */
     {0x04, 0x04, 0x04, 0x04, 0x04, 0x00, 0x04}, /* ! */
@@ -95,7 +99,7 @@ static const unsigned char font5x7[95][7] = {
     {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}, /* d */
     {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
     {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}, /* f */
-    {0x00, 0x0F, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* g */
+    {0x0F, 0x11, 0x11, 0x0F, 0x01, 0x11, 0x0E}, /* g */
     {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}, /* h */
     {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}, /* i */
     {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}, /* j */
@@ -104,8 +108,8 @@ static const unsigned char font5x7[95][7] = {
     {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}, /* m */
     {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}, /* n */
     {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}, /* o */
-    {0x00, 0x00, 0x1E, 0x11, 0x1E, 0x10, 0x10}, /* p */
-    {0x00, 0x00, 0x0D, 0x13, 0x0F, 0x01, 0x01}, /* q */
+    {0x1E, 0x11, 0x11, 0x1E, 0x10, 0x10, 0x10}, /* p */
+    {0x0F, 0x11, 0x11, 0x0F, 0x01, 0x01, 0x01}, /* q */
     {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}, /* r */
     {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}, /* s */
     {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}, /* t */
@@ -113,7 +117,7 @@ static const unsigned char font5x7[95][7] = {
     {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* v */
     {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}, /* w */
     {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}, /* x */
-    {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* y */
+    {0x11, 0x11, 0x11, 0x0F, 0x01, 0x11, 0x0E}, /* y */
     {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}, /* z */
     {0x02, 0x04, 0x04, 0x08, 0x04, 0x04, 0x02}, /* { */
     {0x04, 0x04, 0x04, 0x04, 0x04, 0x04, 0x04}, /* | */
@@ -190,7 +194,7 @@ static int next_glyph(const char **s)
 {
     uint32_t cp;
     const unsigned char *u = (const unsigned char *)*s;
-    int k = utf8_next(u, strlen(*s), &cp);
+    int k = io_utf8_next(u, strlen(*s), &cp);
     *s += k ? k : 1;
     if (!k || cp < 32 || cp > 126)
         cp = '?';
@@ -211,11 +215,13 @@ static int text_width(const char *s, int scale)
 static void text(canvas *c, int x, int y, const char *s, int scale, rgb col)
 {
     while (*s) {
-        const unsigned char *g = font5x7[next_glyph(&s)];
+        int gi = next_glyph(&s);
+        const unsigned char *g = font5x7[gi];
+        int top = y + (strchr(DROPS, gi + 32) ? 2 * scale : 0);
         for (int row = 0; row < 7; row++)
             for (int k = 0; k < 5; k++)
                 if (g[row] & (0x10 >> k))
-                    fill(c, x + k * scale, y + row * scale, scale, scale, col);
+                    fill(c, x + k * scale, top + row * scale, scale, scale, col);
         x += 6 * scale;
     }
 }
@@ -264,8 +270,8 @@ static void axis_make(axis *a, double lo, double hi, int pad)
     a->lo = lo, a->hi = hi, a->step = step, a->first = first;
     a->nticks = 0;
     for (int k = 0; k < 40; k++) {
-        double v = first + k * step;
-        if (v > hi + step * 1e-9)
+        double v = 2 * (first / 2 + k * (step / 2)); /* k * step alone may overflow */
+        if (!isfinite(v) || v / 2 - hi / 2 > step * 1e-9)
             break;
         a->nticks = k + 1;
     }
@@ -279,7 +285,7 @@ static double axis_frac(const axis *a, double v)
 
 static double axis_tick(const axis *a, int k)
 {
-    double v = a->first + k * a->step;
+    double v = 2 * (a->first / 2 + k * (a->step / 2));
     return fabs(v) < a->step * 1e-9 ? 0.0 : v; /* no "-0" or 1e-17 */
 }
 
@@ -287,7 +293,7 @@ static void tick_label(const axis *a, double v, char *buf, size_t n)
 {
     double big = fmax(fabs(a->lo), fabs(a->hi));
     if (big < 1e6 && a->step >= 1e-4) {
-        int dec = (int)fmax(0, -floor(log10(a->step) + 1e-9));
+        int dec = (int)fmin(4, fmax(0, -floor(log10(a->step) + 1e-9))); /* step >= 1e-4 */
         snprintf(buf, n, "%.*f", dec, v);
     } else {
         int p = (int)(ceil(log10(big)) - floor(log10(a->step))) + 1;
@@ -326,12 +332,16 @@ static int write_png(const char *path, const unsigned char *px)
     FILE *f = fopen(path, "wb");
     if (!f)
         return mela_set_error("plot %s: cannot create (%s)", path, strerror(errno));
-    png_err err = {{0}};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &err, on_png_error,
-                                              on_png_warning);
+    /* On the heap: a local changed between setjmp and longjmp would be
+     * indeterminate after the jump. */
+    png_err *err = calloc(1, sizeof *err);
+    png_structp png = err ? png_create_write_struct(PNG_LIBPNG_VER_STRING, err, on_png_error,
+                                                    on_png_warning)
+                          : NULL;
     png_infop info = png ? png_create_info_struct(png) : NULL;
     if (!png || !info) {
         png_destroy_write_struct(&png, &info);
+        free(err);
         fclose(f);
         unlink(path);
         return mela_set_error("plot %s: out of memory", path);
@@ -340,7 +350,9 @@ static int write_png(const char *path, const unsigned char *px)
         png_destroy_write_struct(&png, &info);
         fclose(f);
         unlink(path);
-        return mela_set_error("plot %s: cannot write PNG (%s)", path, err.msg);
+        mela_set_error("plot %s: cannot write PNG (%s)", path, err->msg);
+        free(err);
+        return -1;
     }
     png_init_io(png, f);
     png_set_IHDR(png, info, PLOT_W, PLOT_H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
@@ -350,6 +362,7 @@ static int write_png(const char *path, const unsigned char *px)
         png_write_row(png, px + (size_t)y * PLOT_W * 3);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
+    free(err);
     int bad = fflush(f) != 0 || ferror(f);
     int e = errno;
     if (fclose(f) != 0 && !bad) {

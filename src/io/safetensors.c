@@ -96,9 +96,9 @@ static int write_all(int fd, const void *buf, size_t n)
 static int build_header(jbuf *h, const char *path, const mela_layout *L, int nmeta,
                         const char *const *keys, const char *const *values)
 {
-    jbuf_puts(h, "{");
+    io_jbuf_puts(h, "{");
     if (nmeta > 0) {
-        jbuf_puts(h, "\"__metadata__\":{");
+        io_jbuf_puts(h, "\"__metadata__\":{");
         for (int i = 0; i < nmeta; i++) {
             if (!keys[i] || !values[i])
                 return mela_set_error("checkpoint %s: metadata pair %d has a NULL %s", path, i,
@@ -108,15 +108,15 @@ static int build_header(jbuf *h, const char *path, const mela_layout *L, int nme
                     return mela_set_error("checkpoint %s: metadata key '%s' is given twice", path,
                                           keys[i]);
             if (i)
-                jbuf_puts(h, ",");
-            if (jbuf_string(h, keys[i]) < 0)
+                io_jbuf_puts(h, ",");
+            if (io_jbuf_string(h, keys[i]) < 0)
                 return mela_set_error("checkpoint %s: metadata key %d is not valid UTF-8", path, i);
-            jbuf_puts(h, ":");
-            if (jbuf_string(h, values[i]) < 0)
+            io_jbuf_puts(h, ":");
+            if (io_jbuf_string(h, values[i]) < 0)
                 return mela_set_error("checkpoint %s: metadata value of '%s' is not valid UTF-8",
                                       path, keys[i]);
         }
-        jbuf_puts(h, "}");
+        io_jbuf_puts(h, "}");
     }
     uint64_t off = 0;
     for (int i = 0; i < mela_layout_count(L); i++) {
@@ -126,19 +126,19 @@ static int build_header(jbuf *h, const char *path, const mela_layout *L, int nme
         if (!strcmp(name, "__metadata__"))
             return mela_set_error("checkpoint %s: a tensor may not be called __metadata__", path);
         if (i || nmeta > 0)
-            jbuf_puts(h, ",");
-        if (jbuf_string(h, name) < 0)
+            io_jbuf_puts(h, ",");
+        if (io_jbuf_string(h, name) < 0)
             return mela_set_error("checkpoint %s: tensor name %d is not valid UTF-8", path, i);
-        jbuf_puts(h, ":{\"dtype\":\"F32\",\"shape\":[");
+        io_jbuf_puts(h, ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < s.nd; d++)
-            jbuf_printf(h, d ? ",%d" : "%d", s.d[d]);
-        jbuf_printf(h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
+            io_jbuf_printf(h, d ? ",%d" : "%d", s.d[d]);
+        io_jbuf_printf(h, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}", off, off + bytes);
         off += bytes;
     }
-    jbuf_puts(h, "}");
+    io_jbuf_puts(h, "}");
     /* Spaces up to a multiple of 8, as the reference does. */
     while (!h->failed && h->len % 8)
-        jbuf_puts(h, " ");
+        io_jbuf_puts(h, " ");
     if (h->failed)
         return mela_set_error("checkpoint %s: out of memory", path);
     return 0;
@@ -199,13 +199,13 @@ int mela_checkpoint_save(const char *path, const mela_layout *L, const float *th
                               nmeta, (const void *)keys, (const void *)values);
     jbuf h = {0};
     if (build_header(&h, path, L, nmeta, keys, values) < 0) {
-        jbuf_free(&h);
+        io_jbuf_free(&h);
         return -1;
     }
     size_t tlen = strlen(path) + 32;
     char *tmp = malloc(tlen);
     if (!tmp) {
-        jbuf_free(&h);
+        io_jbuf_free(&h);
         return mela_set_error("checkpoint %s: out of memory", path);
     }
     snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
@@ -215,7 +215,7 @@ int mela_checkpoint_save(const char *path, const mela_layout *L, const float *th
         int e = errno;
         mela_set_error("checkpoint %s: cannot create %s (%s)", path, tmp, strerror(e));
         free(tmp);
-        jbuf_free(&h);
+        io_jbuf_free(&h);
         return -1;
     }
     const char *step = "write";
@@ -243,7 +243,7 @@ int mela_checkpoint_save(const char *path, const mela_layout *L, const float *th
         sync_parent_dir(path);
     }
     free(tmp);
-    jbuf_free(&h);
+    io_jbuf_free(&h);
     return ok ? 0 : -1;
 }
 
@@ -330,20 +330,20 @@ static int read_tensor(const char *path, char **key, const json_value *v, ck_ten
 {
     const char *name = *key;
     if (v->type != JSON_OBJECT)
-        return ck_error(path, "tensor '%s' is %s, not an object", name, json_type_name(v->type));
-    const json_value *dtype = json_find(v, "dtype"), *shape = json_find(v, "shape"),
-                     *offs = json_find(v, "data_offsets");
+        return ck_error(path, "tensor '%s' is %s, not an object", name, io_json_type_name(v->type));
+    const json_value *dtype = io_json_find(v, "dtype"), *shape = io_json_find(v, "shape"),
+                     *offs = io_json_find(v, "data_offsets");
     if (!dtype || !shape || !offs)
         return ck_error(path, "tensor '%s' has no \"%s\"", name,
                         !dtype ? "dtype" : !shape ? "shape" : "data_offsets");
     if (dtype->type != JSON_STRING)
         return ck_error(path, "tensor '%s': dtype is %s, not a string", name,
-                        json_type_name(dtype->type));
+                        io_json_type_name(dtype->type));
     if (strcmp(dtype->str, "F32") != 0)
         return ck_error(path, "tensor '%s' has dtype %.40s; mela reads only F32", name, dtype->str);
     if (shape->type != JSON_ARRAY)
         return ck_error(path, "tensor '%s': shape is %s, not an array", name,
-                        json_type_name(shape->type));
+                        io_json_type_name(shape->type));
     if (shape->n > MELA_MAX_DIMS)
         return ck_error(path, "tensor '%s' has %d dimensions; mela handles at most %d", name,
                         shape->n, MELA_MAX_DIMS);
@@ -374,10 +374,13 @@ static int read_tensor(const char *path, char **key, const json_value *v, ck_ten
         return ck_error(path, "tensor '%s': data_offsets [%" PRIu64 ", %" PRIu64 "] end before "
                         "they begin", name, t->begin, t->end);
     char sb[64];
-    if (overflow || t->end - t->begin != numel * 4)
-        return ck_error(path, "tensor '%s': shape %s needs %s bytes but data_offsets [%" PRIu64
-                        ", %" PRIu64 "] hold %" PRIu64, name, mela_shape_str(t->shape, sb, sizeof sb),
-                        overflow ? "too many" : "a different number of", t->begin, t->end,
+    if (overflow)
+        return ck_error(path, "tensor '%s': shape %s is too large", name,
+                        mela_shape_str(t->shape, sb, sizeof sb));
+    if (t->end - t->begin != numel * 4)
+        return ck_error(path, "tensor '%s': shape %s needs %" PRIu64 " bytes but data_offsets [%"
+                        PRIu64 ", %" PRIu64 "] hold %" PRIu64, name,
+                        mela_shape_str(t->shape, sb, sizeof sb), numel * 4, t->begin, t->end,
                         t->end - t->begin);
     t->name = *key;
     *key = NULL;
@@ -405,7 +408,7 @@ static int by_name(const void *a, const void *b)
 static int read_metadata(const char *path, json_value *v, mela_checkpoint *ck)
 {
     if (v->type != JSON_OBJECT)
-        return ck_error(path, "__metadata__ is %s, not an object", json_type_name(v->type));
+        return ck_error(path, "__metadata__ is %s, not an object", io_json_type_name(v->type));
     ck->mkeys = calloc((size_t)v->n + 1, sizeof *ck->mkeys);
     ck->mvals = calloc((size_t)v->n + 1, sizeof *ck->mvals);
     if (!ck->mkeys || !ck->mvals)
@@ -413,7 +416,7 @@ static int read_metadata(const char *path, json_value *v, mela_checkpoint *ck)
     for (int k = 0; k < v->n; k++) {
         if (v->items[k].type != JSON_STRING)
             return ck_error(path, "metadata '%s' is %s, not a string", v->keys[k],
-                            json_type_name(v->items[k].type));
+                            io_json_type_name(v->items[k].type));
         ck->mkeys[k] = v->keys[k];
         ck->mvals[k] = v->items[k].str;
         v->keys[k] = NULL;
@@ -442,11 +445,11 @@ static int parse_checkpoint(const char *path, mela_checkpoint *ck)
     json_value *root;
     size_t at;
     char why[256];
-    if (json_parse(text, (size_t)hlen, &root, &at, why, sizeof why) < 0)
+    if (io_json_parse(text, (size_t)hlen, &root, &at, why, sizeof why) < 0)
         return ck_error(path, "corrupt header: invalid JSON at byte %zu of the file (%zu of the "
                         "header): %s", at + 8, at, why);
     if (root->type != JSON_OBJECT) {
-        json_free(root);
+        io_json_free(root);
         return ck_error(path, "corrupt header: not a JSON object");
     }
     ck->data = ck->file + 8 + hlen;
@@ -454,7 +457,7 @@ static int parse_checkpoint(const char *path, mela_checkpoint *ck)
     ck->t = calloc((size_t)root->n + 1, sizeof *ck->t);
     ck->by_name = calloc((size_t)root->n + 1, sizeof *ck->by_name);
     if (!ck->t || !ck->by_name) {
-        json_free(root);
+        io_json_free(root);
         return ck_error(path, "out of memory");
     }
     int rc = 0;
@@ -467,7 +470,7 @@ static int parse_checkpoint(const char *path, mela_checkpoint *ck)
                 ck->n++;
         }
     }
-    json_free(root);
+    io_json_free(root);
     if (rc < 0)
         return -1;
 

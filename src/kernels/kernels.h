@@ -20,6 +20,8 @@
 
 /* Sets the number of threads OpenBLAS may use inside one GEMM. */
 void mk_blas_threads(int n);
+/* OpenBLAS's kernel family (openblas_get_corename). */
+const char *mk_blas_core(void);
 
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X^T when the

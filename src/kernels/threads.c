@@ -6,3 +6,5 @@
 #include "kernels/kernels.h"
 
 void mk_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+const char *mk_blas_core(void) { return openblas_get_corename(); }

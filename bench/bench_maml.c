@@ -1,0 +1,113 @@
+/* bench_maml.c - wall time of one MAML meta-iteration (meta-gradient of a
+ * meta-batch + Adam step) on the Omniglot Conv-4 (stride-2, 64 filters,
+ * 28x28), with random images, for the paper's settings; median of repeats.
+ * Compare with bench/torch_maml.py (the same computation in PyTorch).
+ *
+ *   bench_maml [--reps N] [--threads T] [--only NAME]
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "mela_learn.h"
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+typedef struct setting {
+    const char *name;
+    int ways, shots, queries, steps, meta_batch, first_order;
+    float lr;
+} setting;
+
+int main(int argc, char **argv)
+{
+    int reps = 10, threads = 2;
+    const char *only = NULL;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
+    }
+    if (reps < 1 || reps > 1000 || threads < 1 || threads > 64) {
+        fprintf(stderr, "bench_maml: --reps 1..1000, --threads 1..64\n");
+        return 2;
+    }
+    mela_set_blas_threads(1);
+    setting S[] = {
+        {"maml-5w1s", 5, 1, 1, 1, 32, 0, 0.4f},
+        {"fomaml-5w1s", 5, 1, 1, 1, 32, 1, 0.4f},
+        {"maml-20w1s", 20, 1, 1, 5, 16, 0, 0.1f},
+        {"fomaml-20w1s", 20, 1, 1, 5, 16, 1, 0.1f},
+    };
+    printf("threads %d, median of %d meta-iterations (after 2 warm-up)\n\n", threads, reps);
+    printf("| setting | meta-batch | steps | ms / meta-iteration | tasks/s | arena MB / thread |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: |\n");
+    for (size_t k = 0; k < sizeof S / sizeof S[0]; k++) {
+        setting s = S[k];
+        if (only && strcmp(only, s.name))
+            continue;
+        mela_model *m = mela_conv4_new(1, 28, 64, 4, s.ways, 0);
+        mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .first_order = s.first_order,
+                              .ways = s.ways, .shots = s.shots, .queries = s.queries,
+                              .steps = s.steps, .test_steps = s.steps, .inner_lr = s.lr};
+        mela_gbml *gb = mela_gbml_new(m, &c);
+        if (!gb) {
+            fprintf(stderr, "bench_maml: %s\n", mela_last_error());
+            return 1;
+        }
+        size_t n = mela_layout_size(mela_gbml_layout(gb));
+        float *theta = calloc(n, sizeof *theta), *grad = calloc(n, sizeof *grad);
+        mela_rng r = mela_rng_new(1);
+        mela_gbml_init(gb, theta, &r);
+        mela_adam adam;
+        mela_adam_init(&adam, n, 0.001f);
+        int ns = s.ways * s.shots, nq = s.ways * s.queries;
+        size_t per = (size_t)(ns + nq) * (784 + 1);
+        float *data = malloc(per * s.meta_batch * sizeof *data);
+        mela_task *tasks = calloc(s.meta_batch, sizeof *tasks);
+        for (int b = 0; b < s.meta_batch; b++) {
+            float *d = data + per * b;
+            for (size_t i = 0; i < (size_t)(ns + nq) * 784; i++)
+                d[i] = mela_rng_uniform(&r) < 0.2f ? 1.0f : 0.0f;
+            float *ys = d + (size_t)(ns + nq) * 784, *yq = ys + ns;
+            for (int i = 0; i < ns; i++) ys[i] = (float)(i / s.shots);
+            for (int i = 0; i < nq; i++) yq[i] = (float)(i / s.queries);
+            tasks[b] = (mela_task){d, ys, d + (size_t)ns * 784, yq};
+        }
+        double *t = malloc(reps * sizeof *t);
+        for (int i = -2; i < reps; i++) {
+            double t0 = now();
+            mela_gbml_meta_grad(gb, theta, s.meta_batch, tasks, threads, grad, NULL, NULL);
+            mela_adam_step(&adam, theta, grad);
+            if (i >= 0)
+                t[i] = now() - t0;
+        }
+        qsort(t, reps, sizeof *t, cmp);
+        double med = t[reps / 2];
+        printf("| %s | %d | %d | %.1f | %.0f | %.1f |\n", s.name, s.meta_batch, s.steps, 1e3 * med,
+               s.meta_batch / med, mela_gbml_arena_bytes(gb) / 1e6);
+        fflush(stdout);
+        free(t), free(data), free(tasks), free(theta), free(grad);
+        mela_adam_free(&adam);
+        mela_gbml_free(gb);
+        mela_model_free(m);
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("\npeak RSS %.1f MB\n", ru.ru_maxrss / 1024.0);
+    return 0;
+}
