@@ -155,6 +155,12 @@ enum {
  */
 mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
 
+/* Loads one PNG or JPEG file as C*H*W floats in [0, 1] (C = 1: grey by
+ * luminance, 3: RGB), resized with the area filter, inverted first with
+ * MELA_FOLDER_INVERT, exactly as mela_folder_load treats each image.
+ * Returns 0, or -1 naming the file. */
+int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out);
+
 /* ------------------------------------------------------------------ splits */
 
 /* One class of a split: dataset class `cls` turned `rot` quarter turns

@@ -43,6 +43,8 @@ typedef struct mela_gbml_config {
     int shots;        /* K examples per class (regression: K points) */
     int queries;      /* Q query examples per class (regression: Q points) */
     int test_queries; /* Q at evaluation (0: same as queries) */
+    int query_total;  /* if > 0: the evaluation query set has exactly this many
+                       * rows, whatever their labels (mela adapt) */
     int steps;        /* inner steps in meta-training */
     int test_steps;   /* inner steps at evaluation */
     float inner_lr;   /* alpha (Meta-SGD: the initial value of every rate) */
@@ -173,6 +175,28 @@ typedef struct mela_eval_result {
  * data_dir, threads, test_queries). Returns 0 or -1. */
 int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
                   int steps, mela_eval_result *res);
+
+/* Few-shot prediction on the user's own images (`mela adapt`). */
+typedef struct mela_adapt_result {
+    int nclasses;
+    char **classes;  /* support class names, sorted; label i is classes[i] */
+    int nquery;
+    float *scores;   /* nquery x nclasses softmax probabilities */
+    int *pred;       /* nquery predicted labels */
+} mela_adapt_result;
+
+/* Loads a classification checkpoint, adapts it with `steps` inner steps (-1:
+ * its test_steps) to the labelled images of support_dir/<class>/<image>
+ * (PNG/JPEG, any size or colour: converted to grey and resized to the
+ * model's input; inverted first when `invert`, so that dark strokes on white
+ * paper become ink = 1 as in Omniglot), and scores the query images (one
+ * batch: batch norm sees all of them, as in meta-training). The support set
+ * must have exactly the checkpoint's number of ways and the same number of
+ * images in every class. Returns 0 or -1 with a message naming the folder,
+ * class or file. */
+int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
+                   const char *const *query_paths, int steps, int invert, mela_adapt_result *res);
+void mela_adapt_result_free(mela_adapt_result *res);
 
 #ifdef __cplusplus
 }

@@ -6,5 +6,6 @@
 int cli_demo(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_adapt(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const struct {
 } commands[] = {
     {"train", cli_train, "meta-train a learner (MAML, first-order MAML, Meta-SGD, ANIL)"},
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
+    {"adapt", cli_adapt, "adapt a checkpoint to your labelled images and classify query images"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };
 

@@ -75,9 +75,10 @@ static int is_dir(const char *path)
 }
 
 /* Decodes one file and appends it, resized, to the current class. */
-static int add_image(ds_builder *b, const char *path, unsigned flags)
+/* Reads, decodes, (inverts) and area-resizes one image file into dst
+ * (C*H*W bytes, plane by plane). */
+static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_t *dst)
 {
-    mela_dataset *ds = b->ds;
     uint8_t *data = NULL, *pix = NULL, *plane = NULL;
     size_t size = 0;
     int h, w, rc = -1;
@@ -85,21 +86,20 @@ static int add_image(ds_builder *b, const char *path, unsigned flags)
     snprintf(what, sizeof what, "folder: %s", path);
     if (read_whole_file(path, &data, &size))
         return mela_set_error("%s: cannot read (%s)", what, strerror(errno));
-    if (mela_image_decode(data, size, what, ds->C, &pix, &h, &w))
+    if (mela_image_decode(data, size, what, C, &pix, &h, &w))
         goto done;
-    uint8_t *dst = dsb_image(b, 0);
     plane = malloc((size_t)h * w);
-    if (!dst || !plane) {
+    if (!plane) {
         mela_set_error("%s: out of memory", what);
         goto done;
     }
-    size_t HW = (size_t)ds->H * ds->W;
-    for (int ch = 0; ch < ds->C; ch++) {
+    size_t HW = (size_t)H * W;
+    for (int ch = 0; ch < C; ch++) {
         for (size_t p = 0; p < (size_t)h * w; p++) {
-            uint8_t v = pix[p * ds->C + ch];
+            uint8_t v = pix[p * C + ch];
             plane[p] = (flags & MELA_FOLDER_INVERT) ? (uint8_t)(255 - v) : v;
         }
-        if (mela_resize_area(dst + ch * HW, ds->H, ds->W, plane, h, w))
+        if (mela_resize_area(dst + ch * HW, H, W, plane, h, w))
             goto done;
     }
     rc = 0;
@@ -107,6 +107,30 @@ done:
     free(plane);
     free(pix);
     free(data);
+    return rc;
+}
+
+static int add_image(ds_builder *b, const char *path, unsigned flags)
+{
+    mela_dataset *ds = b->ds;
+    uint8_t *dst = dsb_image(b, 0);
+    if (!dst)
+        return mela_set_error("folder: %s: out of memory", path);
+    return load_u8(path, ds->C, ds->H, ds->W, flags, dst);
+}
+
+int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out)
+{
+    if ((C != 1 && C != 3) || H < 1 || W < 1 || H > 4096 || W > 4096)
+        return mela_set_error("image %s: bad target %dx%dx%d", path, C, H, W);
+    size_t n = (size_t)C * H * W;
+    uint8_t *u = malloc(n);
+    if (!u)
+        return mela_set_error("image %s: out of memory", path);
+    int rc = load_u8(path, C, H, W, flags, u);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        out[i] = u[i] * (1.0f / 255.0f);
+    free(u);
     return rc;
 }
 

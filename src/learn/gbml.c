@@ -56,6 +56,8 @@ static int build(mela_gbml *gb, gbml_graph *o, int steps, int meta)
     int ns = c->regression ? c->shots : c->ways * c->shots;
     int q = !meta && c->test_queries > 0 ? c->test_queries : c->queries;
     int nq = c->regression ? q : c->ways * q;
+    if (!meta && c->query_total > 0)
+        nq = c->query_total;
     o->xs = mela_input(g, "x_support", mela_model_input_shape(m, ns));
     o->xq = mela_input(g, "x_query", mela_model_input_shape(m, nq));
     o->ys = mela_input(g, "y_support", c->regression ? MELA_SHAPE(ns, 1) : MELA_SHAPE(ns));

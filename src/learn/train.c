@@ -332,40 +332,44 @@ done:
     return status;
 }
 
+/* The run configuration stored in a checkpoint's metadata. */
+static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
+{
+    const char *fmt = mela_checkpoint_meta(ck, "format");
+    if (!fmt || strcmp(fmt, "mela-gbml-1"))
+        return mela_set_error("%s: not a checkpoint of a gradient-based learner (format '%s')", path,
+                              fmt ? fmt : "none");
+    const char *ways = mela_checkpoint_meta(ck, "ways");
+    if (mela_run_defaults(rc, mela_checkpoint_meta(ck, "learner"), mela_checkpoint_meta(ck, "dataset"),
+                          ways ? atoi(ways) : 0))
+        return -1;
+    char buf[600];
+    for (int i = 0;; i++) {
+        const char *k = mela_run_option(i, rc, buf, sizeof buf, NULL);
+        if (!k)
+            break;
+        const char *v = mela_checkpoint_meta(ck, k);
+        if (v && mela_run_set(rc, k, v)) {
+            char why[512];
+            snprintf(why, sizeof why, "%s", mela_last_error());
+            return mela_set_error("%s: metadata %s", path, why);
+        }
+    }
+    return 0;
+}
+
 int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
                   int steps, mela_eval_result *res)
 {
     mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
     if (!ck)
         return -1;
-    const char *fmt = mela_checkpoint_meta(ck, "format");
-    if (!fmt || strcmp(fmt, "mela-gbml-1")) {
-        mela_set_error("%s: not a checkpoint of a gradient-based learner (format '%s')", checkpoint,
-                       fmt ? fmt : "none");
-        mela_checkpoint_close(ck);
-        return -1;
-    }
     mela_run_config rc;
-    const char *ways = mela_checkpoint_meta(ck, "ways");
     int status = -1;
     run r = {0};
     source te = {0};
-    if (mela_run_defaults(&rc, mela_checkpoint_meta(ck, "learner"), mela_checkpoint_meta(ck, "dataset"),
-                          ways ? atoi(ways) : 0))
+    if (config_from_checkpoint(ck, checkpoint, &rc))
         goto done;
-    char buf[600];
-    for (int i = 0;; i++) {
-        const char *k = mela_run_option(i, &rc, buf, sizeof buf, NULL);
-        if (!k)
-            break;
-        const char *v = mela_checkpoint_meta(ck, k);
-        if (v && mela_run_set(&rc, k, v)) {
-            char why[512];
-            snprintf(why, sizeof why, "%s", mela_last_error());
-            mela_set_error("%s: metadata %s", checkpoint, why);
-            goto done;
-        }
-    }
     for (int i = 0; i < nover; i++) {
         char key[64];
         const char *eq = strchr(overrides[i], '=');
@@ -394,6 +398,114 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
     status = 0;
 done:
     source_free(&te);
+    run_free(&r);
+    mela_checkpoint_close(ck);
+    return status;
+}
+
+void mela_adapt_result_free(mela_adapt_result *res)
+{
+    for (int i = 0; i < res->nclasses && res->classes; i++)
+        free(res->classes[i]);
+    free(res->classes);
+    free(res->scores);
+    free(res->pred);
+    memset(res, 0, sizeof *res);
+}
+
+int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
+                   const char *const *query_paths, int steps, int invert, mela_adapt_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (nquery < 1)
+        return mela_set_error("adapt: no query images");
+    mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
+    if (!ck)
+        return -1;
+    mela_run_config rc;
+    mela_dataset *sup = NULL;
+    run r = {0};
+    float *xs = NULL, *ys = NULL, *xq = NULL, *yq = NULL;
+    int status = -1;
+    if (config_from_checkpoint(ck, checkpoint, &rc))
+        goto done;
+    if (rc.gb.regression) {
+        mela_set_error("%s: a regression checkpoint cannot classify images", checkpoint);
+        goto done;
+    }
+    int S = rc.image_size;
+    if (!(sup = mela_folder_load(support_dir, S, S, invert ? MELA_FOLDER_INVERT : 0)))
+        goto done;
+    if (sup->nclasses != rc.gb.ways) {
+        mela_set_error("adapt: %s has %d classes but the checkpoint is a %d-way model", support_dir,
+                       sup->nclasses, rc.gb.ways);
+        goto done;
+    }
+    int K = sup->classes[0].count;
+    for (int c = 1; c < sup->nclasses; c++)
+        if (sup->classes[c].count != K) {
+            mela_set_error("adapt: class '%s' has %d images and class '%s' %d; give every class the "
+                           "same number", sup->classes[c].name, sup->classes[c].count,
+                           sup->classes[0].name, K);
+            goto done;
+        }
+    rc.gb.shots = K;
+    rc.gb.query_total = nquery;
+    if (steps >= 0)
+        rc.gb.test_steps = steps;
+    if (run_open(&r, &rc, 0) || mela_checkpoint_read(ck, mela_gbml_layout(r.gb), r.theta))
+        goto done;
+    size_t img = (size_t)S * S;
+    int N = rc.gb.ways;
+    xs = malloc((size_t)N * K * img * sizeof *xs);
+    ys = malloc((size_t)N * K * sizeof *ys);
+    xq = malloc((size_t)nquery * img * sizeof *xq);
+    yq = calloc(nquery, sizeof *yq);
+    res->scores = malloc((size_t)nquery * N * sizeof *res->scores);
+    res->pred = malloc(nquery * sizeof *res->pred);
+    res->classes = calloc(N, sizeof *res->classes);
+    if (!xs || !ys || !xq || !yq || !res->scores || !res->pred || !res->classes) {
+        mela_set_error("adapt: out of memory");
+        goto done;
+    }
+    res->nclasses = N;
+    res->nquery = nquery;
+    for (int c = 0; c < N; c++) {
+        res->classes[c] = strdup(sup->classes[c].name);
+        for (int j = 0; j < K; j++) {
+            const uint8_t *p = mela_dataset_image(sup, c, j);
+            for (size_t q = 0; q < img; q++)
+                xs[((size_t)c * K + j) * img + q] = p[q] * (1.0f / 255.0f);
+            ys[c * K + j] = (float)c;
+        }
+    }
+    for (int i = 0; i < nquery; i++)
+        if (mela_image_load(query_paths[i], 1, S, S, invert ? MELA_FOLDER_INVERT : 0, xq + i * img))
+            goto done;
+    mela_set_blas_threads(1);
+    mela_task t = {xs, ys, xq, yq};
+    if (mela_gbml_evaluate(r.gb, r.theta, &t, 0, NULL, NULL, res->scores))
+        goto done;
+    for (int i = 0; i < nquery; i++) { /* logits -> probabilities */
+        float *z = res->scores + (size_t)i * N, m = z[0], sum = 0;
+        int best = 0;
+        for (int c = 1; c < N; c++)
+            m = z[c] > m ? z[c] : m;
+        for (int c = 0; c < N; c++)
+            sum += z[c] = expf(z[c] - m);
+        for (int c = 0; c < N; c++) {
+            z[c] /= sum;
+            if (z[c] > z[best])
+                best = c;
+        }
+        res->pred[i] = best;
+    }
+    status = 0;
+done:
+    if (status)
+        mela_adapt_result_free(res);
+    free(xs), free(ys), free(xq), free(yq);
+    mela_dataset_free(sup);
     run_free(&r);
     mela_checkpoint_close(ck);
     return status;

@@ -1,0 +1,138 @@
+/* adapt.c - `mela adapt`: a checkpoint, a folder of labelled support images
+ * and query images in; a label and class scores per query out. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "mela_learn.h"
+
+static void adapt_help(void)
+{
+    printf("Usage: mela adapt CHECKPOINT SUPPORT_DIR QUERY... [--steps K] [--no-invert]\n"
+           "\n"
+           "Adapts a classification checkpoint (from 'mela train') to your own classes and\n"
+           "labels your query images. SUPPORT_DIR holds one folder per class,\n"
+           "SUPPORT_DIR/<class>/<image>, with as many classes as the checkpoint's ways and\n"
+           "the same number of images in each. QUERY is image files or folders of images.\n"
+           "Images are PNG or JPEG of any size and colour: they are converted to grey,\n"
+           "resized to the model's input and inverted (dark strokes on white paper become\n"
+           "ink = 1, as in Omniglot) unless --no-invert. All queries form one batch.\n"
+           "\n"
+           "  --steps K      inner gradient steps (default: the checkpoint's test_steps)\n"
+           "  --no-invert    keep brightness as it is (white = 1)\n"
+           "  -h, --help     show this help\n"
+           "\n"
+           "Prints one line per query: the file, the predicted class, and every class's\n"
+           "probability.\n");
+}
+
+static int is_image(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Appends path (a file) or the images of path (a folder, sorted). */
+static int add_query(const char *path, char ***list, int *n, int *cap)
+{
+    struct stat st;
+    if (stat(path, &st)) {
+        fprintf(stderr, "mela adapt: %s: no such file or folder\n", path);
+        return -1;
+    }
+    char **found = NULL;
+    int nf = 0;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (e->d_name[0] != '.' && is_image(e->d_name)) {
+                char **f = realloc(found, (nf + 1) * sizeof *found);
+                if (!f)
+                    break;
+                found = f;
+                size_t len = strlen(path) + strlen(e->d_name) + 2;
+                found[nf] = malloc(len);
+                snprintf(found[nf++], len, "%s/%s", path, e->d_name);
+            }
+        if (d)
+            closedir(d);
+        qsort(found, nf, sizeof *found, cmp_str);
+    } else {
+        found = malloc(sizeof *found);
+        found[nf++] = strdup(path);
+    }
+    for (int i = 0; i < nf; i++) {
+        if (*n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            *list = realloc(*list, *cap * sizeof **list);
+        }
+        (*list)[(*n)++] = found[i];
+    }
+    free(found);
+    return 0;
+}
+
+int cli_adapt(int argc, char **argv)
+{
+    const char *pos[2] = {NULL, NULL};
+    int npos = 0, steps = -1, invert = 1, nq = 0, cap = 0, rc = 2;
+    char **queries = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            adapt_help();
+            rc = 0;
+            goto out;
+        } else if (!strcmp(argv[i], "--no-invert")) {
+            invert = 0;
+        } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
+            char *end;
+            steps = (int)strtol(argv[++i], &end, 10);
+            if (*end || steps < 0 || steps > 100) {
+                fprintf(stderr, "mela adapt: --steps %s must be in 0..100\n", argv[i]);
+                goto out;
+            }
+        } else if (!strncmp(argv[i], "--", 2)) {
+            fprintf(stderr, "mela adapt: unknown option '%s' (see 'mela adapt --help')\n", argv[i]);
+            goto out;
+        } else if (npos < 2) {
+            pos[npos++] = argv[i];
+        } else if (add_query(argv[i], &queries, &nq, &cap)) {
+            rc = 1;
+            goto out;
+        }
+    }
+    if (npos < 2 || nq == 0) {
+        fprintf(stderr, "mela adapt: need CHECKPOINT SUPPORT_DIR and at least one query image "
+                        "(see 'mela adapt --help')\n");
+        goto out;
+    }
+    mela_adapt_result res;
+    if (mela_run_adapt(pos[0], pos[1], nq, (const char *const *)queries, steps, invert, &res)) {
+        fprintf(stderr, "mela adapt: %s\n", mela_last_error());
+        rc = 1;
+        goto out;
+    }
+    for (int i = 0; i < res.nquery; i++) {
+        printf("%s\t%s\t", queries[i], res.classes[res.pred[i]]);
+        for (int c = 0; c < res.nclasses; c++)
+            printf("%s%s=%.4f", c ? " " : "", res.classes[c], res.scores[(size_t)i * res.nclasses + c]);
+        printf("\n");
+    }
+    mela_adapt_result_free(&res);
+    rc = 0;
+out:
+    for (int i = 0; i < nq; i++)
+        free(queries[i]);
+    free(queries);
+    return rc;
+}

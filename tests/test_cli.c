@@ -1,0 +1,137 @@
+/* test_cli.c - the mela tool as a user runs it: help and version, every
+ * subcommand's help, bad flags (exit 2, a message naming the flag), a short
+ * sinusoid train + eval, and (when Omniglot is in MELA_SHARED_DATA) a short
+ * Omniglot run whose checkpoint `mela adapt` applies to PNGs written here. */
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+
+static const char *bin;
+
+/* Runs "mela ARGS", returns the exit status and the output (stdout+stderr). */
+static int run(char *out, size_t n, const char *fmt, const char *arg1, const char *arg2)
+{
+    char args[2048], cmd[4096];
+    snprintf(args, sizeof args, fmt, arg1 ? arg1 : "", arg2 ? arg2 : "");
+    snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    size_t k = 0;
+    if (!p)
+        return -1;
+    while (k + 1 < n && fgets(out + k, (int)(n - k), p))
+        k += strlen(out + k);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void write_png(const char *path, int size, int seed)
+{
+    FILE *f = fopen(path, "wb");
+    png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(p);
+    png_init_io(p, f);
+    png_set_IHDR(p, info, size, size, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(p, info);
+    unsigned char row[256];
+    for (int y = 0; y < size; y++) {
+        for (int x = 0; x < size; x++) /* white paper, a dark stroke that depends on seed */
+            row[x] = ((x * (seed + 1) + y * (seed + 2)) % 11 < 3) ? 0 : 255;
+        png_write_row(p, row);
+    }
+    png_write_end(p, NULL);
+    png_destroy_write_struct(&p, &info);
+    fclose(f);
+}
+
+int main(void)
+{
+    static char out[1 << 16];
+    bin = getenv("MELA_BIN");
+    if (!bin) {
+        fprintf(stderr, "MELA_BIN is not set (CTest sets it)\n");
+        return 1;
+    }
+    CHECK(run(out, sizeof out, "--help", 0, 0) == 0 && strstr(out, "train") && strstr(out, "adapt"),
+          "--help lists the commands: %s", out);
+    CHECK(run(out, sizeof out, "--version", 0, 0) == 0 && strstr(out, "mela 0."), "--version: %s", out);
+    const char *cmds[] = {"train", "eval", "adapt", "demo"};
+    for (int i = 0; i < 4; i++)
+        CHECK(run(out, sizeof out, "%s --help", cmds[i], 0) == 0 && strstr(out, "Usage: mela"),
+              "%s --help: %s", cmds[i], out);
+    CHECK(run(out, sizeof out, "bogus", 0, 0) == 2 && strstr(out, "bogus"), "unknown command: %s", out);
+    CHECK(run(out, sizeof out, "train --ways 0", 0, 0) == 2 && strstr(out, "ways"), "bad ways: %s", out);
+    CHECK(run(out, sizeof out, "train --shots 0", 0, 0) == 2 && strstr(out, "shots"), "zero shots: %s", out);
+    CHECK(run(out, sizeof out, "train --learner nope", 0, 0) == 2 && strstr(out, "nope"), "bad learner: %s", out);
+    CHECK(run(out, sizeof out, "eval /nonexistent.safetensors", 0, 0) == 1 && strstr(out, "/nonexistent"),
+          "missing checkpoint: %s", out);
+
+    char dir[] = "/tmp/mela-cli-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    CHECK(run(out, sizeof out, "train --dataset sinusoid --iterations 200 --val-every 100 --report 100 "
+                               "--test-episodes 50 --out-dir %s/sin", dir, 0) == 0 &&
+              strstr(out, "test: mse"), "sinusoid train: %s", out);
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/sin/best.safetensors", dir);
+    CHECK(run(out, sizeof out, "eval %s --episodes 50", ck, 0) == 0 && strstr(out, "mse"), "eval: %s", out);
+    snprintf(ck, sizeof ck, "%s/sin/metrics.jsonl", dir);
+    struct stat st;
+    CHECK(stat(ck, &st) == 0 && st.st_size > 0, "metrics written");
+
+    const char *data = getenv("MELA_SHARED_DATA");
+    char omni[600];
+    snprintf(omni, sizeof omni, "%s/omniglot/images_background.zip", data ? data : "/nonexistent");
+    if (stat(omni, &st) == 0) {
+        snprintf(omni, sizeof omni, "%s/omniglot", data);
+        char args[1200];
+        snprintf(args, sizeof args, "--learner fomaml --iterations 3 --meta-batch 2 --val-every 0 "
+                 "--val-episodes 4 --test-episodes 4 --width 8 --cache-dir %s/cache --data-dir %s", dir, omni);
+        CHECK(run(out, sizeof out, "train %s --out-dir %s/om", args, dir) == 0 && strstr(out, "test: accuracy"),
+              "omniglot train: %s", out);
+        /* support: 5 classes x 2 images; queries: 3 images */
+        char path[700];
+        snprintf(path, sizeof path, "%s/support", dir);
+        mkdir(path, 0755);
+        for (int c = 0; c < 5; c++) {
+            snprintf(path, sizeof path, "%s/support/class%d", dir, c);
+            mkdir(path, 0755);
+            for (int j = 0; j < 2; j++) {
+                snprintf(path, sizeof path, "%s/support/class%d/%d.png", dir, c, j);
+                write_png(path, 40 + 10 * j, c);
+            }
+        }
+        snprintf(path, sizeof path, "%s/query", dir);
+        mkdir(path, 0755);
+        for (int q = 0; q < 3; q++) {
+            snprintf(path, sizeof path, "%s/query/q%d.png", dir, q);
+            write_png(path, 33, q);
+        }
+        char ckpt[700];
+        snprintf(ckpt, sizeof ckpt, "%s/om/best.safetensors", dir);
+        snprintf(args, sizeof args, "%s %s/support", ckpt, dir);
+        CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 0 && strstr(out, "q2.png") &&
+                  strstr(out, "class4="), "adapt: %s", out);
+        /* 4 classes for a 5-way model: a clear error */
+        snprintf(path, sizeof path, "rm -rf %s/support/class4", dir);
+        CHECK(system(path) == 0, "rm");
+        CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 1 && strstr(out, "4 classes"),
+              "wrong number of classes: %s", out);
+        /* a sinusoid checkpoint cannot classify */
+        snprintf(ckpt, sizeof ckpt, "%s/sin/best.safetensors %s/support", dir, dir);
+        CHECK(run(out, sizeof out, "adapt %s %s/query", ckpt, dir) == 1 && strstr(out, "regression"),
+              "regression checkpoint: %s", out);
+    } else {
+        printf("skipping the Omniglot part: %s not found\n", omni);
+    }
+    char rm[700];
+    snprintf(rm, sizeof rm, "rm -rf %s", dir);
+    CHECK(system(rm) == 0, "cleanup");
+    return check_finish();
+}
