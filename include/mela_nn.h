@@ -42,6 +42,36 @@ mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout);
  * embedding, as in Prototypical Networks). Input (N, channels, size, size). */
 mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool);
 
+/* A model of your own, from graph ops: a layout of its weights, and a body
+ * and head that build the graph from weight nodes (w[i] is view i of the
+ * layout, or its adapted value in an inner loop). The learners use only
+ * these, so any network written this way can be meta-trained:
+ *
+ *     static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
+ *     { return mela_tanh(g, mela_linear(g, x, w[0], w[1])); }
+ *     static mela_node head(void *ctx, mela_graph *g, const mela_node *w, mela_node h)
+ *     { return mela_linear(g, h, w[2], w[3]); }
+ *     ...
+ *     mela_model_def d = {L, MELA_SHAPE(1), 1, 2, body, head, NULL, NULL, "tanh mlp"};
+ *     mela_model *m = mela_model_new(&d);
+ */
+typedef struct mela_model_def {
+    mela_layout *layout;  /* the weights; the model takes it over (frees it) */
+    mela_shape input;     /* one example's shape: (features) or (C, H, W) */
+    int outputs;          /* units of the head (0: no head, an embedding) */
+    int head_first;       /* index of the head's first view; the head's views come last */
+    mela_node (*body)(void *ctx, mela_graph *g, const mela_node *w, mela_node x);
+    mela_node (*head)(void *ctx, mela_graph *g, const mela_node *w, mela_node h); /* NULL: identity */
+    /* NULL: views named "*.bias" or "bn*" get 0 (bn*.weight 1), other views
+     * Xavier-uniform with fan_in = numel / shape[0] */
+    void (*init)(void *ctx, const mela_layout *L, float *theta, mela_rng *r);
+    void *ctx;
+    const char *name;     /* for mela_model_describe */
+} mela_model_def;
+
+/* Returns NULL (and frees def->layout) when the definition is incomplete. */
+mela_model *mela_model_new(const mela_model_def *def);
+
 void mela_model_free(mela_model *m);
 const mela_layout *mela_model_layout(const mela_model *m);
 /* Floats of the flat parameter buffer (mela_layout_size of the layout). */

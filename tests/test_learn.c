@@ -16,10 +16,33 @@
 
 enum { K = 6, Q = 8 };
 
+/* A model defined by the user: 1 -> 10 tanh -> 1. */
+static mela_node tanh_body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
+{
+    return mela_tanh(g, mela_linear(g, x, w[0], w[1]));
+}
+
+static mela_node tanh_head(void *ctx, mela_graph *g, const mela_node *w, mela_node h)
+{
+    return mela_linear(g, h, w[2], w[3]);
+}
+
+static int use_custom;
+
 static mela_gbml *sine_learner(mela_model **m, int learner, int first_order, int steps)
 {
     int hidden[2] = {12, 12};
-    *m = mela_mlp_new(1, hidden, 2, 1);
+    if (use_custom) {
+        mela_layout *L = mela_layout_new();
+        mela_layout_add(L, "fc1.weight", MELA_SHAPE(10, 1));
+        mela_layout_add(L, "fc1.bias", MELA_SHAPE(10));
+        mela_layout_add(L, "fc2.weight", MELA_SHAPE(1, 10));
+        mela_layout_add(L, "fc2.bias", MELA_SHAPE(1));
+        mela_model_def d = {L, MELA_SHAPE(1), 1, 2, tanh_body, tanh_head, NULL, NULL, "tanh mlp"};
+        *m = mela_model_new(&d);
+    } else {
+        *m = mela_mlp_new(1, hidden, 2, 1);
+    }
     mela_gbml_config c = {.learner = learner, .first_order = first_order, .regression = 1,
                           .shots = K, .queries = Q, .steps = steps, .test_steps = steps,
                           .inner_lr = 0.05f};
@@ -287,6 +310,10 @@ int main(void)
     check_meta_grad("MAML 3 steps", MELA_LEARNER_MAML, 3);
     check_meta_grad("Meta-SGD 2 steps", MELA_LEARNER_METASGD, 2);
     check_meta_grad("ANIL 2 steps", MELA_LEARNER_ANIL, 2);
+    use_custom = 1;
+    check_meta_grad("MAML 2 steps, user-defined tanh model", MELA_LEARNER_MAML, 2);
+    check_meta_grad("ANIL 2 steps, user-defined tanh model", MELA_LEARNER_ANIL, 2);
+    use_custom = 0;
     test_threads_identical();
     test_short_training();
     test_run_round_trip();

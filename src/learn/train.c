@@ -256,6 +256,9 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
     float *grad = calloc(size, sizeof *grad);
     mela_task *tasks = calloc(B, sizeof *tasks);
     int status = -1;
+    /* the learning curves, drawn to out_dir/curves.png at the end */
+    int nrep = 0, caprep = 0;
+    double *curve = NULL; /* rows of (iteration, train, validation) */
     if (!grad || !tasks) {
         mela_set_error("out of memory");
         goto done;
@@ -271,6 +274,7 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
     mela_gbml_init(r.gb, r.theta, &init);
 
     mela_progress p = {.iterations = rc->iterations, .val_loss = NAN, .val_acc = NAN, .best_val = -INFINITY};
+
     double t0 = now(), sl = 0, sa = 0;
     int nacc = 0;
     if (report < 1)
@@ -316,11 +320,45 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
                 goto done;
             if (fn)
                 fn(&p, ctx);
+            if (nrep == caprep) {
+                caprep = caprep ? 2 * caprep : 256;
+                double *c2 = realloc(curve, (size_t)caprep * 3 * sizeof *c2);
+                if (!c2) {
+                    mela_set_error("out of memory");
+                    goto done;
+                }
+                curve = c2;
+            }
+            curve[3 * nrep] = it;
+            curve[3 * nrep + 1] = rc->gb.regression ? p.loss : p.acc;
+            curve[3 * nrep + 2] = p.validated ? (rc->gb.regression ? p.val_loss : p.val_acc) : NAN;
+            nrep++;
             sl = sa = 0, nacc = 0;
         }
     }
     status = 0;
+    if (nrep > 0) {
+        double *x = malloc(nrep * 4 * sizeof *x);
+        if (x) {
+            double *y1 = x + nrep, *x2 = x + 2 * nrep, *y2 = x + 3 * nrep;
+            int nv = 0; /* validation points only where there was a validation */
+            for (int i = 0; i < nrep; i++) {
+                x[i] = curve[3 * i], y1[i] = curve[3 * i + 1];
+                if (!isnan(curve[3 * i + 2]))
+                    x2[nv] = curve[3 * i], y2[nv++] = curve[3 * i + 2];
+            }
+            mela_series ser[2] = {{rc->gb.regression ? "train query MSE" : "train query accuracy", x, y1, nrep},
+                                  {rc->gb.regression ? "validation MSE" : "validation accuracy", x2, y2, nv}};
+            char path[600], title[200];
+            snprintf(path, sizeof path, "%s/curves.png", rc->out_dir);
+            snprintf(title, sizeof title, "%s on %s", rc->learner, rc->dataset);
+            if (mela_plot_png(path, title, "meta-iteration", 2, ser))
+                status = -1;
+            free(x);
+        }
+    }
 done:
+    free(curve);
     if (log && mela_metrics_close(log) && status == 0)
         status = -1;
     mela_adam_free(&adam);

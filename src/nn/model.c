@@ -8,7 +8,7 @@
 
 #include "mela_nn.h"
 
-enum { MODEL_MLP, MODEL_CONV4 };
+enum { MODEL_MLP, MODEL_CONV4, MODEL_CUSTOM };
 
 struct mela_model {
     int kind;
@@ -16,6 +16,7 @@ struct mela_model {
     int nin, nout, features;
     int hidden[16], nhidden;          /* mlp */
     int channels, size, width, depth, maxpool; /* conv4 */
+    mela_model_def def;                        /* custom */
     char desc[160];
 };
 
@@ -37,6 +38,31 @@ static int add(mela_layout *L, const char *fmt, int k, const char *what, mela_sh
     char name[64];
     snprintf(name, sizeof name, fmt, k, what);
     return mela_layout_add(L, name, s);
+}
+
+mela_model *mela_model_new(const mela_model_def *def)
+{
+    if (!def->layout || !def->body || def->input.nd < 1 || def->input.nd > 3 || def->outputs < 0 ||
+        def->head_first < 0 || def->head_first > mela_layout_count(def->layout) ||
+        (def->outputs > 0 && !def->head) ||
+        mela_layout_count(def->layout) > MELA_MODEL_MAX_PARAMS) {
+        mela_set_error("model: incomplete definition '%s' (layout, input shape, body, head, head_first)",
+                       def->name ? def->name : "");
+        mela_layout_free(def->layout);
+        return NULL;
+    }
+    mela_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        mela_layout_free(def->layout);
+        mela_set_error("model: out of memory");
+        return NULL;
+    }
+    m->kind = MODEL_CUSTOM;
+    m->def = *def;
+    m->L = def->layout;
+    m->nout = def->outputs;
+    snprintf(m->desc, sizeof m->desc, "%s", def->name ? def->name : "custom model");
+    return m;
 }
 
 mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout)
@@ -135,12 +161,17 @@ void mela_model_init(const mela_model *m, float *theta, mela_rng *r)
 {
     const mela_layout *L = m->L;
     memset(theta, 0, mela_layout_size(L) * sizeof *theta);
+    if (m->kind == MODEL_CUSTOM && m->def.init) {
+        m->def.init(m->def.ctx, L, theta, r);
+        return;
+    }
     for (int i = 0; i < mela_layout_count(L); i++) {
         const char *name = mela_layout_name(L, i);
         mela_shape s = mela_layout_shape(L, i);
         float *p = theta + mela_layout_offset(L, i);
         size_t n = mela_shape_numel(s);
-        int is_weight = strstr(name, ".weight") != NULL;
+        int is_weight = strstr(name, ".weight") != NULL ||
+                        (m->kind == MODEL_CUSTOM && !strstr(name, "bias"));
         if (!strncmp(name, "bn", 2)) {
             for (size_t j = 0; j < n; j++)
                 p[j] = is_weight ? 1.0f : 0.0f;
@@ -154,6 +185,8 @@ void mela_model_init(const mela_model *m, float *theta, mela_rng *r)
                 p[j] = (2.0f * mela_rng_uniform(r) - 1.0f) * bound;
         } else if (is_weight) {
             size_t recept = s.nd == 4 ? (size_t)s.d[2] * s.d[3] : 1;
+            if (s.nd == 1)
+                s = MELA_SHAPE(s.d[0], 1);
             float fan_in = (float)(s.d[1] * recept), fan_out = (float)(s.d[0] * recept);
             float bound = sqrtf(6.0f / (fan_in + fan_out));
             for (size_t j = 0; j < n; j++)
@@ -175,6 +208,11 @@ int mela_model_outputs(const mela_model *m) { return m->nout; }
 
 mela_shape mela_model_input_shape(const mela_model *m, int n)
 {
+    if (m->kind == MODEL_CUSTOM) {
+        mela_shape s = m->def.input;
+        int d[4] = {n, s.d[0], s.d[1], s.d[2]};
+        return mela_shape_make(s.nd + 1, d);
+    }
     if (m->kind == MODEL_MLP)
         return MELA_SHAPE(n, m->nin);
     return MELA_SHAPE(n, m->channels, m->size, m->size);
@@ -182,6 +220,8 @@ mela_shape mela_model_input_shape(const mela_model *m, int n)
 
 int mela_model_head_first(const mela_model *m)
 {
+    if (m->kind == MODEL_CUSTOM)
+        return m->def.head_first;
     if (m->kind == MODEL_MLP)
         return 2 * m->nhidden;
     return m->nout > 0 ? 4 * m->depth : mela_layout_count(m->L);
@@ -189,6 +229,8 @@ int mela_model_head_first(const mela_model *m)
 
 mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
 {
+    if (m->kind == MODEL_CUSTOM)
+        return m->def.body(m->def.ctx, g, w, x);
     mela_node h = x;
     if (m->kind == MODEL_MLP) {
         for (int i = 0; i < m->nhidden; i++)
@@ -211,6 +253,8 @@ mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w
     int k = mela_model_head_first(m);
     if (m->nout == 0)
         return h;
+    if (m->kind == MODEL_CUSTOM)
+        return m->def.head(m->def.ctx, g, w, h);
     return mela_linear(g, h, w[k], w[k + 1]);
 }
 
