@@ -37,7 +37,15 @@ int main(int argc, char **argv)
 {
     int reps = 10, threads = 2;
     const char *only = NULL;
+    int profile = 0;
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--profile"))
+            profile = 1;
     for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--profile")) {
+            i--;
+            continue;
+        }
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
@@ -89,6 +97,8 @@ int main(int argc, char **argv)
             tasks[b] = (mela_task){d, ys, d + (size_t)ns * 784, yq};
         }
         double *t = malloc(reps * sizeof *t);
+        if (profile)
+            mela_gbml_set_profiling(gb, 1);
         for (int i = -2; i < reps; i++) {
             double t0 = now();
             mela_gbml_meta_grad(gb, theta, s.meta_batch, tasks, threads, grad, NULL, NULL);
@@ -101,6 +111,28 @@ int main(int argc, char **argv)
         printf("| %s | %d | %d | %.1f | %.0f | %.1f |\n", s.name, s.meta_batch, s.steps, 1e3 * med,
                s.meta_batch / med, mela_gbml_arena_bytes(gb) / 1e6);
         fflush(stdout);
+        if (profile) {
+            int no = mela_op_count();
+            double *sec = calloc(no, sizeof *sec), tot = 0;
+            long *calls = calloc(no, sizeof *calls);
+            mela_gbml_profile(gb, sec, calls);
+            for (int i = 0; i < no; i++)
+                tot += sec[i];
+            printf("\n%s: %d steps per task; time by op (all runs):\n", s.name, mela_gbml_steps(gb));
+            for (int pass = 0; pass < no; pass++) {
+                int best = -1;
+                for (int i = 0; i < no; i++)
+                    if (sec[i] > 0 && (best < 0 || sec[i] > sec[best]))
+                        best = i;
+                if (best < 0)
+                    break;
+                printf("  %-18s %6.1f%%  %8ld calls  %8.1f us/call\n", mela_op_name(best),
+                       100 * sec[best] / tot, calls[best], 1e6 * sec[best] / calls[best]);
+                sec[best] = 0;
+            }
+            printf("\n");
+            free(sec), free(calls);
+        }
         free(t), free(data), free(tasks), free(theta), free(grad);
         mela_adam_free(&adam);
         mela_gbml_free(gb);

@@ -285,6 +285,14 @@ void mela_exec_bind_params(mela_exec *e, const float *flat);
 /* Runs the plan. Returns 0, or -1 (an input or the parameters not bound, a
  * label out of range) with mela_last_error set. */
 int mela_exec_run(mela_exec *e);
+/* Profiling: when on, each run adds the seconds spent in every op type.
+ * mela_exec_profile copies them (per op type, mela_op_count() entries; the
+ * name of type i is mela_op_name(i)) and the number of steps run. */
+void mela_exec_set_profiling(mela_exec *e, int on);
+void mela_exec_profile(const mela_exec *e, double *seconds, long *calls);
+int mela_op_count(void);
+const char *mela_op_name(int i);
+
 /* The value of an output of the plan (or of an input/parameter it read);
  * valid until the next run. NULL for a node the plan does not keep. */
 const float *mela_exec_value(const mela_exec *e, mela_node x);

@@ -91,6 +91,13 @@ int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task,
 /* Makes sure `slots` executors exist for evaluation on that many threads. */
 int mela_gbml_reserve(mela_gbml *gb, int slots);
 
+/* Per-op-type timing of the training executors (see mela_exec_profile):
+ * switch it on, run, then read the sums over all slots. */
+void mela_gbml_set_profiling(mela_gbml *gb, int on);
+void mela_gbml_profile(const mela_gbml *gb, double *seconds, long *calls);
+/* Steps of the training plan (ops run per task). */
+int mela_gbml_steps(const mela_gbml *gb);
+
 /* Bytes of one training executor's arena (for the memory report). */
 size_t mela_gbml_arena_bytes(const mela_gbml *gb);
 

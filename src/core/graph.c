@@ -175,6 +175,18 @@ mela_node mela_constant(mela_graph *g, mela_shape shape, float value)
 
 /* --------------------------------------------------------------- gradients */
 
+/* a + c for two adjoint contributions of one node. A contribution that is
+ * an explicit broadcast_to(b) is added as b with implicit broadcasting
+ * instead, so the broadcast tensor is never materialised. */
+static mela_node accumulate(mela_graph *g, mela_node a, mela_node c)
+{
+    if (g->nodes[c].op == OP_BROADCAST && mela_shape_equal(g->nodes[a].shape, g->nodes[c].shape))
+        return mela_add(g, a, g->nodes[c].in[0]);
+    if (g->nodes[a].op == OP_BROADCAST && mela_shape_equal(g->nodes[a].shape, g->nodes[c].shape))
+        return mela_add(g, c, g->nodes[a].in[0]);
+    return mela_add(g, a, c);
+}
+
 int mela_grad(mela_graph *g, mela_node y, mela_node seed, int n, const mela_node *wrt,
               mela_node *out)
 {
@@ -254,7 +266,7 @@ int mela_grad(mela_graph *g, mela_node y, mela_node seed, int n, const mela_node
                 failed = 1;
             } else {
                 mela_node a = adj[in[j]];
-                adj[in[j]] = a == MELA_NONE ? dx[j] : mela_add(g, a, dx[j]);
+                adj[in[j]] = a == MELA_NONE ? dx[j] : accumulate(g, a, dx[j]);
             }
         }
     }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/graph_impl.h"
 #include "kernels/kernels.h"
@@ -41,6 +42,8 @@ struct mela_exec {
     float *scratch;
     const float **val; /* per graph node */
     const float *params;
+    double *prof_s; /* per op type when profiling, else NULL */
+    long *prof_n;
 };
 
 /* ------------------------------------------------- arena offset allocator */
@@ -236,10 +239,45 @@ oom:
     return NULL;
 }
 
+void mela_exec_set_profiling(mela_exec *e, int on)
+{
+    if (on && !e->prof_s) {
+        e->prof_s = calloc(OP_COUNT, sizeof *e->prof_s);
+        e->prof_n = calloc(OP_COUNT, sizeof *e->prof_n);
+        if (!e->prof_s || !e->prof_n) {
+            free(e->prof_s), free(e->prof_n);
+            e->prof_s = NULL, e->prof_n = NULL;
+        }
+    } else if (!on) {
+        free(e->prof_s), free(e->prof_n);
+        e->prof_s = NULL, e->prof_n = NULL;
+    }
+}
+
+void mela_exec_profile(const mela_exec *e, double *seconds, long *calls)
+{
+    for (int i = 0; i < OP_COUNT; i++) {
+        seconds[i] = e->prof_s ? e->prof_s[i] : 0;
+        calls[i] = e->prof_n ? e->prof_n[i] : 0;
+    }
+}
+
+int mela_op_count(void) { return OP_COUNT; }
+const char *mela_op_name(int i) { return i >= 0 && i < OP_COUNT ? mela_ops[i].name : "none"; }
+
+static double seconds_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
 void mela_exec_free(mela_exec *e)
 {
     if (!e)
         return;
+    free(e->prof_s);
+    free(e->prof_n);
     free(e->val);
     free(e->arena);
     free(e->scratch);
@@ -278,8 +316,13 @@ int mela_exec_run(mela_exec *e)
         const float *x[3] = {NULL, NULL, NULL};
         for (int j = 0; j < n->nin; j++)
             x[j] = e->val[n->in[j]];
+        double t0 = e->prof_s ? seconds_now() : 0;
         if (mela_ops[n->op].forward(g, n, (float *)e->val[i], x, e->scratch))
             return -1;
+        if (e->prof_s) {
+            e->prof_s[n->op] += seconds_now() - t0;
+            e->prof_n[n->op]++;
+        }
     }
     return 0;
 }

@@ -17,8 +17,9 @@
  * dy, padded by KH-1-pad rows and KW-1-pad columns, with the kernel flipped in
  * both axes and C and OC swapped (wt[c, oc, KH-1-kh, KW-1-kw] = w[oc, c, kh,
  * kw]); it then costs what the forward pass costs. That needs pad < KH, KW,
- * and pays only when C is not tiny (its product has C rows), so col2im stays
- * for the other cases (the first layer, C = 1, and strided convolutions).
+ * and pays only when C is not tiny (its product has C rows) and the batch is
+ * not tiny either (the flip costs a pass over w), so col2im stays for the
+ * other cases (the first layer, C = 1, and strided convolutions).
  *
  * Chunks. One image of a 3x3 layer gives P = 9 columns, far too few for BLAS,
  * so small images are batched: b is the number of images whose scratch fits
@@ -84,9 +85,12 @@ static geom transposed_geom(const mk_conv *cv)
                   cv->KW - 1 - cv->pad, cv->H, cv->W};
 }
 
+/* The flipped kernel costs OC*C*KH*KW moves per call, which only pays when
+ * the product is not tiny (N*OH*OW >= 64). */
 static int use_transposed(const mk_conv *cv)
 {
-    return cv->stride == 1 && cv->pad < cv->KH && cv->pad < cv->KW && cv->C >= TRANSPOSED_MIN_C;
+    return cv->stride == 1 && cv->pad < cv->KH && cv->pad < cv->KW &&
+           cv->C >= TRANSPOSED_MIN_C && (size_t)cv->N * cv->OH * cv->OW >= 64;
 }
 
 static int is_pointwise(const geom *g)
@@ -292,13 +296,17 @@ void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv,
 {
     const int C = cv->C, OC = cv->OC, KH = cv->KH, KW = cv->KW;
     if (use_transposed(cv)) {
-        float *wt = scratch; /* wt[c, oc, kh, kw] = w[oc, c, KH-1-kh, KW-1-kw] */
-        for (int c = 0; c < C; c++)
-            for (int oc = 0; oc < OC; oc++)
-                for (int kh = 0; kh < KH; kh++)
-                    for (int kw = 0; kw < KW; kw++)
-                        wt[((size_t)(c * OC + oc) * KH + kh) * KW + kw] =
-                            w[((size_t)(oc * C + c) * KH + KH - 1 - kh) * KW + KW - 1 - kw];
+        /* wt[c, oc, kh, kw] = w[oc, c, KH-1-kh, KW-1-kw]: flipping both axes of
+         * a KH x KW block is reversing it */
+        const int KK = KH * KW;
+        float *wt = scratch;
+        for (int oc = 0; oc < OC; oc++)
+            for (int c = 0; c < C; c++) {
+                const float *src = w + ((size_t)oc * C + c) * KK;
+                float *dst = wt + ((size_t)c * OC + oc) * KK;
+                for (int j = 0; j < KK; j++)
+                    dst[j] = src[KK - 1 - j];
+            }
         geom t = transposed_geom(cv);
         lowered_conv(dx, dy, wt, &t, scratch + (size_t)OC * C * KH * KW);
         return;

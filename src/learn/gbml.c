@@ -34,6 +34,7 @@ struct mela_gbml {
     int nslots;
     float *task_grads; /* tcap * layout size */
     int tcap;
+    int profiling;     /* new training executors profile too */
 };
 
 static mela_node task_loss(const mela_gbml *gb, mela_graph *g, mela_node out, mela_node y)
@@ -178,6 +179,30 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
 const mela_layout *mela_gbml_layout(const mela_gbml *gb) { return gb->L; }
 const mela_gbml_config *mela_gbml_config_of(const mela_gbml *gb) { return &gb->c; }
 size_t mela_gbml_arena_bytes(const mela_gbml *gb) { return mela_plan_arena_bytes(gb->train.p); }
+int mela_gbml_steps(const mela_gbml *gb) { return mela_plan_steps(gb->train.p); }
+
+void mela_gbml_set_profiling(mela_gbml *gb, int on)
+{
+    gb->profiling = on;
+    for (int i = 0; i < gb->nslots; i++)
+        mela_exec_set_profiling(gb->et[i], on);
+}
+
+void mela_gbml_profile(const mela_gbml *gb, double *seconds, long *calls)
+{
+    int n = mela_op_count();
+    double *s = calloc(n, sizeof *s);
+    long *c = calloc(n, sizeof *c);
+    for (int i = 0; i < n; i++)
+        seconds[i] = 0, calls[i] = 0;
+    for (int k = 0; k < gb->nslots && s && c; k++) {
+        mela_exec_profile(gb->et[k], s, c);
+        for (int i = 0; i < n; i++)
+            seconds[i] += s[i], calls[i] += c[i];
+    }
+    free(s);
+    free(c);
+}
 
 void mela_gbml_init(const mela_gbml *gb, float *theta, mela_rng *r)
 {
@@ -205,6 +230,8 @@ int mela_gbml_reserve(mela_gbml *gb, int slots)
         return mela_set_error("learner: out of memory");
     for (int i = gb->nslots; i < slots; i++) {
         gb->et[i] = mela_exec_new(gb->train.p);
+        if (gb->et[i] && gb->profiling)
+            mela_exec_set_profiling(gb->et[i], 1);
         gb->ee[i] = gb->et[i] ? mela_exec_new(gb->eval.p) : NULL;
         if (!gb->ee[i]) {
             mela_exec_free(gb->et[i]);
