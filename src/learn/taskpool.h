@@ -1,0 +1,45 @@
+/*
+ * taskpool.h - what every learner shares: a training graph (task loss and
+ * its gradient with respect to every view of a layout) and an evaluation
+ * graph, compiled into plans, and a pool of executors that runs a batch of
+ * tasks on threads and averages their gradients in task order.
+ */
+#ifndef MELA_TASKPOOL_H
+#define MELA_TASKPOOL_H
+
+#include "mela_learn.h"
+
+#define TP_MAXV (2 * MELA_MODEL_MAX_PARAMS + 2)
+
+typedef struct task_graph {
+    mela_graph *g;
+    mela_plan *p;
+    mela_node xs, ys, xq, yq; /* inputs a task binds */
+    mela_node loss, acc, out; /* acc may be MELA_NONE */
+    mela_node grads[TP_MAXV]; /* training graph: one per layout view */
+    int ngrads;
+} task_graph;
+
+typedef struct taskpool {
+    const mela_layout *L;
+    task_graph train, eval;
+    mela_exec **et, **ee;
+    int nslots;
+    float *task_grads; /* tcap * layout size */
+    int tcap;
+    int profiling;     /* new training executors profile too */
+} taskpool;
+
+/* Compiles o->g into o->p with outputs loss, out, acc and, when with_grads,
+ * the gradient of loss with respect to w[0..nw) (stored in o->grads). */
+int tp_compile(task_graph *o, int with_grads, int nw, const mela_node *w);
+void tp_free(taskpool *tp);
+int tp_reserve(taskpool *tp, int slots);
+int tp_evaluate(taskpool *tp, const float *theta, const mela_task *task, int slot, double *loss,
+                double *acc, float *out);
+int tp_grad(taskpool *tp, const float *theta, int n, const mela_task *tasks, int threads,
+            float *grad, double *loss, double *acc);
+void tp_set_profiling(taskpool *tp, int on);
+void tp_profile(const taskpool *tp, double *seconds, long *calls);
+
+#endif
