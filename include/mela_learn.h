@@ -101,6 +101,61 @@ int mela_gbml_steps(const mela_gbml *gb);
 /* Bytes of one training executor's arena (for the memory report). */
 size_t mela_gbml_arena_bytes(const mela_gbml *gb);
 
+/* --------------------------------------------------------- metric learners */
+
+/*
+ * Learners that compare (no gradient step at test time). An embedding
+ * network f (a model with no head, e.g. mela_conv4_new(..., nout = 0, ...))
+ * maps support and query images to vectors; support and query of an episode
+ * go through f as one batch (batch norm sees both, as in Snell et al.'s code).
+ *
+ *   Prototypical Networks (Snell et al. 2017): c_k = mean of f(x) over the
+ *     support of class k; p(y = k | q) = softmax_k(-|f(q) - c_k|^2).
+ *   Matching Networks (Vinyals et al. 2016), without full context
+ *     embeddings: a(q, x_i) = softmax_i(cos(f(q), f(x_i))) over the support;
+ *     p(y = k | q) = sum of a(q, x_i) over the support of class k.
+ *   Siamese networks (Koch et al. 2015): p(same | x1, x2) =
+ *     sigmoid(w . |f(x1) - f(x2)| + b), trained on pairs with binary
+ *     cross-entropy; a query's score for class k is the mean p(same) against
+ *     the support examples of k (one-shot: the single example).
+ *
+ * Training episodes may have more ways than test episodes (ProtoNets train
+ * 60-way). Siamese training tasks are batches of pairs: mela_task.xs = first
+ * images, xq = second images, ys = 1.0 (same class) or 0.0, yq unused.
+ */
+enum mela_metric_kind { MELA_METRIC_PROTO, MELA_METRIC_MATCHING, MELA_METRIC_SIAMESE };
+
+typedef struct mela_metric_config {
+    int kind;
+    int ways, shots, queries;                /* training episodes */
+    int test_ways, test_shots, test_queries; /* evaluation episodes */
+    int pairs;                               /* Siamese: pairs per training task */
+    int query_total;                         /* > 0: evaluation query rows (classify) */
+} mela_metric_config;
+
+typedef struct mela_metric mela_metric;
+
+/* A metric learner on an embedding model (which must outlive it; its head
+ * must be empty). NULL with a message on a bad configuration. */
+mela_metric *mela_metric_new(const mela_model *embedding, const mela_metric_config *c);
+void mela_metric_free(mela_metric *mt);
+/* The embedding's views, then "siamese.weight" (1, D) and "siamese.bias" (1). */
+const mela_layout *mela_metric_layout(const mela_metric *mt);
+void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
+/* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
+ * episode is the batch), summed in task order as mela_gbml_meta_grad. */
+int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks,
+                     int threads, float *grad, double *loss, double *acc);
+/* Scores one evaluation episode: loss, accuracy and, if out is not NULL,
+ * the (N*Q, N) class scores (log-probabilities; Siamese: mean p(same)). */
+int mela_metric_evaluate(mela_metric *mt, const float *theta, const mela_task *task, int slot,
+                         double *loss, double *acc, float *out);
+int mela_metric_reserve(mela_metric *mt, int slots);
+/* Siamese only: p(same class) of the two images a and b (each one example
+ * of the model's input shape), through evaluation slot `slot`. */
+int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, const float *b,
+                        double *p_same);
+
 /* ------------------------------------------------------------ meta-training */
 
 /*

@@ -52,13 +52,14 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
  *     static mela_node head(void *ctx, mela_graph *g, const mela_node *w, mela_node h)
  *     { return mela_linear(g, h, w[2], w[3]); }
  *     ...
- *     mela_model_def d = {L, MELA_SHAPE(1), 1, 2, body, head, NULL, NULL, "tanh mlp"};
+ *     mela_model_def d = {L, MELA_SHAPE(1), 1, 10, 2, body, head, NULL, NULL, "tanh mlp"};
  *     mela_model *m = mela_model_new(&d);
  */
 typedef struct mela_model_def {
     mela_layout *layout;  /* the weights; the model takes it over (frees it) */
     mela_shape input;     /* one example's shape: (features) or (C, H, W) */
     int outputs;          /* units of the head (0: no head, an embedding) */
+    int features;         /* units of the body's output per example */
     int head_first;       /* index of the head's first view; the head's views come last */
     mela_node (*body)(void *ctx, mela_graph *g, const mela_node *w, mela_node x);
     mela_node (*head)(void *ctx, mela_graph *g, const mela_node *w, mela_node h); /* NULL: identity */

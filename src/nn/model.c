@@ -61,6 +61,7 @@ mela_model *mela_model_new(const mela_model_def *def)
     m->def = *def;
     m->L = def->layout;
     m->nout = def->outputs;
+    m->features = def->features;
     snprintf(m->desc, sizeof m->desc, "%s", def->name ? def->name : "custom model");
     return m;
 }

@@ -1,0 +1,245 @@
+/*
+ * metric.c - learners that compare: Prototypical Networks, Matching Networks
+ * and Siamese networks, as graphs over an embedding model, run on the shared
+ * task pool. Their training is ordinary back-propagation through an episode
+ * (or a batch of pairs); at test time they compare, with no gradient step.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "learn/taskpool.h"
+
+struct mela_metric {
+    const mela_model *m;
+    mela_metric_config c;
+    mela_layout *L;
+    int nmodel, nviews, D;
+    taskpool tp;
+    /* Siamese comparison of two images: its own small graph and executor */
+    mela_graph *cg;
+    mela_plan *cp;
+    mela_exec *ce;
+    mela_node ca, cb, cprob;
+};
+
+/* Embeddings of support and query in one batch: es (ns, D), eq (nq, D). */
+static void embed(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node xs,
+                  mela_node xq, int ns, int nq, mela_node *es, mela_node *eq)
+{
+    mela_node e = mela_model_body(mt->m, g, w, mela_concat(g, xs, xq));
+    *es = mela_slice(g, e, 0, ns);
+    *eq = mela_slice(g, e, ns, nq);
+}
+
+/* p(same) logits of every (query, support) pair: (nq, ns). */
+static mela_node pair_logits(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node eq,
+                             mela_node es, int nq, int ns)
+{
+    int D = mt->D;
+    mela_node a = mela_reshape(g, eq, MELA_SHAPE(nq, 1, D));
+    mela_node b = mela_reshape(g, es, MELA_SHAPE(1, ns, D));
+    mela_node d = mela_reshape(g, mela_abs(g, mela_sub(g, a, b)), MELA_SHAPE(nq * ns, D));
+    mela_node z = mela_linear(g, d, w[mt->nmodel], w[mt->nmodel + 1]);
+    return mela_reshape(g, z, MELA_SHAPE(nq, ns));
+}
+
+/* Class scores of an N-way K-shot episode with queries eq: (nq, N). */
+static mela_node class_scores(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node es,
+                              mela_node ys, mela_node eq, int N, int K, int nq)
+{
+    int ns = N * K;
+    mela_node oh = mela_one_hot(g, ys, N); /* (ns, N) */
+    switch (mt->c.kind) {
+    case MELA_METRIC_PROTO: {
+        mela_node protos = mela_scale(g, mela_matmul(g, oh, es, 1, 0), 1.0f / (float)K);
+        return mela_log_softmax(g, mela_neg(g, mela_sqdist(g, eq, protos)));
+    }
+    case MELA_METRIC_MATCHING: {
+        mela_node att = mela_softmax(g, mela_cosine(g, eq, es, 1e-8f));
+        return mela_log(g, mela_matmul(g, att, oh, 0, 0));
+    }
+    default: { /* Siamese: mean p(same) against each class's support */
+        mela_node p = mela_sigmoid(g, pair_logits(mt, g, w, eq, es, nq, ns));
+        return mela_scale(g, mela_matmul(g, p, oh, 0, 0), 1.0f / (float)K);
+    }
+    }
+}
+
+static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, int total, int train)
+{
+    mela_graph *g = o->g = mela_graph_new();
+    if (!g)
+        return -1;
+    mela_node w[TP_MAXV];
+    for (int i = 0; i < mt->nviews; i++)
+        w[i] = mela_param(g, mt->L, i);
+    int ns = N * K, nq = total > 0 ? total : N * Q;
+    o->xs = mela_input(g, "x_support", mela_model_input_shape(mt->m, ns));
+    o->ys = mela_input(g, "y_support", MELA_SHAPE(ns));
+    o->xq = mela_input(g, "x_query", mela_model_input_shape(mt->m, nq));
+    o->yq = mela_input(g, "y_query", MELA_SHAPE(nq));
+    mela_node es, eq;
+    embed(mt, g, w, o->xs, o->xq, ns, nq, &es, &eq);
+    o->out = class_scores(mt, g, w, es, o->ys, eq, N, K, nq);
+    /* The scores are log-probabilities (ProtoNets, Matching) or mean
+     * probabilities (Siamese, whose loss at evaluation is the NLL of the
+     * normalised scores); the accuracy is the argmax either way. */
+    if (mt->c.kind == MELA_METRIC_SIAMESE) {
+        mela_node norm = mela_sum_to(g, o->out, MELA_SHAPE(nq, 1));
+        mela_node logp = mela_log(g, mela_div(g, mela_add_scalar(g, o->out, 1e-12f),
+                                             mela_add_scalar(g, norm, 1e-12f * N)));
+        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), logp)), -1.0f / nq);
+    } else {
+        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), o->out)), -1.0f / nq);
+    }
+    o->acc = mela_accuracy(g, o->out, o->yq);
+    return tp_compile(o, train, mt->nviews, w);
+}
+
+static int build_pairs(mela_metric *mt, task_graph *o)
+{
+    mela_graph *g = o->g = mela_graph_new();
+    if (!g)
+        return -1;
+    mela_node w[TP_MAXV];
+    for (int i = 0; i < mt->nviews; i++)
+        w[i] = mela_param(g, mt->L, i);
+    int B = mt->c.pairs;
+    o->xs = mela_input(g, "x_first", mela_model_input_shape(mt->m, B));
+    o->xq = mela_input(g, "x_second", mela_model_input_shape(mt->m, B));
+    o->ys = mela_input(g, "same", MELA_SHAPE(B));
+    o->yq = mela_input(g, "unused", MELA_SHAPE(1));
+    mela_node e1, e2;
+    embed(mt, g, w, o->xs, o->xq, B, B, &e1, &e2);
+    mela_node d = mela_abs(g, mela_sub(g, e1, e2));
+    mela_node z = mela_linear(g, d, w[mt->nmodel], w[mt->nmodel + 1]); /* (B, 1) */
+    o->loss = mela_bce_with_logits(g, z, mela_reshape(g, o->ys, MELA_SHAPE(B, 1)));
+    /* accuracy of "same iff z > 0": logits (-z, z) against the 0/1 labels */
+    mela_node sign = mela_add_scalar(g, mela_scale(g, mela_one_hot(g, mela_constant(g, MELA_SHAPE(1), 1.0f), 2), 2.0f), -1.0f);
+    o->out = z;
+    o->acc = mela_accuracy(g, mela_matmul(g, z, sign, 0, 0), o->ys);
+    return tp_compile(o, 1, mt->nviews, w);
+}
+
+void mela_metric_free(mela_metric *mt)
+{
+    if (!mt)
+        return;
+    tp_free(&mt->tp);
+    mela_exec_free(mt->ce);
+    mela_plan_free(mt->cp);
+    mela_graph_free(mt->cg);
+    mela_layout_free(mt->L);
+    free(mt);
+}
+
+mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
+{
+    const char *why = NULL;
+    if (c->kind < MELA_METRIC_PROTO || c->kind > MELA_METRIC_SIAMESE)
+        why = "unknown metric learner";
+    else if (mela_model_outputs(m) != 0)
+        why = "the embedding model must have no head (nout = 0)";
+    else if (c->test_ways < 2 || c->test_shots < 1 || c->test_queries < 1)
+        why = "test episodes need at least 2 ways, 1 shot and 1 query";
+    else if (c->kind != MELA_METRIC_SIAMESE && (c->ways < 2 || c->shots < 1 || c->queries < 1))
+        why = "training episodes need at least 2 ways, 1 shot and 1 query";
+    else if (c->kind == MELA_METRIC_SIAMESE && c->pairs < 2)
+        why = "Siamese training needs at least 2 pairs per batch";
+    else if (mela_model_features(m) < 1)
+        why = "the embedding model does not say its feature size";
+    if (why) {
+        mela_set_error("metric learner: %s (ways %d/%d, shots %d/%d, queries %d/%d, pairs %d)", why,
+                       c->ways, c->test_ways, c->shots, c->test_shots, c->queries, c->test_queries,
+                       c->pairs);
+        return NULL;
+    }
+    mela_metric *mt = calloc(1, sizeof *mt);
+    if (!mt || !(mt->L = mela_layout_new())) {
+        free(mt);
+        mela_set_error("metric learner: out of memory");
+        return NULL;
+    }
+    mt->m = m;
+    mt->c = *c;
+    mt->D = mela_model_features(m);
+    const mela_layout *ml = mela_model_layout(m);
+    mt->nmodel = mela_layout_count(ml);
+    for (int i = 0; i < mt->nmodel; i++)
+        mela_layout_add(mt->L, mela_layout_name(ml, i), mela_layout_shape(ml, i));
+    if (c->kind == MELA_METRIC_SIAMESE) {
+        mela_layout_add(mt->L, "siamese.weight", MELA_SHAPE(1, mt->D));
+        mela_layout_add(mt->L, "siamese.bias", MELA_SHAPE(1));
+    }
+    mt->nviews = mela_layout_count(mt->L);
+    mt->tp.L = mt->L;
+    int rc = c->kind == MELA_METRIC_SIAMESE ? build_pairs(mt, &mt->tp.train)
+                                             : build_episode(mt, &mt->tp.train, c->ways, c->shots, c->queries, 0, 1);
+    if (rc || build_episode(mt, &mt->tp.eval, c->test_ways, c->test_shots, c->test_queries, c->query_total, 0) ||
+        tp_reserve(&mt->tp, 1)) {
+        mela_metric_free(mt);
+        return NULL;
+    }
+    return mt;
+}
+
+const mela_layout *mela_metric_layout(const mela_metric *mt) { return mt->L; }
+
+void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
+{
+    memset(theta, 0, mela_layout_size(mt->L) * sizeof *theta);
+    mela_model_init(mt->m, theta, r);
+    if (mt->c.kind == MELA_METRIC_SIAMESE) {
+        /* w starts negative, so that a larger distance means "different" */
+        float *w = theta + mela_layout_offset(mt->L, mt->nmodel);
+        float bound = 1.0f / sqrtf((float)mt->D);
+        for (int i = 0; i < mt->D; i++)
+            w[i] = -bound * (0.5f + 0.5f * mela_rng_uniform(r));
+        theta[mela_layout_offset(mt->L, mt->nmodel + 1)] = 1.0f;
+    }
+}
+
+int mela_metric_reserve(mela_metric *mt, int slots) { return tp_reserve(&mt->tp, slots); }
+
+int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks, int threads,
+                     float *grad, double *loss, double *acc)
+{
+    return tp_grad(&mt->tp, theta, n, tasks, threads, grad, loss, acc);
+}
+
+int mela_metric_evaluate(mela_metric *mt, const float *theta, const mela_task *task, int slot,
+                         double *loss, double *acc, float *out)
+{
+    return tp_evaluate(&mt->tp, theta, task, slot, loss, acc, out);
+}
+
+int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, const float *b,
+                        double *p_same)
+{
+    if (mt->c.kind != MELA_METRIC_SIAMESE)
+        return mela_set_error("compare: only a Siamese network compares two images");
+    if (!mt->ce) {
+        mela_graph *g = mt->cg = mela_graph_new();
+        mela_node w[TP_MAXV];
+        for (int i = 0; i < mt->nviews; i++)
+            w[i] = mela_param(g, mt->L, i);
+        mt->ca = mela_input(g, "a", mela_model_input_shape(mt->m, 1));
+        mt->cb = mela_input(g, "b", mela_model_input_shape(mt->m, 1));
+        mela_node e1, e2;
+        embed(mt, g, w, mt->ca, mt->cb, 1, 1, &e1, &e2);
+        mt->cprob = mela_sigmoid(g, pair_logits(mt, g, w, e1, e2, 1, 1));
+        if (mela_graph_error(g))
+            return mela_set_error("compare: %s", mela_graph_error(g));
+        if (!(mt->cp = mela_plan_new(g, 1, &mt->cprob)) || !(mt->ce = mela_exec_new(mt->cp)))
+            return -1;
+    }
+    mela_exec_bind_params(mt->ce, theta);
+    mela_exec_bind(mt->ce, mt->ca, a);
+    mela_exec_bind(mt->ce, mt->cb, b);
+    if (mela_exec_run(mt->ce))
+        return -1;
+    *p_same = mela_exec_value(mt->ce, mt->cprob)[0];
+    return 0;
+}

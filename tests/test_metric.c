@@ -1,0 +1,274 @@
+/* test_metric.c - Prototypical, Matching and Siamese networks: class scores
+ * checked by hand on tiny embeddings (an identity embedding makes f(x) = x),
+ * the Siamese loss and its gradient against finite differences, and seeded
+ * short trainings on synthetic classes that must end well above chance. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "mela_data.h"
+#include "mela_learn.h"
+
+enum { D = 3 };
+
+/* f(x) = x W^T with W (D, D): the identity when W = I. */
+static mela_node lin_body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
+{
+    return mela_linear(g, x, w[0], MELA_NONE);
+}
+
+static mela_model *linear_embedding(void)
+{
+    mela_layout *L = mela_layout_new();
+    mela_layout_add(L, "embed.weight", MELA_SHAPE(D, D));
+    mela_model_def d = {L, MELA_SHAPE(D), 0, D, 1, lin_body, NULL, NULL, NULL, "linear embedding"};
+    return mela_model_new(&d);
+}
+
+static void test_by_hand(int kind)
+{
+    /* 2-way 2-shot, 2 queries per class; f = identity */
+    mela_model *m = linear_embedding();
+    mela_metric_config c = {.kind = kind, .ways = 2, .shots = 2, .queries = 2, .test_ways = 2,
+                            .test_shots = 2, .test_queries = 2, .pairs = 4};
+    mela_metric *mt = mela_metric_new(m, &c);
+    CHECK(mt != NULL, "metric learner: %s", mela_last_error());
+    if (!mt)
+        return;
+    const mela_layout *L = mela_metric_layout(mt);
+    float *theta = calloc(mela_layout_size(L), sizeof *theta);
+    float *W = theta + mela_layout_offset(L, 0);
+    for (int i = 0; i < D; i++)
+        W[i * D + i] = 1;
+    float sw[D] = {-0.7f, 0.2f, -1.1f}, sb = 0.4f;
+    if (kind == MELA_METRIC_SIAMESE) {
+        memcpy(theta + mela_layout_offset(L, 1), sw, sizeof sw);
+        theta[mela_layout_offset(L, 2)] = sb;
+    }
+    float xs[4 * D] = {1, 0, 0, 0.8f, 0.2f, 0, 0, 1, 0.5f, 0.2f, 1.4f, 0.1f};
+    float ys[4] = {1, 1, 0, 0};
+    float xq[4 * D] = {0.9f, 0.1f, 0.2f, 0, 1, 1, 0.5f, 0.5f, 0, -0.2f, 0.3f, 0.9f};
+    float yq[4] = {1, 0, 1, 0};
+    mela_task t = {xs, ys, xq, yq};
+    float out[8];
+    double loss, acc;
+    CHECK(mela_metric_evaluate(mt, theta, &t, 0, &loss, &acc, out) == 0, "evaluate: %s", mela_last_error());
+    double want[8], nll = 0;
+    int correct = 0;
+    for (int q = 0; q < 4; q++) {
+        double s[2] = {0, 0};
+        for (int k = 0; k < 2; k++) {
+            if (kind == MELA_METRIC_PROTO) {
+                double d2 = 0;
+                for (int j = 0; j < D; j++) {
+                    double cj = 0;
+                    for (int i = 0; i < 4; i++)
+                        if (ys[i] == k)
+                            cj += xs[i * D + j] / 2;
+                    d2 += (xq[q * D + j] - cj) * (xq[q * D + j] - cj);
+                }
+                s[k] = -d2;
+            } else {
+                for (int i = 0; i < 4; i++) {
+                    if (ys[i] != k)
+                        continue;
+                    double dot = 0, nq = 0, ns = 0, z = sb;
+                    for (int j = 0; j < D; j++) {
+                        dot += xq[q * D + j] * xs[i * D + j];
+                        nq += xq[q * D + j] * xq[q * D + j];
+                        ns += xs[i * D + j] * xs[i * D + j];
+                        z += sw[j] * fabs(xq[q * D + j] - xs[i * D + j]);
+                    }
+                    s[k] += kind == MELA_METRIC_MATCHING ? exp(dot / sqrt(nq * ns)) : 1 / (1 + exp(-z)) / 2;
+                }
+            }
+        }
+        if (kind == MELA_METRIC_PROTO) { /* log-softmax of -d^2 */
+            double mx = fmax(s[0], s[1]), lse = mx + log(exp(s[0] - mx) + exp(s[1] - mx));
+            want[2 * q] = s[0] - lse, want[2 * q + 1] = s[1] - lse;
+            nll -= want[2 * q + (int)yq[q]];
+        } else if (kind == MELA_METRIC_MATCHING) { /* log of attention mass */
+            double z = s[0] + s[1];
+            want[2 * q] = log(s[0] / z), want[2 * q + 1] = log(s[1] / z);
+            nll -= want[2 * q + (int)yq[q]];
+        } else { /* mean p(same) */
+            want[2 * q] = s[0], want[2 * q + 1] = s[1];
+            nll -= log(s[(int)yq[q]] / (s[0] + s[1]));
+        }
+        correct += (want[2 * q + 1] > want[2 * q]) == (yq[q] == 1);
+    }
+    static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
+    char what[80];
+    for (int i = 0; i < 8; i++) {
+        snprintf(what, sizeof what, "%s: class score %d by hand", names[kind], i);
+        CHECK_CLOSE(out[i], want[i], 1e-5, 1e-5, what);
+    }
+    snprintf(what, sizeof what, "%s: loss by hand", names[kind]);
+    CHECK_CLOSE(loss, nll / 4, 1e-5, 1e-5, what);
+    snprintf(what, sizeof what, "%s: accuracy by hand", names[kind]);
+    CHECK_CLOSE(acc, correct / 4.0, 0, 0, what);
+    free(theta);
+    mela_metric_free(mt);
+    mela_model_free(m);
+}
+
+/* Siamese pair loss and its gradient against finite differences. */
+static void test_siamese_grad(void)
+{
+    mela_model *m = linear_embedding();
+    mela_metric_config c = {.kind = MELA_METRIC_SIAMESE, .test_ways = 2, .test_shots = 1,
+                            .test_queries = 1, .pairs = 4};
+    mela_metric *mt = mela_metric_new(m, &c);
+    const mela_layout *L = mela_metric_layout(mt);
+    size_t n = mela_layout_size(L);
+    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g);
+    mela_rng r = mela_rng_new(3);
+    mela_metric_init(mt, theta, &r);
+    float x1[4 * D], x2[4 * D], same[4] = {1, 0, 1, 0}, unused[1] = {0};
+    for (int i = 0; i < 4 * D; i++)
+        x1[i] = mela_rng_normal(&r), x2[i] = mela_rng_normal(&r);
+    mela_task t = {x1, same, x2, unused};
+    double loss, acc;
+    CHECK(mela_metric_grad(mt, theta, 1, &t, 1, g, &loss, &acc) == 0, "grad: %s", mela_last_error());
+    /* by hand: mean BCE of sigmoid(w.|W x1 - W x2| + b) */
+    int checked = 0;
+    for (int v = 0; v < mela_layout_count(L); v++) {
+        size_t off = mela_layout_offset(L, v), cnt = mela_shape_numel(mela_layout_shape(L, v));
+        for (size_t j = 0; j < cnt; j++) {
+            float keep = theta[off + j], h = 1e-3f;
+            double lp, lm;
+            theta[off + j] = keep + h;
+            mela_metric_grad(mt, theta, 1, &t, 1, g + 0 * n, &lp, NULL);
+            theta[off + j] = keep - h;
+            mela_metric_grad(mt, theta, 1, &t, 1, g + 0 * n, &lm, NULL);
+            theta[off + j] = keep;
+            float *g0 = calloc(n, sizeof *g0);
+            mela_metric_grad(mt, theta, 1, &t, 1, g0, NULL, NULL);
+            char what[80];
+            snprintf(what, sizeof what, "Siamese: d loss / d %s[%zu]", mela_layout_name(L, v), j);
+            CHECK_CLOSE(g0[off + j], (lp - lm) / (2 * h), 2e-3, 2e-2, what);
+            free(g0);
+            checked++;
+        }
+    }
+    CHECK(checked == D * D + D + 1, "every weight checked (%d)", checked);
+    free(theta), free(g);
+    mela_metric_free(mt);
+    mela_model_free(m);
+}
+
+/* Synthetic classes: random 8x8 binary patterns, 8% of pixels flipped. */
+static mela_dataset *synthetic(int nclasses, int per_class, uint64_t seed)
+{
+    mela_dataset *ds = calloc(1, sizeof *ds);
+    ds->C = 1, ds->H = 8, ds->W = 8;
+    ds->nclasses = nclasses;
+    ds->classes = calloc(nclasses, sizeof *ds->classes);
+    ds->nimages = nclasses * per_class;
+    ds->pixels = malloc((size_t)ds->nimages * 64);
+    ds->drawer = calloc(ds->nimages, sizeof *ds->drawer);
+    ds->ngroups = 1;
+    ds->groups = calloc(1, sizeof *ds->groups);
+    ds->groups[0] = strdup("synthetic");
+    mela_rng r = mela_rng_new(seed);
+    for (int c = 0; c < nclasses; c++) {
+        char name[32];
+        snprintf(name, sizeof name, "class%02d", c);
+        ds->classes[c] = (mela_class){strdup(name), 0, -1, 0, c * per_class, per_class};
+        uint8_t proto[64];
+        for (int p = 0; p < 64; p++)
+            proto[p] = mela_rng_uniform(&r) < 0.5f ? 255 : 0;
+        for (int j = 0; j < per_class; j++)
+            for (int p = 0; p < 64; p++)
+                ds->pixels[(size_t)(c * per_class + j) * 64 + p] =
+                    mela_rng_uniform(&r) < 0.08f ? 255 - proto[p] : proto[p];
+    }
+    return ds;
+}
+
+static void test_training(int kind)
+{
+    static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
+    mela_dataset *ds = synthetic(40, 12, 21);
+    mela_split *all = mela_split_all(ds, "synthetic", NULL, 0);
+    mela_split train = *all, test = *all;
+    train.n = 30, train.id = 1;
+    test.n = 10, test.classes = all->classes + 30, test.id = 2;
+    mela_model *m = mela_conv4_new(1, 8, 16, 2, 0, 1);
+    mela_metric_config c = {.kind = kind, .ways = 10, .shots = 1, .queries = 3, .test_ways = 5,
+                            .test_shots = 1, .test_queries = 3, .pairs = 32};
+    mela_metric *mt = mela_metric_new(m, &c);
+    CHECK(mt != NULL, "%s: %s", names[kind], mela_last_error());
+    size_t n = mela_layout_size(mela_metric_layout(mt));
+    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g);
+    mela_rng r = mela_rng_new(5);
+    mela_metric_init(mt, theta, &r);
+    mela_adam adam;
+    mela_adam_init(&adam, n, 0.003f);
+    mela_sampler *s = mela_sampler_new(ds, &train, 10, 1, 3, 0);
+    float *x1 = malloc(32 * 64 * sizeof *x1), *x2 = malloc(32 * 64 * sizeof *x2), same[32], unused[1];
+    for (int it = 0; it < 120; it++) {
+        mela_task t;
+        if (kind == MELA_METRIC_SIAMESE) {
+            mela_rng pr = mela_rng_derive(9, 1, it);
+            for (int p = 0; p < 32; p++) {
+                int a = (int)mela_rng_below(&pr, 30), b = p % 2 ? a : (a + 1 + (int)mela_rng_below(&pr, 29)) % 30;
+                int i = (int)mela_rng_below(&pr, 12), j = (i + 1 + (int)mela_rng_below(&pr, 11)) % 12;
+                mela_split_image(ds, &train, a, i, x1 + p * 64);
+                mela_split_image(ds, &train, b, j, x2 + p * 64);
+                same[p] = p % 2 ? 1.0f : 0.0f;
+            }
+            t = (mela_task){x1, same, x2, unused};
+        } else {
+            const mela_episode *e = mela_sampler_episode(s, 7, it);
+            t = (mela_task){e->x_support, e->y_support, e->x_query, e->y_query};
+        }
+        mela_metric_grad(mt, theta, 1, &t, 1, g, NULL, NULL);
+        mela_adam_step(&adam, theta, g);
+    }
+    mela_sampler *ts = mela_sampler_new(ds, &test, 5, 1, 3, 0);
+    double acc = 0;
+    for (int i = 0; i < 100; i++) {
+        const mela_episode *e = mela_sampler_episode(ts, 0, i);
+        mela_task t = {e->x_support, e->y_support, e->x_query, e->y_query};
+        double a;
+        mela_metric_evaluate(mt, theta, &t, 0, NULL, &a, NULL);
+        acc += a / 100;
+    }
+    printf("%s, synthetic 5-way 1-shot on unseen classes after 120 updates: %.1f%%\n", names[kind], 100 * acc);
+    CHECK(acc > 0.6, "%s ends well above chance (20%%): %.1f%%", names[kind], 100 * acc);
+    if (kind == MELA_METRIC_SIAMESE) {
+        double p_same, p_diff;
+        mela_split_image(ds, &test, 0, 0, x1);
+        mela_split_image(ds, &test, 0, 1, x2);
+        mela_metric_compare(mt, theta, x1, x2, &p_same);
+        mela_split_image(ds, &test, 1, 1, x2);
+        mela_metric_compare(mt, theta, x1, x2, &p_diff);
+        CHECK(p_same > p_diff, "compare: same class %.3f > different class %.3f", p_same, p_diff);
+    }
+    free(x1), free(x2), free(theta), free(g);
+    mela_adam_free(&adam);
+    mela_sampler_free(s);
+    mela_sampler_free(ts);
+    mela_metric_free(mt);
+    mela_model_free(m);
+    mela_split_free(all);
+    mela_dataset_free(ds);
+}
+
+int main(void)
+{
+    for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
+        test_by_hand(k);
+    test_siamese_grad();
+    for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
+        test_training(k);
+    mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 1);
+    mela_metric_config c = {.kind = MELA_METRIC_PROTO, .ways = 5, .shots = 1, .queries = 1,
+                            .test_ways = 5, .test_shots = 1, .test_queries = 1};
+    CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "head"),
+          "a model with a head is refused: %s", mela_last_error());
+    mela_model_free(m);
+    return check_finish();
+}
