@@ -49,6 +49,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mela.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -161,6 +163,14 @@ mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
  * Returns 0, or -1 naming the file. */
 int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out);
 
+/* Koch et al.'s (2015) random affine distortion of one C x H x W float image
+ * into out (not in place): rotation in [-10, 10] degrees, shear in
+ * [-0.3, 0.3] along each axis, scale in [0.8, 1.2] along each axis and
+ * translation in [-2, 2] pixels (at 105 x 105; scaled by W / 105), each of
+ * the four present with probability 1/2, about the image centre; bilinear
+ * sampling, 0 outside the image (paper). */
+void mela_affine_distort(float *out, const float *in, int C, int H, int W, mela_rng *r);
+
 /* ------------------------------------------------------------------ splits */
 
 /* One class of a split: dataset class `cls` turned `rot` quarter turns
@@ -206,6 +216,11 @@ mela_split *mela_split_finn(const mela_dataset *ds, const char *omniglot_dir, co
  * drawers (in Omniglot each of a character's 20 drawings has its own drawer).
  */
 mela_split *mela_split_lake(const mela_dataset *ds, const char *which);
+/* which may also be "koch_test": the evaluation characters of the ten
+ * alphabets of Lake's 20 one-shot runs (Atlantean, Ge_ez, Glagolitic,
+ * Gurmukhi, Kannada, Malayalam, Manipuri, Old Church Slavonic, Tengwar,
+ * Tibetan), or "koch_val": those of the other ten evaluation alphabets, the
+ * division of Koch et al. (2015) into one-shot validation and test. */
 
 /* Every class of ds with every rotation in rots[0..nrot) (NULL, 0: rotation
  * 0 only), under the given name. For folders and tests. */

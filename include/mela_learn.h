@@ -165,14 +165,20 @@ int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, con
  */
 typedef struct mela_run_config {
     mela_gbml_config gb;
-    char learner[16];      /* maml | fomaml | metasgd | anil */
+    char learner[16];      /* maml | fomaml | metasgd | anil | protonet | matchnet | siamese */
+    int metric;            /* 1 for the metric learners (set with learner) */
+    int test_ways;         /* ways of validation and test episodes (0: ways) */
+    int test_shots;        /* shots of validation and test episodes (0: shots) */
+    int pairs;             /* Siamese: pairs per training batch */
+    int augment;           /* Siamese: Koch's affine distortions of training pairs */
+    int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
     char model[16];        /* conv4 | mlp */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
     char dataset[16];      /* omniglot | sinusoid */
     char data_dir[512];    /* folder with images_background.zip ... */
-    char split[16];        /* vinyals (train/val/test) */
+    char split[16];        /* vinyals (train/val/test) | lake (background / koch_val / koch_test) */
     char cache_dir[512];   /* "" = default */
     int meta_batch;        /* tasks per meta-iteration */
     int iterations;        /* meta-iterations */

@@ -182,15 +182,34 @@ done:
     return sp;
 }
 
+/* The ten evaluation alphabets of Lake et al.'s 20 one-shot runs; Koch et
+ * al. test on these and validate on the other ten. */
+static const char *const lake_run_alphabets[10] = {
+    "Atlantean", "Ge_ez", "Glagolitic", "Gurmukhi", "Kannada", "Malayalam", "Manipuri",
+    "Old_Church_Slavonic_(Cyrillic)", "Tengwar", "Tibetan"};
+
+static int in_lake_runs(const char *alphabet)
+{
+    for (int i = 0; i < 10; i++)
+        if (strcmp(alphabet, lake_run_alphabets[i]) == 0)
+            return 1;
+    return 0;
+}
+
 mela_split *mela_split_lake(const mela_dataset *ds, const char *which)
 {
-    int set;
+    int set, sub = 0; /* sub: 0 every alphabet, 1 Lake's ten, 2 the other ten */
     if (which && strcmp(which, "train") == 0)
         set = 0;
     else if (which && strcmp(which, "test") == 0)
         set = 1;
+    else if (which && strcmp(which, "koch_test") == 0)
+        set = 1, sub = 1;
+    else if (which && strcmp(which, "koch_val") == 0)
+        set = 1, sub = 2;
     else {
-        mela_set_error("split lake: \"%s\" is not train or test", which ? which : "(null)");
+        mela_set_error("split lake: \"%s\" is not train, test, koch_val or koch_test",
+                       which ? which : "(null)");
         return NULL;
     }
     char name[64];
@@ -198,12 +217,15 @@ mela_split *mela_split_lake(const mela_dataset *ds, const char *which)
     mela_split *sp = split_new(name, ds->nclasses);
     if (!sp)
         return NULL;
-    for (int c = 0; c < ds->nclasses; c++)
-        if (ds->classes[c].set == set) {
-            sp->classes[sp->n].cls = c;
-            sp->classes[sp->n].rot = 0;
-            sp->n++;
-        }
+    for (int c = 0; c < ds->nclasses; c++) {
+        if (ds->classes[c].set != set)
+            continue;
+        if (sub && in_lake_runs(ds->groups[ds->classes[c].group]) != (sub == 1))
+            continue;
+        sp->classes[sp->n].cls = c;
+        sp->classes[sp->n].rot = 0;
+        sp->n++;
+    }
     if (sp->n == 0) {
         mela_set_error("split %s: the dataset has no %s characters", name,
                        set ? "images_evaluation" : "images_background");

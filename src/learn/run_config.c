@@ -24,15 +24,20 @@ typedef struct option {
 
 #define F(field) offsetof(mela_run_config, field), sizeof(((mela_run_config *)0)->field)
 static const option options[] = {
-    {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil"},
+    {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil | protonet | matchnet | siamese"},
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
     {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
-    {"split", T_STR, F(split), 0, 0, "Omniglot split: vinyals (4,112 train / 688 val / 1,692 test classes)"},
+    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (background; 10+10 evaluation alphabets, within-alphabet episodes)"},
     {"ways", T_INT, F(gb.ways), 1, 1000, "N: classes per task"},
     {"shots", T_INT, F(gb.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
     {"queries", T_INT, F(gb.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
     {"test_queries", T_INT, F(test_queries), 1, 1000, "query examples per class at test time (sinusoid: points)"},
+    {"test_ways", T_INT, F(test_ways), 0, 1000, "ways of validation and test episodes (0: as --ways; metric learners may differ)"},
+    {"test_shots", T_INT, F(test_shots), 0, 1000, "shots of validation and test episodes (0: as --shots)"},
+    {"pairs", T_INT, F(pairs), 0, 100000, "Siamese: pairs per training batch (half same class, half different)"},
+    {"augment", T_INT, F(augment), 0, 1, "Siamese: 1 = Koch's random affine distortions of training pairs"},
+    {"lr_decay_every", T_INT, F(lr_decay_every), 0, 100000000, "halve outer_lr every N iterations (0: never)"},
     {"steps", T_INT, F(gb.steps), 0, 100, "inner gradient steps in meta-training"},
     {"test_steps", T_INT, F(gb.test_steps), 0, 100, "inner gradient steps at validation and test"},
     {"inner_lr", T_FLOAT, F(gb.inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
@@ -56,7 +61,8 @@ static const option options[] = {
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
 
-static const char *learners[] = {"maml", "fomaml", "metasgd", "anil"};
+static const char *learners[] = {"maml", "fomaml", "metasgd", "anil", "protonet", "matchnet", "siamese"};
+#define NLEARNERS (int)(sizeof learners / sizeof learners[0])
 
 int mela_run_set(mela_run_config *rc, const char *key, const char *value)
 {
@@ -88,14 +94,16 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
         return 0;
     }
     case T_LEARNER:
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < NLEARNERS; i++)
             if (!strcmp(value, learners[i])) {
                 snprintf(rc->learner, sizeof rc->learner, "%s", value);
                 rc->gb.learner = i == 3 ? MELA_LEARNER_ANIL : i == 2 ? MELA_LEARNER_METASGD : MELA_LEARNER_MAML;
-                rc->gb.first_order = i == 1;
+                rc->gb.first_order = i == 1 || i >= 4;
+                rc->metric = i >= 4;
                 return 0;
             }
-        return mela_set_error("learner: '%s' is not one of maml, fomaml, metasgd, anil", value);
+        return mela_set_error("learner: '%s' is not one of maml, fomaml, metasgd, anil, protonet, "
+                              "matchnet, siamese", value);
     default:
         if (strlen(value) >= o->size)
             return mela_set_error("%s: '%s' is longer than %zu characters", key, value, o->size - 1);
@@ -159,6 +167,36 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     rc->depth = 4;
     rc->maxpool = 0; /* Finn et al.'s Omniglot network uses stride-2 convolutions */
     rc->image_size = 28;
+    if (rc->metric) {
+        /* Snell et al. / Vinyals et al.: Conv-4 with 2x2 max-pool, a 64-d embedding */
+        int test_ways = ways > 0 ? ways : 5;
+        rc->maxpool = 1;
+        rc->gb.shots = 1;
+        rc->test_queries = 15;
+        rc->meta_batch = 1;
+        rc->iterations = 10000;
+        rc->val_every = 500;
+        rc->lr_decay_every = 2000;
+        rc->gb.inner_lr = 0.01f; /* unused */
+        rc->gb.test_steps = rc->gb.steps = 0;
+        if (!strcmp(rc->learner, "protonet")) {
+            rc->gb.ways = 60; /* Snell et al. train 60-way with 5 queries per class */
+            rc->gb.queries = 5;
+            rc->test_ways = test_ways;
+        } else if (!strcmp(rc->learner, "matchnet")) {
+            rc->gb.ways = test_ways;
+            rc->gb.queries = 5;
+        } else { /* siamese: Koch et al.'s protocol, 20-way within-alphabet one-shot */
+            snprintf(rc->split, sizeof rc->split, "lake");
+            rc->gb.ways = ways > 0 ? ways : 20;
+            rc->gb.queries = 1;
+            rc->test_queries = 1;
+            rc->pairs = 128;
+            rc->augment = 1;
+            rc->lr_decay_every = 0;
+        }
+        return 0;
+    }
     rc->gb.ways = ways > 0 ? ways : 5;
     rc->gb.shots = 1;
     rc->gb.queries = 1;
@@ -183,6 +221,8 @@ int mela_run_check(const mela_run_config *rc)
     if (strcmp(rc->model, "conv4") && strcmp(rc->model, "mlp"))
         return mela_set_error("model: '%s' is not one of conv4, mlp", rc->model);
     if (!strcmp(rc->dataset, "sinusoid")) {
+        if (rc->metric)
+            return mela_set_error("learner %s classifies; the sinusoid tasks are regression", rc->learner);
         if (!rc->gb.regression || strcmp(rc->model, "mlp"))
             return mela_set_error("dataset sinusoid needs the mlp model (got %s)", rc->model);
     } else if (!strcmp(rc->dataset, "omniglot")) {
@@ -193,8 +233,17 @@ int mela_run_check(const mela_run_config *rc)
                                   rc->width, rc->depth, rc->image_size);
         if (rc->gb.ways < 2)
             return mela_set_error("ways: %d (classification needs at least 2)", rc->gb.ways);
-        if (strcmp(rc->split, "vinyals"))
-            return mela_set_error("split: '%s' is not supported for training (use vinyals)", rc->split);
+        if (strcmp(rc->split, "vinyals") && strcmp(rc->split, "lake"))
+            return mela_set_error("split: '%s' is not one of vinyals, lake", rc->split);
+        if (rc->metric && !rc->maxpool && rc->depth < 4)
+            return mela_set_error("metric learners use the max-pool Conv-4 embedding");
+        if (!rc->metric && ((rc->test_ways && rc->test_ways != rc->gb.ways) ||
+                            (rc->test_shots && rc->test_shots != rc->gb.shots)))
+            return mela_set_error("test_ways/test_shots (%d/%d) must equal ways/shots (%d/%d) for %s: "
+                                  "its head has one output per class", rc->test_ways, rc->test_shots,
+                                  rc->gb.ways, rc->gb.shots, rc->learner);
+        if (!strcmp(rc->learner, "siamese") && rc->pairs < 2)
+            return mela_set_error("pairs: %d (Siamese training needs at least 2)", rc->pairs);
     } else {
         return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", rc->dataset);
     }

@@ -24,18 +24,23 @@ static double now(void)
 
 /* ------------------------------------------------------------ task sources */
 
-/* Tasks of one kind (train, val or test): episodes of a split, or
- * sinusoids. Each slot has its own sampler or buffers, so slots can be
- * filled and used on different threads. */
+enum { SRC_SINUSOID, SRC_EPISODES, SRC_PAIRS };
+
+/* Tasks of one kind (train, val or test): sinusoids, N-way K-shot episodes
+ * of a split, or batches of same/different pairs (Siamese training). Each
+ * slot has its own sampler or buffers, so slots can be filled and used on
+ * different threads. */
 typedef struct source {
-    int regression;
+    int kind;
     const mela_dataset *ds;
     const mela_split *sp;
-    int N, K, Q;
+    int N, K, Q;        /* episodes / sinusoids (K, Q points) */
+    int pairs, augment; /* pairs */
     uint64_t seed;
     int nslots;
     mela_sampler **samp;
-    float *buf; /* regression: nslots * (2K + 2Q) */
+    float *buf;         /* sinusoid: nslots * 2 (K + Q); pairs: nslots * (2 pairs img + pairs + 1) */
+    float *tmp;         /* pairs: one image, for the distortion */
 } source;
 
 static void source_free(source *s)
@@ -44,44 +49,95 @@ static void source_free(source *s)
         mela_sampler_free(s->samp[i]);
     free(s->samp);
     free(s->buf);
+    free(s->tmp);
     memset(s, 0, sizeof *s);
 }
 
-static int source_init(source *s, const mela_run_config *rc, const mela_dataset *ds,
-                       const mela_split *sp, int Q, uint64_t seed, int nslots)
+static size_t image_floats(const mela_dataset *ds) { return (size_t)ds->C * ds->H * ds->W; }
+
+static size_t pair_slot_floats(const source *s) { return (2 * image_floats(s->ds) + 1) * s->pairs + 1; }
+
+/* kind SRC_EPISODES or SRC_PAIRS for a dataset, SRC_SINUSOID without. */
+static int source_init(source *s, int kind, const mela_dataset *ds, const mela_split *sp, int N, int K,
+                       int Q, unsigned flags, uint64_t seed, int nslots)
 {
     memset(s, 0, sizeof *s);
-    s->regression = rc->gb.regression;
+    s->kind = kind;
     s->ds = ds;
     s->sp = sp;
-    s->N = rc->gb.ways;
-    s->K = rc->gb.shots;
-    s->Q = Q;
+    s->N = N, s->K = K, s->Q = Q;
     s->seed = seed;
     s->nslots = nslots;
-    if (s->regression) {
-        s->buf = malloc((size_t)nslots * 2 * (s->K + s->Q) * sizeof *s->buf);
+    if (kind == SRC_SINUSOID) {
+        s->buf = malloc((size_t)nslots * 2 * (K + Q) * sizeof *s->buf);
         return s->buf ? 0 : mela_set_error("out of memory");
+    }
+    if (kind == SRC_PAIRS) {
+        s->pairs = N, s->augment = K;
+        if (sp->n < 2)
+            return mela_set_error("split %s: pairs need at least 2 classes", sp->name);
+        for (int k = 0; k < sp->n; k++)
+            if (ds->classes[sp->classes[k].cls].count < 2)
+                return mela_set_error("split %s: class %s has %d image(s); pairs need 2", sp->name,
+                                      ds->classes[sp->classes[k].cls].name,
+                                      ds->classes[sp->classes[k].cls].count);
+        s->buf = malloc((size_t)nslots * pair_slot_floats(s) * sizeof *s->buf);
+        s->tmp = malloc(image_floats(ds) * sizeof *s->tmp);
+        return s->buf && s->tmp ? 0 : mela_set_error("out of memory");
     }
     s->samp = calloc(nslots, sizeof *s->samp);
     if (!s->samp)
         return mela_set_error("out of memory");
     for (int i = 0; i < nslots; i++)
-        if (!(s->samp[i] = mela_sampler_new(ds, sp, s->N, s->K, Q, 0))) {
+        if (!(s->samp[i] = mela_sampler_new(ds, sp, N, K, Q, flags))) {
             source_free(s);
             return -1;
         }
     return 0;
 }
 
-/* Task i of the source into slot `slot`. */
+/* One image of split class k into dst, distorted when augmenting. */
+static void pair_image(source *s, mela_rng *r, int k, int j, float *dst)
+{
+    if (!s->augment) {
+        mela_split_image(s->ds, s->sp, k, j, dst);
+        return;
+    }
+    mela_split_image(s->ds, s->sp, k, j, s->tmp);
+    mela_affine_distort(dst, s->tmp, s->ds->C, s->ds->H, s->ds->W, r);
+}
+
+/* Task i of the source into slot `slot`: a pure function of (seed, i). */
 static void source_task(source *s, int slot, uint64_t i, mela_task *t)
 {
-    if (s->regression) {
+    if (s->kind == SRC_SINUSOID) {
         float *b = s->buf + (size_t)slot * 2 * (s->K + s->Q);
         t->xs = b, t->ys = b + s->K, t->xq = b + 2 * s->K, t->yq = b + 2 * s->K + s->Q;
         mela_sinusoid_task(s->seed, i, s->K, s->Q, b, b + s->K, b + 2 * s->K, b + 2 * s->K + s->Q,
                            NULL, NULL);
+        return;
+    }
+    if (s->kind == SRC_PAIRS) {
+        /* half the pairs same class (odd rows), half different; two distinct images */
+        size_t img = image_floats(s->ds);
+        float *b = s->buf + (size_t)slot * pair_slot_floats(s);
+        float *x1 = b, *x2 = b + img * s->pairs, *same = x2 + img * s->pairs, *unused = same + s->pairs;
+        mela_rng r = mela_rng_derive(s->seed, s->sp->id ^ 0x7061697273ULL, i);
+        int n = s->sp->n;
+        for (int p = 0; p < s->pairs; p++) {
+            int a = (int)mela_rng_below(&r, (uint32_t)n);
+            int bcls = p % 2 ? a : (a + 1 + (int)mela_rng_below(&r, (uint32_t)n - 1)) % n;
+            int ca = s->ds->classes[s->sp->classes[a].cls].count;
+            int cb = s->ds->classes[s->sp->classes[bcls].cls].count;
+            int ia = (int)mela_rng_below(&r, (uint32_t)ca), ib = (int)mela_rng_below(&r, (uint32_t)cb);
+            if (bcls == a && ib == ia)
+                ib = (ia + 1 + (int)mela_rng_below(&r, (uint32_t)ca - 1)) % ca;
+            pair_image(s, &r, a, ia, x1 + img * p);
+            pair_image(s, &r, bcls, ib, x2 + img * p);
+            same[p] = p % 2 ? 1.0f : 0.0f;
+        }
+        unused[0] = 0;
+        t->xs = x1, t->ys = same, t->xq = x2, t->yq = unused;
         return;
     }
     const mela_episode *e = mela_sampler_episode(s->samp[slot], s->seed, i);
@@ -95,13 +151,31 @@ typedef struct run {
     mela_dataset *ds;
     mela_split *train, *val, *test;
     mela_model *model;
-    mela_gbml *gb;
+    mela_gbml *gb;     /* gradient-based learners */
+    mela_metric *mt;   /* metric learners */
     float *theta;
 } run;
+
+static const mela_layout *run_layout(const run *r)
+{
+    return r->mt ? mela_metric_layout(r->mt) : mela_gbml_layout(r->gb);
+}
+
+static int run_reserve(run *r, int slots)
+{
+    return r->mt ? mela_metric_reserve(r->mt, slots) : mela_gbml_reserve(r->gb, slots);
+}
+
+static int run_evaluate(run *r, const mela_task *t, int slot, double *loss, double *acc, float *out)
+{
+    return r->mt ? mela_metric_evaluate(r->mt, r->theta, t, slot, loss, acc, out)
+                 : mela_gbml_evaluate(r->gb, r->theta, t, slot, loss, acc, out);
+}
 
 static void run_free(run *r)
 {
     mela_gbml_free(r->gb);
+    mela_metric_free(r->mt);
     mela_model_free(r->model);
     mela_split_free(r->train);
     mela_split_free(r->val);
@@ -111,8 +185,12 @@ static void run_free(run *r)
     memset(r, 0, sizeof *r);
 }
 
-/* Builds model and learner (and loads data when `data`). */
-static int run_open(run *r, const mela_run_config *rc, int data)
+static int test_ways(const mela_run_config *rc) { return rc->test_ways ? rc->test_ways : rc->gb.ways; }
+static int test_shots(const mela_run_config *rc) { return rc->test_shots ? rc->test_shots : rc->gb.shots; }
+
+/* Builds model and learner (and loads data when `data`). query_total > 0:
+ * evaluation episodes have that many query rows (classify). */
+static int run_open(run *r, const mela_run_config *rc, int data, int query_total)
 {
     memset(r, 0, sizeof *r);
     r->rc = *rc;
@@ -122,13 +200,28 @@ static int run_open(run *r, const mela_run_config *rc, int data)
         int hidden[2] = {40, 40};
         r->model = mela_mlp_new(1, hidden, 2, 1);
     } else {
-        r->model = mela_conv4_new(1, rc->image_size, rc->width, rc->depth, rc->gb.ways, rc->maxpool);
+        r->model = mela_conv4_new(1, rc->image_size, rc->width, rc->depth, rc->metric ? 0 : rc->gb.ways,
+                                  rc->maxpool);
     }
-    mela_gbml_config gc = rc->gb;
-    gc.test_queries = rc->test_queries;
-    if (!r->model || !(r->gb = mela_gbml_new(r->model, &gc)))
+    if (!r->model)
         goto fail;
-    r->theta = calloc(mela_layout_size(mela_gbml_layout(r->gb)), sizeof *r->theta);
+    if (rc->metric) {
+        int kind = !strcmp(rc->learner, "protonet") ? MELA_METRIC_PROTO
+                 : !strcmp(rc->learner, "matchnet") ? MELA_METRIC_MATCHING : MELA_METRIC_SIAMESE;
+        mela_metric_config mc = {.kind = kind, .ways = rc->gb.ways, .shots = rc->gb.shots,
+                                 .queries = rc->gb.queries, .test_ways = test_ways(rc),
+                                 .test_shots = test_shots(rc), .test_queries = rc->test_queries,
+                                 .pairs = rc->pairs, .query_total = query_total};
+        if (!(r->mt = mela_metric_new(r->model, &mc)))
+            goto fail;
+    } else {
+        mela_gbml_config gc = rc->gb;
+        gc.test_queries = rc->test_queries;
+        gc.query_total = query_total;
+        if (!(r->gb = mela_gbml_new(r->model, &gc)))
+            goto fail;
+    }
+    r->theta = calloc(mela_layout_size(run_layout(r)), sizeof *r->theta);
     if (!r->theta) {
         mela_set_error("out of memory");
         goto fail;
@@ -136,11 +229,18 @@ static int run_open(run *r, const mela_run_config *rc, int data)
     if (data && !rc->gb.regression) {
         mela_omniglot_opts o = {.H = rc->image_size, .W = rc->image_size,
                                 .cache_dir = rc->cache_dir[0] ? rc->cache_dir : NULL};
-        if (!(r->ds = mela_omniglot_load(rc->data_dir, &o)) ||
-            !(r->train = mela_split_vinyals(r->ds, rc->data_dir, "train")) ||
-            !(r->val = mela_split_vinyals(r->ds, rc->data_dir, "val")) ||
-            !(r->test = mela_split_vinyals(r->ds, rc->data_dir, "test")))
+        if (!(r->ds = mela_omniglot_load(rc->data_dir, &o)))
             goto fail;
+        if (!strcmp(rc->split, "lake")) {
+            if (!(r->train = mela_split_lake(r->ds, "train")) ||
+                !(r->val = mela_split_lake(r->ds, "koch_val")) ||
+                !(r->test = mela_split_lake(r->ds, "koch_test")))
+                goto fail;
+        } else if (!(r->train = mela_split_vinyals(r->ds, rc->data_dir, "train")) ||
+                   !(r->val = mela_split_vinyals(r->ds, rc->data_dir, "val")) ||
+                   !(r->test = mela_split_vinyals(r->ds, rc->data_dir, "test"))) {
+            goto fail;
+        }
     }
     return 0;
 fail:
@@ -148,9 +248,19 @@ fail:
     return -1;
 }
 
+/* Validation/test episodes of split sp (sinusoids when there is no data). */
+static int eval_source(source *s, const run *r, const mela_split *sp, uint64_t seed, int nslots)
+{
+    const mela_run_config *rc = &r->rc;
+    if (rc->gb.regression)
+        return source_init(s, SRC_SINUSOID, NULL, NULL, 1, rc->gb.shots, rc->test_queries, 0, seed, nslots);
+    unsigned flags = !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
+    return source_init(s, SRC_EPISODES, r->ds, sp, test_ways(rc), test_shots(rc), rc->test_queries,
+                       flags, seed, nslots);
+}
+
 typedef struct eval_job {
-    mela_gbml *gb;
-    const float *theta;
+    run *r;
     source *src;
     int n, slot, nthreads, rc;
     double *acc, *loss;
@@ -163,7 +273,7 @@ static void *eval_worker(void *arg)
     for (int i = j->slot; i < j->n; i += j->nthreads) {
         mela_task t;
         source_task(j->src, j->slot, (uint64_t)i, &t);
-        if (mela_gbml_evaluate(j->gb, j->theta, &t, j->slot, &j->loss[i], &j->acc[i], NULL)) {
+        if (run_evaluate(j->r, &t, j->slot, &j->loss[i], &j->acc[i], NULL)) {
             j->rc = -1;
             snprintf(j->error, sizeof j->error, "%s", mela_last_error());
             return NULL;
@@ -174,14 +284,13 @@ static void *eval_worker(void *arg)
 
 /* Evaluates n tasks of src (slots 0..threads) on threads; per-task results
  * are kept by index, so the mean does not depend on the thread count. */
-static int evaluate(mela_gbml *gb, const float *theta, source *src, int n, int threads,
-                    mela_eval_result *res)
+static int evaluate(run *r, source *src, int n, int threads, mela_eval_result *res)
 {
     if (threads > src->nslots)
         threads = src->nslots;
     if (threads > n)
         threads = n;
-    if (mela_gbml_reserve(gb, threads))
+    if (run_reserve(r, threads))
         return -1;
     double *acc = calloc(2 * (size_t)n, sizeof *acc);
     eval_job *jobs = calloc(threads, sizeof *jobs);
@@ -193,7 +302,7 @@ static int evaluate(mela_gbml *gb, const float *theta, source *src, int n, int t
         goto done;
     }
     for (int k = 0; k < threads; k++)
-        jobs[k] = (eval_job){gb, theta, src, n, k, threads, 0, acc, acc + n, ""};
+        jobs[k] = (eval_job){r, src, n, k, threads, 0, acc, acc + n, ""};
     for (int k = 1; k < threads; k++)
         started[k] = pthread_create(&tid[k], NULL, eval_worker, &jobs[k]) == 0;
     eval_worker(&jobs[0]);
@@ -232,22 +341,22 @@ static int save_checkpoint(const run *r, const char *name, int iteration, double
         vp[n] = vals[n];
         n++;
     }
-    keys[n] = "format", snprintf(vals[n], sizeof vals[n], "mela-gbml-1"), vp[n] = vals[n], n++;
+    keys[n] = "format", snprintf(vals[n], sizeof vals[n], "mela-run-1"), vp[n] = vals[n], n++;
     keys[n] = "mela_version", snprintf(vals[n], sizeof vals[n], "%s", mela_version()), vp[n] = vals[n], n++;
     keys[n] = "iteration", snprintf(vals[n], sizeof vals[n], "%d", iteration), vp[n] = vals[n], n++;
     keys[n] = "validation", snprintf(vals[n], sizeof vals[n], "%.9g", val), vp[n] = vals[n], n++;
     snprintf(path, sizeof path, "%s/%s", r->rc.out_dir, name);
-    return mela_checkpoint_save(path, mela_gbml_layout(r->gb), r->theta, n, keys, vp);
+    return mela_checkpoint_save(path, run_layout(r), r->theta, n, keys, vp);
 }
 
 int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn, void *ctx)
 {
     run r;
-    if (run_open(&r, rcfg, 1))
+    if (run_open(&r, rcfg, 1, 0))
         return -1;
     const mela_run_config *rc = &r.rc;
     mela_set_blas_threads(1);
-    const mela_layout *L = mela_gbml_layout(r.gb);
+    const mela_layout *L = run_layout(&r);
     size_t size = mela_layout_size(L);
     int B = rc->meta_batch, T = rc->threads;
     source tr = {0}, va = {0};
@@ -266,12 +375,19 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
     /* training tasks under `seed`; validation under test_seed (sinusoid:
      * a stream of its own, so validation and test tasks differ) */
     uint64_t vseed = rc->gb.regression ? (uint64_t)rc->test_seed ^ 0x76616cULL : (uint64_t)rc->test_seed;
-    if (source_init(&tr, rc, r.ds, r.train, rc->gb.queries, (uint64_t)rc->seed, B > T ? B : T) ||
-        source_init(&va, rc, r.ds, r.val, rc->test_queries, vseed, T) ||
+    int tr_kind = rc->gb.regression ? SRC_SINUSOID : !strcmp(rc->learner, "siamese") ? SRC_PAIRS : SRC_EPISODES;
+    int trN = tr_kind == SRC_PAIRS ? rc->pairs : rc->gb.ways;
+    int trK = tr_kind == SRC_PAIRS ? rc->augment : rc->gb.shots;
+    if (source_init(&tr, tr_kind, r.ds, r.train, trN, trK, rc->gb.queries, 0, (uint64_t)rc->seed,
+                    B > T ? B : T) ||
+        eval_source(&va, &r, r.val, vseed, T) ||
         mela_adam_init(&adam, size, rc->outer_lr) || !(log = mela_metrics_open(rc->out_dir, "metrics")))
         goto done;
     mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
-    mela_gbml_init(r.gb, r.theta, &init);
+    if (r.mt)
+        mela_metric_init(r.mt, r.theta, &init);
+    else
+        mela_gbml_init(r.gb, r.theta, &init);
 
     mela_progress p = {.iterations = rc->iterations, .val_loss = NAN, .val_acc = NAN, .best_val = -INFINITY};
 
@@ -283,19 +399,22 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
         for (int b = 0; b < B; b++)
             source_task(&tr, b, (uint64_t)(it - 1) * B + b, &tasks[b]);
         double loss, acc;
-        if (mela_gbml_meta_grad(r.gb, r.theta, B, tasks, T, grad, &loss, &acc))
+        if (r.mt ? mela_metric_grad(r.mt, r.theta, B, tasks, T, grad, &loss, &acc)
+                 : mela_gbml_meta_grad(r.gb, r.theta, B, tasks, T, grad, &loss, &acc))
             goto done;
         if (!isfinite(loss)) {
             mela_set_error("iteration %d: the meta-loss is %g; lower inner_lr or outer_lr", it, loss);
             goto done;
         }
+        if (rc->lr_decay_every > 0) /* halved every lr_decay_every iterations */
+            adam.lr = rc->outer_lr * powf(0.5f, (float)((it - 1) / rc->lr_decay_every));
         mela_adam_step(&adam, r.theta, grad);
         sl += loss, sa += acc, nacc++;
         int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
         p.validated = 0;
         if (validate) {
             mela_eval_result v;
-            if (evaluate(r.gb, r.theta, &va, rc->val_episodes, T, &v))
+            if (evaluate(&r, &va, rc->val_episodes, T, &v))
                 goto done;
             p.val_loss = v.loss, p.val_acc = v.acc, p.validated = 1;
             double score = rc->gb.regression ? -v.loss : v.acc;
@@ -374,7 +493,7 @@ done:
 static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
 {
     const char *fmt = mela_checkpoint_meta(ck, "format");
-    if (!fmt || strcmp(fmt, "mela-gbml-1"))
+    if (!fmt || (strcmp(fmt, "mela-run-1") && strcmp(fmt, "mela-gbml-1")))
         return mela_set_error("%s: not a checkpoint of a gradient-based learner (format '%s')", path,
                               fmt ? fmt : "none");
     const char *ways = mela_checkpoint_meta(ck, "ways");
@@ -421,18 +540,18 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
     }
     if (steps >= 0)
         rc.gb.test_steps = steps;
-    if (run_open(&r, &rc, 1))
+    if (run_open(&r, &rc, 1, 0))
         goto done;
-    if (mela_checkpoint_read(ck, mela_gbml_layout(r.gb), r.theta))
+    if (mela_checkpoint_read(ck, run_layout(&r), r.theta))
         goto done;
     mela_set_blas_threads(1);
-    if (source_init(&te, &rc, r.ds, r.test, rc.test_queries, (uint64_t)rc.test_seed, rc.threads) ||
-        evaluate(r.gb, r.theta, &te, episodes > 0 ? episodes : rc.test_episodes, rc.threads, res))
+    if (eval_source(&te, &r, r.test, (uint64_t)rc.test_seed, rc.threads) ||
+        evaluate(&r, &te, episodes > 0 ? episodes : rc.test_episodes, rc.threads, res))
         goto done;
     res->regression = rc.gb.regression;
-    res->ways = rc.gb.ways;
-    res->shots = rc.gb.shots;
-    res->steps = rc.gb.test_steps;
+    res->ways = test_ways(&rc);
+    res->shots = test_shots(&rc);
+    res->steps = rc.metric ? 0 : rc.gb.test_steps;
     status = 0;
 done:
     source_free(&te);
@@ -474,9 +593,9 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
     int S = rc.image_size;
     if (!(sup = mela_folder_load(support_dir, S, S, invert ? MELA_FOLDER_INVERT : 0)))
         goto done;
-    if (sup->nclasses != rc.gb.ways) {
+    if (sup->nclasses < 2 || (!rc.metric && sup->nclasses != rc.gb.ways)) {
         mela_set_error("adapt: %s has %d classes but the checkpoint is a %d-way model", support_dir,
-                       sup->nclasses, rc.gb.ways);
+                       sup->nclasses, rc.metric ? sup->nclasses < 2 ? 2 : sup->nclasses : rc.gb.ways);
         goto done;
     }
     int K = sup->classes[0].count;
@@ -487,14 +606,18 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
                            sup->classes[0].name, K);
             goto done;
         }
-    rc.gb.shots = K;
-    rc.gb.query_total = nquery;
+    if (rc.metric) { /* any number of classes and shots */
+        rc.test_ways = sup->nclasses;
+        rc.test_shots = K;
+    } else {
+        rc.gb.shots = K;
+    }
     if (steps >= 0)
         rc.gb.test_steps = steps;
-    if (run_open(&r, &rc, 0) || mela_checkpoint_read(ck, mela_gbml_layout(r.gb), r.theta))
+    if (run_open(&r, &rc, 0, nquery) || mela_checkpoint_read(ck, run_layout(&r), r.theta))
         goto done;
     size_t img = (size_t)S * S;
-    int N = rc.gb.ways;
+    int N = sup->nclasses;
     xs = malloc((size_t)N * K * img * sizeof *xs);
     ys = malloc((size_t)N * K * sizeof *ys);
     xq = malloc((size_t)nquery * img * sizeof *xq);
@@ -522,9 +645,17 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
             goto done;
     mela_set_blas_threads(1);
     mela_task t = {xs, ys, xq, yq};
-    if (mela_gbml_evaluate(r.gb, r.theta, &t, 0, NULL, NULL, res->scores))
+    if (run_evaluate(&r, &t, 0, NULL, NULL, res->scores))
         goto done;
-    for (int i = 0; i < nquery; i++) { /* logits -> probabilities */
+    for (int i = 0; i < nquery; i++) { /* scores -> probabilities */
+        if (!strcmp(rc.learner, "siamese")) { /* mean p(same) per class, as it is */
+            int best = 0;
+            for (int c = 1; c < N; c++)
+                if (res->scores[(size_t)i * N + c] > res->scores[(size_t)i * N + best])
+                    best = c;
+            res->pred[i] = best;
+            continue;
+        }
         float *z = res->scores + (size_t)i * N, m = z[0], sum = 0;
         int best = 0;
         for (int c = 1; c < N; c++)
