@@ -249,7 +249,8 @@ typedef struct mela_adapt_result {
     int nclasses;
     char **classes;  /* support class names, sorted; label i is classes[i] */
     int nquery;
-    float *scores;   /* nquery x nclasses softmax probabilities */
+    float *scores;   /* nquery x nclasses: class probabilities (Siamese: the
+                      * mean p(same) against the class's support images) */
     int *pred;       /* nquery predicted labels */
 } mela_adapt_result;
 
@@ -265,6 +266,10 @@ typedef struct mela_adapt_result {
 int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
                    const char *const *query_paths, int steps, int invert, mela_adapt_result *res);
 void mela_adapt_result_free(mela_adapt_result *res);
+
+/* Siamese checkpoints: the probability that images a and b (files, loaded
+ * as mela_run_adapt loads them) show the same class. Returns 0 or -1. */
+int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same);
 
 #ifdef __cplusplus
 }

@@ -118,6 +118,24 @@ int main(void)
         snprintf(args, sizeof args, "%s %s/support", ckpt, dir);
         CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 0 && strstr(out, "q2.png") &&
                   strstr(out, "class4="), "adapt: %s", out);
+        /* metric learners: any number of classes; compare for Siamese only */
+        char margs[1400];
+        snprintf(margs, sizeof margs, "--iterations 3 --val-every 0 --val-episodes 4 --test-episodes 4 "
+                 "--width 8 --cache-dir %s/cache --data-dir %s", dir, omni);
+        CHECK(run(out, sizeof out, "train --learner protonet --ways 10 --test-ways 5 %s --out-dir %s/pn", margs, dir) == 0 &&
+                  strstr(out, "10-way 1-shot (tested 5-way") && strstr(out, "5-way 1-shot, 0 steps"), "protonet train: %s", out);
+        CHECK(run(out, sizeof out, "train --learner siamese --pairs 8 %s --out-dir %s/sn", margs, dir) == 0 &&
+                  strstr(out, "20-way 1-shot"), "siamese train: %s", out);
+        snprintf(args, sizeof args, "%s/pn/best.safetensors %s/support", dir, dir);
+        CHECK(run(out, sizeof out, "classify %s %s/query", args, dir) == 0 && strstr(out, "q1.png") &&
+                  strstr(out, "class4="), "protonet classify (5 classes, 2 shots): %s", out);
+        snprintf(args, sizeof args, "%s/sn/best.safetensors %s/query/q0.png", dir, dir);
+        CHECK(run(out, sizeof out, "compare %s %s/query/q1.png", args, dir) == 0 && strstr(out, "p(same class) = 0."),
+              "siamese compare: %s", out);
+        snprintf(args, sizeof args, "%s/pn/best.safetensors %s/query/q0.png", dir, dir);
+        CHECK(run(out, sizeof out, "compare %s %s/query/q1.png", args, dir) == 1 && strstr(out, "only siamese"),
+              "compare with a protonet checkpoint: %s", out);
+        snprintf(args, sizeof args, "%s/om/best.safetensors %s/support", dir, dir);
         /* 4 classes for a 5-way model: a clear error */
         snprintf(path, sizeof path, "rm -rf %s/support/class4", dir);
         CHECK(system(path) == 0, "rm");

@@ -12,12 +12,14 @@
 
 static void adapt_help(void)
 {
-    printf("Usage: mela adapt CHECKPOINT SUPPORT_DIR QUERY... [--steps K] [--no-invert]\n"
+    printf("Usage: mela adapt|classify CHECKPOINT SUPPORT_DIR QUERY... [--steps K] [--no-invert]\n"
            "\n"
-           "Adapts a classification checkpoint (from 'mela train') to your own classes and\n"
-           "labels your query images. SUPPORT_DIR holds one folder per class,\n"
-           "SUPPORT_DIR/<class>/<image>, with as many classes as the checkpoint's ways and\n"
-           "the same number of images in each. QUERY is image files or folders of images.\n"
+           "Few-shot classification of your own images with a checkpoint from 'mela train'.\n"
+           "SUPPORT_DIR holds one folder per class, SUPPORT_DIR/<class>/<image>, with the\n"
+           "same number of images in each. A gradient-based checkpoint (maml, fomaml,\n"
+           "metasgd, anil) adapts to them by gradient steps and needs exactly its number\n"
+           "of ways; a metric one (protonet, matchnet, siamese) compares against them and\n"
+           "takes any number of classes. QUERY is image files or folders of images.\n"
            "Images are PNG or JPEG of any size and colour: they are converted to grey,\n"
            "resized to the model's input and inverted (dark strokes on white paper become\n"
            "ink = 1, as in Omniglot) unless --no-invert. All queries form one batch.\n"
@@ -135,4 +137,38 @@ out:
         free(queries[i]);
     free(queries);
     return rc;
+}
+
+int cli_compare(int argc, char **argv)
+{
+    const char *pos[3] = {NULL, NULL, NULL};
+    int npos = 0, invert = 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("Usage: mela compare CHECKPOINT A.png B.png [--no-invert]\n"
+                   "\n"
+                   "Prints the probability that images A and B show the same class, from a\n"
+                   "Siamese checkpoint ('mela train --learner siamese'). Images are loaded as\n"
+                   "'mela adapt' loads them (grey, resized, inverted unless --no-invert).\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--no-invert")) {
+            invert = 0;
+        } else if (!strncmp(argv[i], "--", 2) || npos == 3) {
+            fprintf(stderr, "mela compare: unexpected '%s' (see 'mela compare --help')\n", argv[i]);
+            return 2;
+        } else {
+            pos[npos++] = argv[i];
+        }
+    }
+    if (npos != 3) {
+        fprintf(stderr, "mela compare: need CHECKPOINT A B (see 'mela compare --help')\n");
+        return 2;
+    }
+    double p;
+    if (mela_run_compare(pos[0], pos[1], pos[2], invert, &p)) {
+        fprintf(stderr, "mela compare: %s\n", mela_last_error());
+        return 1;
+    }
+    printf("p(same class) = %.4f\n", p);
+    return 0;
 }

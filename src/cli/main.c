@@ -14,9 +14,11 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"train", cli_train, "meta-train a learner (MAML, first-order MAML, Meta-SGD, ANIL)"},
+    {"train", cli_train, "meta-train a learner (MAML, FOMAML, Meta-SGD, ANIL, ProtoNets, Matching, Siamese)"},
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
-    {"adapt", cli_adapt, "adapt a checkpoint to your labelled images and classify query images"},
+    {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
+    {"classify", cli_adapt, "the same as adapt"},
+    {"compare", cli_compare, "probability that two images show the same class (Siamese)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };
 

@@ -42,6 +42,10 @@ static void train_help(void)
             break;
         printf("  --%-14s %s (default: %s)\n", k, help, buf[0] ? buf : "\"\"");
     }
+    printf("\nMetric learners (protonet, matchnet, siamese) use the max-pool Conv-4 as an\n"
+           "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
+           "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
+           "20-way within-alphabet one-shot.\n\n");
     printf("  --report N       print progress every N iterations (default 100)\n"
            "  -h, --help       show this help\n"
            "\n"
@@ -93,7 +97,7 @@ static void print_result(const char *what, const mela_eval_result *r)
 int cli_train(int argc, char **argv)
 {
     const char *learner = "maml", *dataset = "omniglot";
-    int ways = 0, report = 100;
+    int ways = 0, test_ways = 0, report = 100; /* defaults follow the test ways when given */
     char key[64];
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
@@ -106,7 +110,8 @@ int cli_train(int argc, char **argv)
         }
         if (!strcmp(key, "learner")) learner = argv[i + 1];
         if (!strcmp(key, "dataset")) dataset = argv[i + 1];
-        if (!strcmp(key, "ways")) ways = atoi(argv[i + 1]);
+        if (!strcmp(key, "ways") && !test_ways) ways = atoi(argv[i + 1]);
+        if (!strcmp(key, "test_ways")) test_ways = ways = atoi(argv[i + 1]);
         i++;
     }
     mela_run_config rc;
@@ -135,10 +140,17 @@ int cli_train(int argc, char **argv)
     }
     if (rc.gb.regression)
         printf("mela train: %s on %s, K = %d points", rc.learner, rc.dataset, rc.gb.shots);
+    else if (!strcmp(rc.learner, "siamese"))
+        printf("mela train: siamese on %s (%s split), %d pairs a batch, tested %d-way %d-shot",
+               rc.dataset, rc.split, rc.pairs, rc.test_ways ? rc.test_ways : rc.gb.ways,
+               rc.test_shots ? rc.test_shots : rc.gb.shots);
     else
-        printf("mela train: %s on %s, %d-way %d-shot", rc.learner, rc.dataset, rc.gb.ways, rc.gb.shots);
-    printf(", %d inner step(s) of %g (test %d), meta-batch %d, %d iterations, %d thread(s) -> %s\n",
-           rc.gb.steps, (double)rc.gb.inner_lr, rc.gb.test_steps, rc.meta_batch, rc.iterations,
+        printf("mela train: %s on %s, %d-way %d-shot (tested %d-way %d-shot)", rc.learner, rc.dataset,
+               rc.gb.ways, rc.gb.shots, rc.test_ways ? rc.test_ways : rc.gb.ways,
+               rc.test_shots ? rc.test_shots : rc.gb.shots);
+    if (!rc.metric)
+        printf(", %d inner step(s) of %g (test %d)", rc.gb.steps, (double)rc.gb.inner_lr, rc.gb.test_steps);
+    printf(", meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc.meta_batch, rc.iterations,
            rc.threads, rc.out_dir);
     fflush(stdout);
     if (mela_run_train(&rc, report, progress, &rc)) {

@@ -679,3 +679,41 @@ done:
     mela_checkpoint_close(ck);
     return status;
 }
+
+int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same)
+{
+    mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
+    if (!ck)
+        return -1;
+    mela_run_config rc;
+    run r = {0};
+    float *xa = NULL, *xb = NULL;
+    int status = -1;
+    if (config_from_checkpoint(ck, checkpoint, &rc))
+        goto done;
+    if (strcmp(rc.learner, "siamese")) {
+        mela_set_error("%s: a %s checkpoint does not compare two images (only siamese)", checkpoint,
+                       rc.learner);
+        goto done;
+    }
+    if (run_open(&r, &rc, 0, 0) || mela_checkpoint_read(ck, run_layout(&r), r.theta))
+        goto done;
+    size_t img = (size_t)rc.image_size * rc.image_size;
+    xa = malloc(img * sizeof *xa);
+    xb = malloc(img * sizeof *xb);
+    if (!xa || !xb) {
+        mela_set_error("compare: out of memory");
+        goto done;
+    }
+    unsigned flags = invert ? MELA_FOLDER_INVERT : 0;
+    if (mela_image_load(a, 1, rc.image_size, rc.image_size, flags, xa) ||
+        mela_image_load(b, 1, rc.image_size, rc.image_size, flags, xb) ||
+        mela_metric_compare(r.mt, r.theta, xa, xb, p_same))
+        goto done;
+    status = 0;
+done:
+    free(xa), free(xb);
+    run_free(&r);
+    mela_checkpoint_close(ck);
+    return status;
+}
