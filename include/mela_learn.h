@@ -33,7 +33,7 @@
 extern "C" {
 #endif
 
-enum mela_learner { MELA_LEARNER_MAML, MELA_LEARNER_METASGD, MELA_LEARNER_ANIL };
+enum mela_learner { MELA_LEARNER_MAML, MELA_LEARNER_METASGD, MELA_LEARNER_ANIL, MELA_LEARNER_REPTILE };
 
 typedef struct mela_gbml_config {
     int learner;      /* enum mela_learner */
@@ -47,7 +47,21 @@ typedef struct mela_gbml_config {
                        * rows, whatever their labels (mela adapt) */
     int steps;        /* inner steps in meta-training */
     int test_steps;   /* inner steps at evaluation */
-    float inner_lr;   /* alpha (Meta-SGD: the initial value of every rate) */
+    float inner_lr;   /* alpha (Meta-SGD, LSLR: the initial value of every rate) */
+    int test_shots;   /* K at evaluation (0: same as shots) */
+    /* MAML++ (Antoniou et al. 2019), each a switch */
+    int lslr;         /* learned per-layer, per-step inner rates "lr.stepS.<view>" */
+    int msl;          /* multi-step loss: sum_s v_s L_query(theta_s), weights set by
+                       * mela_gbml_set_step_weights (mela_msl_weights) */
+    int bnwb;         /* per-step batch-norm weights and biases "<bn view>.stepS",
+                       * not adapted in the inner loop */
+    int da;           /* derivative-order annealing: also build a first-order
+                       * training plan (mela_gbml_set_first_order) */
+    /* Reptile (Nichol et al. 2018) */
+    int inner_adam;   /* inner optimiser Adam (beta1 = 0, beta2 = 0.999) instead of SGD */
+    int nontransductive; /* evaluation: 0 all queries in one batch-norm batch
+                          * (transduction, the default); 1 each query scored in a
+                          * batch with the support set only */
 } mela_gbml_config;
 
 /* One task: support (xs, ys) and query (xq, yq). Classification: xs is
@@ -87,6 +101,17 @@ int mela_gbml_meta_grad(mela_gbml *gb, const float *theta, int n, const mela_tas
  * different slots may run on different threads at once. Returns 0 or -1. */
 int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task, int slot,
                        double *loss, double *acc, float *out);
+
+/* MAML++ multi-step loss weights (steps values, summing to 1) used from now on. */
+int mela_gbml_set_step_weights(mela_gbml *gb, const float *v);
+/* Derivative-order annealing: use the first-order training plan (on) or the
+ * exact one (off); needs da. */
+int mela_gbml_set_first_order(mela_gbml *gb, int on);
+/* Antoniou et al.'s schedule of the multi-step loss weights at iteration
+ * `it` of `anneal` iterations: every weight 1/steps at first; the non-final
+ * weights fall linearly to 0.03/steps and the final one rises to take the
+ * rest; from `anneal` on they stay there. Writes steps weights summing to 1. */
+void mela_msl_weights(int steps, long it, long anneal, float *v);
 
 /* Makes sure `slots` executors exist for evaluation on that many threads. */
 int mela_gbml_reserve(mela_gbml *gb, int slots);
@@ -165,13 +190,17 @@ int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, con
  */
 typedef struct mela_run_config {
     mela_gbml_config gb;
-    char learner[16];      /* maml | fomaml | metasgd | anil | protonet | matchnet | siamese */
+    char learner[16];      /* maml | fomaml | metasgd | anil | mamlpp | reptile | protonet | matchnet | siamese */
     int metric;            /* 1 for the metric learners (set with learner) */
     int test_ways;         /* ways of validation and test episodes (0: ways) */
     int test_shots;        /* shots of validation and test episodes (0: shots) */
     int pairs;             /* Siamese: pairs per training batch */
     int augment;           /* Siamese: Koch's affine distortions of training pairs */
     int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
+    int cosine_lr;         /* cosine annealing of outer_lr to min_lr over the run (MAML++) */
+    float min_lr;
+    int msl_anneal;        /* MAML++: iterations over which the step weights anneal */
+    int da_until;          /* MAML++: first-order meta-gradients until this iteration */
     char model[16];        /* conv4 | mlp */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */

@@ -54,37 +54,46 @@ FWD(div) { return binary_fwd(MK_DIV, g, n, y, x); }
 /* Sums a broadcast gradient back to the shape of the operand. */
 static mela_node unbroadcast(mela_graph *g, mela_node d, mela_shape s)
 {
+    if (d < 0)
+        return MELA_NONE;
     return mela_shape_equal(g->nodes[d].shape, s) ? d : mela_sum_to(g, d, s);
 }
 
+/* Gradient rules copy what they read from g->nodes into locals first: a
+ * builder may move g->nodes, and the order in which C evaluates a call's
+ * arguments is unspecified. */
 GRAD(add)
 {
     mela_node a = g->nodes[self].in[0], b = g->nodes[self].in[1];
-    if (need[0]) dx[0] = unbroadcast(g, dy, g->nodes[a].shape);
-    if (need[1]) dx[1] = unbroadcast(g, dy, g->nodes[b].shape);
+    mela_shape sa = g->nodes[a].shape, sb = g->nodes[b].shape;
+    if (need[0]) dx[0] = unbroadcast(g, dy, sa);
+    if (need[1]) dx[1] = unbroadcast(g, dy, sb);
 }
 
 GRAD(sub)
 {
     mela_node a = g->nodes[self].in[0], b = g->nodes[self].in[1];
-    if (need[0]) dx[0] = unbroadcast(g, dy, g->nodes[a].shape);
-    if (need[1]) dx[1] = mela_neg(g, unbroadcast(g, dy, g->nodes[b].shape));
+    mela_shape sa = g->nodes[a].shape, sb = g->nodes[b].shape;
+    if (need[0]) dx[0] = unbroadcast(g, dy, sa);
+    if (need[1]) dx[1] = mela_neg(g, unbroadcast(g, dy, sb));
 }
 
 GRAD(mul)
 {
     mela_node a = g->nodes[self].in[0], b = g->nodes[self].in[1];
-    if (need[0]) dx[0] = unbroadcast(g, mela_mul(g, dy, b), g->nodes[a].shape);
-    if (need[1]) dx[1] = unbroadcast(g, mela_mul(g, dy, a), g->nodes[b].shape);
+    mela_shape sa = g->nodes[a].shape, sb = g->nodes[b].shape;
+    if (need[0]) dx[0] = unbroadcast(g, mela_mul(g, dy, b), sa);
+    if (need[1]) dx[1] = unbroadcast(g, mela_mul(g, dy, a), sb);
 }
 
 GRAD(div)
 {
     /* y = a / b: da = dy / b, db = -dy * a / b^2 = -(dy / b) * y */
     mela_node a = g->nodes[self].in[0], b = g->nodes[self].in[1];
+    mela_shape sa = g->nodes[a].shape, sb = g->nodes[b].shape;
     mela_node t = mela_div(g, dy, b);
-    if (need[0]) dx[0] = unbroadcast(g, t, g->nodes[a].shape);
-    if (need[1]) dx[1] = unbroadcast(g, mela_neg(g, mela_mul(g, t, self)), g->nodes[b].shape);
+    if (need[0]) dx[0] = unbroadcast(g, t, sa);
+    if (need[1]) dx[1] = unbroadcast(g, mela_neg(g, mela_mul(g, t, self)), sb);
 }
 
 /* ---------------------------------------------------------------- scalar */
@@ -253,7 +262,8 @@ mela_node mela_sum(mela_graph *g, mela_node x) { return mela_sum_to(g, x, MELA_S
 mela_node mela_mean(mela_graph *g, mela_node x)
 {
     VALID("mean", x);
-    return mela_scale(g, mela_sum(g, x), 1.0f / (float)g->nodes[x].numel);
+    float inv = 1.0f / (float)g->nodes[x].numel;
+    return mela_scale(g, mela_sum(g, x), inv);
 }
 
 mela_node mela_sum_axis(mela_graph *g, mela_node x, int axis)

@@ -1,26 +1,31 @@
 /*
  * gbml.c - gradient-based meta-learning: the inner loop built once as a graph
- * (MAML, first-order MAML, Meta-SGD, ANIL), compiled into a training plan
- * (query loss and meta-gradient) and an evaluation plan (test_steps inner
- * steps, query loss, accuracy and outputs), run on a pool of executors.
+ * (MAML, first-order MAML, Meta-SGD, ANIL, MAML++'s switches, Reptile),
+ * compiled into a training plan (the meta-loss and its gradient, or Reptile's
+ * direction theta - phi) and an evaluation plan (test_steps inner steps,
+ * query loss, accuracy and outputs), run on the shared task pool.
  */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "learn/taskpool.h"
 
-#define MAXV TP_MAXV
-
 struct mela_gbml {
     const mela_model *m;
     mela_gbml_config c;
     mela_layout *L;
-    int nmodel;       /* model views: 0..nmodel */
-    int first;        /* first adapted view */
-    int nadapt;       /* adapted views: first..first+nadapt */
-    int nviews;       /* all views: model, then "lr.*" for Meta-SGD */
-    taskpool tp;
+    int nmodel;                /* model views: 0..nmodel */
+    int adapt[TP_MAXV], nadapt;/* views the inner loop adapts */
+    int lr_first, lr_steps;    /* Meta-SGD ("lr.<v>") or LSLR ("lr.stepS.<v>") views */
+    int bn[TP_MAXV], nbn;      /* BNWB: the model's batch-norm views ... */
+    int bn_first, bn_steps;    /* ... and their per-step copies "<v>.stepS" */
+    int nviews;                /* all views */
+    float *step_w;             /* MSL weights (steps) */
+    taskpool tp;               /* the exact training plan and the evaluation plan */
+    taskpool tp_fo;            /* DA: the first-order training plan */
+    int use_fo;
 };
 
 static mela_node task_loss(const mela_gbml *gb, mela_graph *g, mela_node out, mela_node y)
@@ -28,19 +33,44 @@ static mela_node task_loss(const mela_gbml *gb, mela_graph *g, mela_node out, me
     return gb->c.regression ? mela_mse(g, out, y) : mela_cross_entropy(g, out, y);
 }
 
-/* Builds the inner loop with `steps` steps; with meta, also the gradient of
- * the query loss with respect to every view. */
-static int build(mela_gbml *gb, task_graph *o, int steps, int meta)
+static int is_bn(const mela_layout *L, int i) { return !strncmp(mela_layout_name(L, i), "bn", 2); }
+
+/* The network at inner step s: with per-step batch-norm weights (BNWB) the
+ * batch-norm views are replaced by their step-s copies. ANIL: the head on
+ * precomputed body features h (x ignored). */
+static mela_node forward_at(const mela_gbml *gb, mela_graph *g, const mela_node *fast,
+                            const mela_node *w, int s, mela_node x, mela_node h)
+{
+    const mela_model *m = gb->m;
+    if (gb->c.learner == MELA_LEARNER_ANIL)
+        return mela_model_head(m, g, fast, h != MELA_NONE ? h : mela_model_body(m, g, w, x));
+    if (!gb->c.bnwb)
+        return mela_model_forward(m, g, fast, x);
+    mela_node ws[TP_MAXV];
+    memcpy(ws, fast, gb->nmodel * sizeof *ws);
+    if (s > gb->bn_steps - 1)
+        s = gb->bn_steps - 1;
+    for (int k = 0; k < gb->nbn; k++)
+        ws[gb->bn[k]] = w[gb->bn_first + s * gb->nbn + k];
+    return mela_model_forward(m, g, ws, x);
+}
+
+/* Builds the inner loop with `steps` steps. meta: the training graph (the
+ * gradient of the meta-loss with respect to every view; Reptile: theta - phi
+ * per view); first_order: inner gradients as constants. */
+static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_order)
 {
     const mela_model *m = gb->m;
     const mela_gbml_config *c = &gb->c;
     mela_graph *g = o->g = mela_graph_new();
     if (!g)
         return -1;
-    mela_node w[MAXV], fast[MAXV], gr[MAXV];
+    o->extra = MELA_NONE;
+    mela_node w[TP_MAXV], fast[TP_MAXV], gr[TP_MAXV], vel[TP_MAXV], ad[TP_MAXV];
     for (int i = 0; i < gb->nviews; i++)
         w[i] = mela_param(g, gb->L, i);
-    int ns = c->regression ? c->shots : c->ways * c->shots;
+    int K = !meta && c->test_shots > 0 ? c->test_shots : c->shots;
+    int ns = c->regression ? K : c->ways * K;
     int q = !meta && c->test_queries > 0 ? c->test_queries : c->queries;
     int nq = c->regression ? q : c->ways * q;
     if (!meta && c->query_total > 0)
@@ -50,26 +80,85 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta)
     o->ys = mela_input(g, "y_support", c->regression ? MELA_SHAPE(ns, 1) : MELA_SHAPE(ns));
     o->yq = mela_input(g, "y_query", c->regression ? MELA_SHAPE(nq, 1) : MELA_SHAPE(nq));
     memcpy(fast, w, gb->nmodel * sizeof *w);
-    int anil = c->learner == MELA_LEARNER_ANIL;
+    for (int j = 0; j < gb->nadapt; j++)
+        ad[j] = fast[gb->adapt[j]];
+    int anil = c->learner == MELA_LEARNER_ANIL, reptile = c->learner == MELA_LEARNER_REPTILE;
     /* ANIL: the body does not adapt, so its features are computed once. */
     mela_node fs = anil ? mela_model_body(m, g, w, o->xs) : MELA_NONE;
     mela_node fq = anil ? mela_model_body(m, g, w, o->xq) : MELA_NONE;
+    int msl = meta && c->msl && !reptile && steps > 0;
+    mela_node vw = MELA_NONE, metaloss = MELA_NONE;
+    if (msl) { /* the step weights: an input shared by all tasks */
+        vw = o->extra = mela_input(g, "step_weights", MELA_SHAPE(steps));
+        o->extra_data = gb->step_w;
+    }
     for (int s = 0; s < steps; s++) {
-        mela_node out = anil ? mela_model_head(m, g, fast, fs) : mela_model_forward(m, g, fast, o->xs);
+        mela_node out = forward_at(gb, g, fast, w, s, o->xs, fs);
         mela_node loss = task_loss(gb, g, out, o->ys);
-        if (mela_grad(g, loss, MELA_NONE, gb->nadapt, fast + gb->first, gr))
+        if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;
         for (int j = 0; j < gb->nadapt; j++) {
-            mela_node d = c->first_order ? mela_stop_gradient(g, gr[j]) : gr[j];
-            mela_node step = c->learner == MELA_LEARNER_METASGD ? mela_mul(g, w[gb->nmodel + j], d)
-                                                                : mela_scale(g, d, c->inner_lr);
-            fast[gb->first + j] = mela_sub(g, fast[gb->first + j], step);
+            int v = gb->adapt[j];
+            mela_node d = first_order || reptile ? mela_stop_gradient(g, gr[j]) : gr[j];
+            mela_node step;
+            if (c->learner == MELA_LEARNER_METASGD)
+                step = mela_mul(g, w[gb->lr_first + j], d);
+            else if (c->lslr)
+                step = mela_mul(g, w[gb->lr_first + (s < gb->lr_steps ? s : gb->lr_steps - 1) * gb->nadapt + j], d);
+            else if (reptile && c->inner_adam) {
+                /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2 */
+                const float b2 = 0.999f;
+                mela_node g2 = mela_scale(g, mela_square(g, d), 1 - b2);
+                vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
+                float corr = 1.0f / (1.0f - powf(b2, (float)(s + 1)));
+                mela_node den = mela_add_scalar(g, mela_sqrt(g, mela_scale(g, vel[j], corr)), 1e-8f);
+                step = mela_scale(g, mela_div(g, d, den), c->inner_lr);
+            } else
+                step = mela_scale(g, d, c->inner_lr);
+            ad[j] = fast[v] = mela_sub(g, fast[v], step);
+        }
+        if (msl && s < steps - 1) { /* the query loss after every step but the last */
+            mela_node lq = task_loss(gb, g, forward_at(gb, g, fast, w, s + 1, o->xq, fq), o->yq);
+            mela_node ws = mela_slice(g, vw, s, 1);
+            mela_node t = mela_mul(g, ws, lq);
+            metaloss = metaloss == MELA_NONE ? t : mela_add(g, metaloss, t);
         }
     }
-    o->out = anil ? mela_model_head(m, g, fast, fq) : mela_model_forward(m, g, fast, o->xq);
+    if (!meta && c->nontransductive && !c->regression) {
+        /* each query alone with the support set in one batch */
+        mela_node rows = MELA_NONE;
+        for (int j = 0; j < nq; j++) {
+            mela_node x = mela_concat(g, o->xs, mela_slice(g, o->xq, j, 1));
+            mela_node h = anil ? mela_model_body(m, g, w, x) : MELA_NONE;
+            mela_node r = mela_slice(g, forward_at(gb, g, fast, w, steps, x, h), ns, 1);
+            rows = j ? mela_concat(g, rows, r) : r;
+        }
+        o->out = rows;
+    } else {
+        o->out = forward_at(gb, g, fast, w, steps, o->xq, fq);
+    }
     o->loss = task_loss(gb, g, o->out, o->yq);
     o->acc = c->regression ? MELA_NONE : mela_accuracy(g, o->out, o->yq);
-    return tp_compile(o, meta, gb->nviews, w);
+    if (!meta)
+        return tp_compile(o, TP_GRAD_NONE, 0, w);
+    if (reptile) { /* theta - phi per view: the Reptile direction, 0 for views not adapted */
+        for (int i = 0; i < gb->nviews; i++)
+            o->grads[i] = i < gb->nmodel && fast[i] != w[i]
+                              ? mela_sub(g, w[i], fast[i])
+                              : mela_constant(g, mela_node_shape(g, w[i]), 0.0f);
+        return tp_compile(o, TP_GRAD_GIVEN, gb->nviews, w);
+    }
+    if (msl) { /* sum_s v_s L_s, the last step's loss weighted by v_{k-1} */
+        mela_node t = mela_mul(g, mela_slice(g, vw, steps - 1, 1), o->loss);
+        metaloss = metaloss == MELA_NONE ? t : mela_add(g, metaloss, t);
+        /* the training graph reports the meta-loss; its gradient is of it */
+        mela_node keep = o->loss;
+        o->loss = metaloss;
+        int rc = tp_compile(o, TP_GRAD_LOSS, gb->nviews, w);
+        (void)keep;
+        return rc;
+    }
+    return tp_compile(o, TP_GRAD_LOSS, gb->nviews, w);
 }
 
 void mela_gbml_free(mela_gbml *gb)
@@ -77,17 +166,27 @@ void mela_gbml_free(mela_gbml *gb)
     if (!gb)
         return;
     tp_free(&gb->tp);
+    tp_free(&gb->tp_fo);
     mela_layout_free(gb->L);
+    free(gb->step_w);
     free(gb);
+}
+
+static int add_view(mela_layout *L, const char *fmt, int s, const char *name, mela_shape shape)
+{
+    char buf[128];
+    snprintf(buf, sizeof buf, fmt, s, name);
+    return mela_layout_add(L, buf, shape);
 }
 
 mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
 {
     const char *why = NULL;
     int nout = mela_model_outputs(m);
-    if (c->learner < MELA_LEARNER_MAML || c->learner > MELA_LEARNER_ANIL)
+    int reptile = c->learner == MELA_LEARNER_REPTILE;
+    if (c->learner < MELA_LEARNER_MAML || c->learner > MELA_LEARNER_REPTILE)
         why = "unknown learner";
-    else if (c->shots < 1)
+    else if (c->shots < 1 || c->test_shots < 0)
         why = "shots must be at least 1";
     else if (c->queries < 1)
         why = "queries must be at least 1";
@@ -97,6 +196,14 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
         why = "ways must be at least 2";
     else if (!(c->inner_lr > 0) || c->inner_lr > 100)
         why = "the inner learning rate must be in (0, 100]";
+    else if (c->lslr && c->learner != MELA_LEARNER_MAML)
+        why = "learned per-step rates (lslr) are MAML++'s; use them with maml";
+    else if ((c->msl || c->bnwb || c->da) && c->learner != MELA_LEARNER_MAML)
+        why = "msl, bnwb and da are MAML++ switches; use them with maml";
+    else if (c->inner_adam && !reptile)
+        why = "inner_adam is Reptile's inner optimiser";
+    else if (reptile && c->steps < 1)
+        why = "Reptile needs at least one inner step";
     if (why) {
         mela_set_error("learner: %s (ways %d, shots %d, queries %d, steps %d/%d, inner lr %g)", why,
                        c->ways, c->shots, c->queries, c->steps, c->test_steps, (double)c->inner_lr);
@@ -117,20 +224,54 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
     gb->c = *c;
     const mela_layout *ml = mela_model_layout(m);
     gb->nmodel = mela_layout_count(ml);
-    gb->first = c->learner == MELA_LEARNER_ANIL ? mela_model_head_first(m) : 0;
-    gb->nadapt = gb->nmodel - gb->first;
     for (int i = 0; i < gb->nmodel; i++)
         mela_layout_add(gb->L, mela_layout_name(ml, i), mela_layout_shape(ml, i));
-    if (c->learner == MELA_LEARNER_METASGD)
-        for (int i = 0; i < gb->nadapt; i++) {
-            char name[96];
-            snprintf(name, sizeof name, "lr.%s", mela_layout_name(ml, gb->first + i));
-            mela_layout_add(gb->L, name, mela_layout_shape(ml, gb->first + i));
+    int first = c->learner == MELA_LEARNER_ANIL ? mela_model_head_first(m) : 0;
+    for (int i = first; i < gb->nmodel; i++) {
+        if (c->bnwb && is_bn(ml, i))
+            gb->bn[gb->nbn++] = i; /* per-step copies instead of inner-loop updates */
+        else
+            gb->adapt[gb->nadapt++] = i;
+    }
+    int ok = 1;
+    gb->lr_first = mela_layout_count(gb->L);
+    if (c->learner == MELA_LEARNER_METASGD) {
+        gb->lr_steps = 1;
+        for (int j = 0; j < gb->nadapt; j++) {
+            char name[128];
+            snprintf(name, sizeof name, "lr.%s", mela_layout_name(ml, gb->adapt[j]));
+            ok &= mela_layout_add(gb->L, name, mela_layout_shape(ml, gb->adapt[j])) >= 0;
         }
+    } else if (c->lslr) {
+        gb->lr_steps = c->steps > 0 ? c->steps : 1;
+        for (int s = 0; s < gb->lr_steps; s++)
+            for (int j = 0; j < gb->nadapt; j++)
+                ok &= add_view(gb->L, "lr.step%d.%s", s, mela_layout_name(ml, gb->adapt[j]),
+                               MELA_SHAPE(1)) >= 0;
+    }
+    gb->bn_first = mela_layout_count(gb->L);
+    if (c->bnwb) {
+        gb->bn_steps = c->steps + 1;
+        for (int s = 0; s < gb->bn_steps; s++)
+            for (int k = 0; k < gb->nbn; k++) {
+                char fmt[140];
+                snprintf(fmt, sizeof fmt, "%s.step%%d%%s", mela_layout_name(ml, gb->bn[k]));
+                ok &= add_view(gb->L, fmt, s, "", mela_layout_shape(ml, gb->bn[k])) >= 0;
+            }
+    }
     gb->nviews = mela_layout_count(gb->L);
-    gb->tp.L = gb->L;
-    if (build(gb, &gb->tp.train, c->steps, 1) || build(gb, &gb->tp.eval, c->test_steps, 0) ||
-        tp_reserve(&gb->tp, 1)) {
+    int nsteps = c->steps > 0 ? c->steps : 1;
+    gb->step_w = calloc(nsteps, sizeof *gb->step_w);
+    if (!ok || !gb->step_w || gb->nviews > TP_MAXV) {
+        mela_set_error("learner: %d parameter views (at most %d) or out of memory", gb->nviews, TP_MAXV);
+        mela_gbml_free(gb);
+        return NULL;
+    }
+    gb->step_w[nsteps - 1] = 1.0f; /* the plain MAML loss until told otherwise */
+    gb->tp.L = gb->tp_fo.L = gb->L;
+    if (build(gb, &gb->tp.train, c->steps, 1, c->first_order) ||
+        build(gb, &gb->tp.eval, c->test_steps, 0, 0) || tp_reserve(&gb->tp, 1) ||
+        (c->da && (build(gb, &gb->tp_fo.train, c->steps, 1, 1) || tp_reserve(&gb->tp_fo, 1)))) {
         mela_gbml_free(gb);
         return NULL;
     }
@@ -154,18 +295,57 @@ int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task,
 int mela_gbml_meta_grad(mela_gbml *gb, const float *theta, int n, const mela_task *tasks,
                         int threads, float *grad, double *loss, double *acc)
 {
-    return tp_grad(&gb->tp, theta, n, tasks, threads, grad, loss, acc);
+    return tp_grad(gb->use_fo ? &gb->tp_fo : &gb->tp, theta, n, tasks, threads, grad, loss, acc);
+}
+
+int mela_gbml_set_step_weights(mela_gbml *gb, const float *v)
+{
+    int n = gb->c.steps > 0 ? gb->c.steps : 1;
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        if (!(v[i] >= 0))
+            return mela_set_error("learner: step weight %d is %g (must be >= 0)", i, (double)v[i]);
+        sum += v[i];
+    }
+    if (fabs(sum - 1) > 1e-4)
+        return mela_set_error("learner: step weights sum to %g, not 1", sum);
+    memcpy(gb->step_w, v, n * sizeof *v);
+    return 0;
+}
+
+int mela_gbml_set_first_order(mela_gbml *gb, int on)
+{
+    if (on && !gb->c.da)
+        return mela_set_error("learner: no first-order plan (build with da = 1)");
+    gb->use_fo = on;
+    return 0;
+}
+
+void mela_msl_weights(int steps, long it, long anneal, float *v)
+{
+    if (steps < 1)
+        return;
+    double k = steps, decay = anneal > 0 ? 1.0 / k / (double)anneal : 1e30;
+    double min_nf = 0.03 / k, t = (double)(it < 0 ? 0 : it);
+    for (int i = 0; i < steps - 1; i++)
+        v[i] = (float)fmax(1.0 / k - t * decay, min_nf);
+    v[steps - 1] = (float)fmin(1.0 / k + t * (k - 1) * decay, 1.0 - (k - 1) * min_nf);
 }
 
 void mela_gbml_init(const mela_gbml *gb, float *theta, mela_rng *r)
 {
     memset(theta, 0, mela_layout_size(gb->L) * sizeof *theta);
     mela_model_init(gb->m, theta, r);
-    for (int i = gb->nmodel; i < gb->nviews; i++) {
+    for (int i = gb->lr_first; i < gb->bn_first; i++) {
         float *p = theta + mela_layout_offset(gb->L, i);
         size_t n = mela_shape_numel(mela_layout_shape(gb->L, i));
         for (size_t j = 0; j < n; j++)
             p[j] = gb->c.inner_lr;
     }
+    for (int s = 0; s < gb->bn_steps; s++) /* per-step BN copies start as the model's */
+        for (int k = 0; k < gb->nbn; k++) {
+            int v = gb->bn_first + s * gb->nbn + k;
+            memcpy(theta + mela_layout_offset(gb->L, v), theta + mela_layout_offset(gb->L, gb->bn[k]),
+                   mela_shape_numel(mela_layout_shape(gb->L, v)) * sizeof *theta);
+        }
 }
-

@@ -72,6 +72,7 @@ static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, in
     mela_graph *g = o->g = mela_graph_new();
     if (!g)
         return -1;
+    o->extra = MELA_NONE;
     mela_node w[TP_MAXV];
     for (int i = 0; i < mt->nviews; i++)
         w[i] = mela_param(g, mt->L, i);
@@ -95,7 +96,7 @@ static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, in
         o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), o->out)), -1.0f / nq);
     }
     o->acc = mela_accuracy(g, o->out, o->yq);
-    return tp_compile(o, train, mt->nviews, w);
+    return tp_compile(o, train ? TP_GRAD_LOSS : TP_GRAD_NONE, mt->nviews, w);
 }
 
 static int build_pairs(mela_metric *mt, task_graph *o)
@@ -103,6 +104,7 @@ static int build_pairs(mela_metric *mt, task_graph *o)
     mela_graph *g = o->g = mela_graph_new();
     if (!g)
         return -1;
+    o->extra = MELA_NONE;
     mela_node w[TP_MAXV];
     for (int i = 0; i < mt->nviews; i++)
         w[i] = mela_param(g, mt->L, i);
@@ -120,7 +122,7 @@ static int build_pairs(mela_metric *mt, task_graph *o)
     mela_node sign = mela_add_scalar(g, mela_scale(g, mela_one_hot(g, mela_constant(g, MELA_SHAPE(1), 1.0f), 2), 2.0f), -1.0f);
     o->out = z;
     o->acc = mela_accuracy(g, mela_matmul(g, z, sign, 0, 0), o->ys);
-    return tp_compile(o, 1, mt->nviews, w);
+    return tp_compile(o, TP_GRAD_LOSS, mt->nviews, w);
 }
 
 void mela_metric_free(mela_metric *mt)

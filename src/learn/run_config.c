@@ -24,7 +24,7 @@ typedef struct option {
 
 #define F(field) offsetof(mela_run_config, field), sizeof(((mela_run_config *)0)->field)
 static const option options[] = {
-    {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil | protonet | matchnet | siamese"},
+    {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil | mamlpp | reptile | protonet | matchnet | siamese"},
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
     {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
@@ -38,6 +38,15 @@ static const option options[] = {
     {"pairs", T_INT, F(pairs), 0, 100000, "Siamese: pairs per training batch (half same class, half different)"},
     {"augment", T_INT, F(augment), 0, 1, "Siamese: 1 = Koch's random affine distortions of training pairs"},
     {"lr_decay_every", T_INT, F(lr_decay_every), 0, 100000000, "halve outer_lr every N iterations (0: never)"},
+    {"cosine_lr", T_INT, F(cosine_lr), 0, 1, "1: cosine annealing of outer_lr to min_lr over the run (MAML++)"},
+    {"min_lr", T_FLOAT, F(min_lr), 0, 1, "the end of the cosine annealing"},
+    {"lslr", T_INT, F(gb.lslr), 0, 1, "MAML++: 1 = learned per-layer, per-step inner rates"},
+    {"msl", T_INT, F(gb.msl), 0, 1, "MAML++: 1 = multi-step loss (query loss after every step, weights annealed)"},
+    {"msl_anneal", T_INT, F(msl_anneal), 0, 100000000, "MAML++: iterations over which the step weights move to the last step"},
+    {"bnwb", T_INT, F(gb.bnwb), 0, 1, "MAML++: 1 = per-step batch-norm weights and biases"},
+    {"da_until", T_INT, F(da_until), 0, 100000000, "MAML++: first-order meta-gradients until this iteration, exact after (0: off)"},
+    {"inner_adam", T_INT, F(gb.inner_adam), 0, 1, "Reptile: 1 = inner Adam (beta1 = 0) instead of SGD"},
+    {"nontransductive", T_INT, F(gb.nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
     {"steps", T_INT, F(gb.steps), 0, 100, "inner gradient steps in meta-training"},
     {"test_steps", T_INT, F(gb.test_steps), 0, 100, "inner gradient steps at validation and test"},
     {"inner_lr", T_FLOAT, F(gb.inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
@@ -61,7 +70,8 @@ static const option options[] = {
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
 
-static const char *learners[] = {"maml", "fomaml", "metasgd", "anil", "protonet", "matchnet", "siamese"};
+static const char *learners[] = {"maml", "fomaml", "metasgd", "anil", "protonet", "matchnet", "siamese",
+                                 "mamlpp", "reptile"};
 #define NLEARNERS (int)(sizeof learners / sizeof learners[0])
 
 int mela_run_set(mela_run_config *rc, const char *key, const char *value)
@@ -97,9 +107,10 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
         for (int i = 0; i < NLEARNERS; i++)
             if (!strcmp(value, learners[i])) {
                 snprintf(rc->learner, sizeof rc->learner, "%s", value);
-                rc->gb.learner = i == 3 ? MELA_LEARNER_ANIL : i == 2 ? MELA_LEARNER_METASGD : MELA_LEARNER_MAML;
-                rc->gb.first_order = i == 1 || i >= 4;
-                rc->metric = i >= 4;
+                rc->gb.learner = i == 3 ? MELA_LEARNER_ANIL : i == 2 ? MELA_LEARNER_METASGD
+                               : i == 8 ? MELA_LEARNER_REPTILE : MELA_LEARNER_MAML;
+                rc->gb.first_order = i == 1 || (i >= 4 && i <= 6);
+                rc->metric = i >= 4 && i <= 6;
                 return 0;
             }
         return mela_set_error("learner: '%s' is not one of maml, fomaml, metasgd, anil, protonet, "
@@ -158,6 +169,11 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
         rc->meta_batch = 25;
         rc->iterations = 70000;
         rc->val_every = 1000;
+        if (!strcmp(rc->learner, "reptile")) { /* 5 SGD steps of 0.02, meta step 1 annealed to 0 */
+            rc->gb.steps = 5;
+            rc->gb.inner_lr = 0.02f;
+            rc->outer_lr = 1.0f;
+        }
         return 0;
     }
     if (strcmp(ds, "omniglot"))
@@ -203,6 +219,35 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     rc->test_queries = 15;
     rc->iterations = 60000;
     rc->val_every = 500;
+    if (!strcmp(rc->learner, "mamlpp")) {
+        /* Antoniou et al. (2019): 5 steps, every switch on; their epoch-based
+         * schedules scaled to the run (msl over the first tenth, first order
+         * for the first third), outer lr cosine-annealed to 1e-5 */
+        rc->gb.steps = rc->gb.test_steps = 5;
+        rc->gb.inner_lr = 0.1f;
+        rc->meta_batch = rc->gb.ways >= 20 ? 8 : 16;
+        rc->gb.lslr = rc->gb.msl = rc->gb.bnwb = rc->gb.da = 1;
+        rc->msl_anneal = rc->iterations / 10;
+        rc->da_until = rc->iterations / 3;
+        rc->cosine_lr = 1;
+        rc->min_lr = 1e-5f;
+        return 0;
+    }
+    if (!strcmp(rc->learner, "reptile")) {
+        /* Nichol et al. (2018), Omniglot: inner Adam (beta1 0) of 0.001 on
+         * 10-shot training tasks, 5 steps (20-way: 10), 50 steps at test,
+         * meta-batch 5, meta step 1 annealed linearly to 0, 100,000 iterations */
+        rc->gb.inner_adam = 1;
+        rc->gb.inner_lr = 0.001f;
+        rc->gb.shots = 10;
+        rc->test_shots = 1;
+        rc->gb.steps = rc->gb.ways >= 20 ? 10 : 5;
+        rc->gb.test_steps = 50;
+        rc->meta_batch = 5;
+        rc->outer_lr = 1.0f;
+        rc->iterations = 100000;
+        return 0;
+    }
     if (rc->gb.ways >= 20) {
         rc->gb.steps = rc->gb.test_steps = 5;
         rc->gb.inner_lr = 0.1f;
@@ -237,11 +282,9 @@ int mela_run_check(const mela_run_config *rc)
             return mela_set_error("split: '%s' is not one of vinyals, lake", rc->split);
         if (rc->metric && !rc->maxpool && rc->depth < 4)
             return mela_set_error("metric learners use the max-pool Conv-4 embedding");
-        if (!rc->metric && ((rc->test_ways && rc->test_ways != rc->gb.ways) ||
-                            (rc->test_shots && rc->test_shots != rc->gb.shots)))
-            return mela_set_error("test_ways/test_shots (%d/%d) must equal ways/shots (%d/%d) for %s: "
-                                  "its head has one output per class", rc->test_ways, rc->test_shots,
-                                  rc->gb.ways, rc->gb.shots, rc->learner);
+        if (!rc->metric && rc->test_ways && rc->test_ways != rc->gb.ways)
+            return mela_set_error("test_ways %d must equal ways %d for %s: its head has one output "
+                                  "per class", rc->test_ways, rc->gb.ways, rc->learner);
         if (!strcmp(rc->learner, "siamese") && rc->pairs < 2)
             return mela_set_error("pairs: %d (Siamese training needs at least 2)", rc->pairs);
     } else {
@@ -249,5 +292,8 @@ int mela_run_check(const mela_run_config *rc)
     }
     if (rc->gb.shots < 1)
         return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->gb.shots);
+    if (rc->da_until > 0 && !rc->gb.da)
+        return mela_set_error("da_until %d needs the mamlpp learner's derivative-order annealing (da)",
+                              rc->da_until);
     return 0;
 }

@@ -10,7 +10,7 @@
 
 #include "learn/taskpool.h"
 
-int tp_compile(task_graph *o, int with_grads, int nw, const mela_node *w)
+int tp_compile(task_graph *o, int mode, int nw, const mela_node *w)
 {
     mela_graph *g = o->g;
     mela_node outs[TP_MAXV + 3];
@@ -20,11 +20,12 @@ int tp_compile(task_graph *o, int with_grads, int nw, const mela_node *w)
     if (o->acc != MELA_NONE)
         outs[no++] = o->acc;
     o->ngrads = 0;
-    if (with_grads) {
+    if (mode != TP_GRAD_NONE) {
         if (nw > TP_MAXV)
             return mela_set_error("learner: %d views are more than %d", nw, TP_MAXV);
         o->ngrads = nw;
-        mela_grad(g, o->loss, MELA_NONE, nw, w, o->grads);
+        if (mode == TP_GRAD_LOSS)
+            mela_grad(g, o->loss, MELA_NONE, nw, w, o->grads);
         memcpy(outs + no, o->grads, nw * sizeof *outs);
         no += nw;
     }
@@ -90,8 +91,8 @@ int tp_reserve(taskpool *gb, int slots)
         gb->et[i] = mela_exec_new(gb->train.p);
         if (gb->et[i] && gb->profiling)
             mela_exec_set_profiling(gb->et[i], 1);
-        gb->ee[i] = gb->et[i] ? mela_exec_new(gb->eval.p) : NULL;
-        if (!gb->ee[i]) {
+        gb->ee[i] = gb->et[i] && gb->eval.p ? mela_exec_new(gb->eval.p) : NULL;
+        if (!gb->et[i] || (gb->eval.p && !gb->ee[i])) {
             mela_exec_free(gb->et[i]);
             return -1;
         }
@@ -107,6 +108,8 @@ static int run_task(mela_exec *e, const task_graph *o, const float *theta, const
     mela_exec_bind(e, o->ys, t->ys);
     mela_exec_bind(e, o->xq, t->xq);
     mela_exec_bind(e, o->yq, t->yq);
+    if (o->extra != MELA_NONE)
+        mela_exec_bind(e, o->extra, o->extra_data);
     return mela_exec_run(e);
 }
 

@@ -18,6 +18,8 @@ typedef struct task_graph {
     mela_node loss, acc, out; /* acc may be MELA_NONE */
     mela_node grads[TP_MAXV]; /* training graph: one per layout view */
     int ngrads;
+    mela_node extra;          /* an input shared by all tasks (MELA_NONE if none) */
+    const float *extra_data;
 } task_graph;
 
 typedef struct taskpool {
@@ -30,9 +32,12 @@ typedef struct taskpool {
     int profiling;     /* new training executors profile too */
 } taskpool;
 
-/* Compiles o->g into o->p with outputs loss, out, acc and, when with_grads,
- * the gradient of loss with respect to w[0..nw) (stored in o->grads). */
-int tp_compile(task_graph *o, int with_grads, int nw, const mela_node *w);
+/* Compiles o->g into o->p with outputs loss, out, acc and per-view
+ * "gradients": TP_GRAD_NONE none (evaluation), TP_GRAD_LOSS the gradient of
+ * loss with respect to w[0..nw), TP_GRAD_GIVEN the nw nodes already in
+ * o->grads (Reptile's theta - phi). */
+enum { TP_GRAD_NONE, TP_GRAD_LOSS, TP_GRAD_GIVEN };
+int tp_compile(task_graph *o, int mode, int nw, const mela_node *w);
 void tp_free(taskpool *tp);
 int tp_reserve(taskpool *tp, int slots);
 int tp_evaluate(taskpool *tp, const float *theta, const mela_task *task, int slot, double *loss,

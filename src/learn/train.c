@@ -217,6 +217,7 @@ static int run_open(run *r, const mela_run_config *rc, int data, int query_total
     } else {
         mela_gbml_config gc = rc->gb;
         gc.test_queries = rc->test_queries;
+        gc.test_shots = rc->test_shots;
         gc.query_total = query_total;
         if (!(r->gb = mela_gbml_new(r->model, &gc)))
             goto fail;
@@ -365,6 +366,7 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
     float *grad = calloc(size, sizeof *grad);
     mela_task *tasks = calloc(B, sizeof *tasks);
     int status = -1;
+    float msl_w[128];
     /* the learning curves, drawn to out_dir/curves.png at the end */
     int nrep = 0, caprep = 0;
     double *curve = NULL; /* rows of (iteration, train, validation) */
@@ -399,6 +401,13 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
         for (int b = 0; b < B; b++)
             source_task(&tr, b, (uint64_t)(it - 1) * B + b, &tasks[b]);
         double loss, acc;
+        if (r.gb && rc->gb.msl) { /* MAML++ multi-step loss weights of this iteration */
+            mela_msl_weights(rc->gb.steps, it - 1, rc->msl_anneal, msl_w);
+            if (mela_gbml_set_step_weights(r.gb, msl_w))
+                goto done;
+        }
+        if (r.gb && rc->gb.da && mela_gbml_set_first_order(r.gb, it <= rc->da_until))
+            goto done;
         if (r.mt ? mela_metric_grad(r.mt, r.theta, B, tasks, T, grad, &loss, &acc)
                  : mela_gbml_meta_grad(r.gb, r.theta, B, tasks, T, grad, &loss, &acc))
             goto done;
@@ -406,9 +415,17 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
             mela_set_error("iteration %d: the meta-loss is %g; lower inner_lr or outer_lr", it, loss);
             goto done;
         }
-        if (rc->lr_decay_every > 0) /* halved every lr_decay_every iterations */
-            adam.lr = rc->outer_lr * powf(0.5f, (float)((it - 1) / rc->lr_decay_every));
-        mela_adam_step(&adam, r.theta, grad);
+        float frac = (float)(it - 1) / (float)rc->iterations;
+        if (rc->gb.learner == MELA_LEARNER_REPTILE && !rc->metric) {
+            /* theta += eps (mean phi - theta), eps annealed linearly to 0 */
+            mela_sgd_step(r.theta, grad, size, rc->outer_lr * (1.0f - frac));
+        } else {
+            if (rc->lr_decay_every > 0) /* halved every lr_decay_every iterations */
+                adam.lr = rc->outer_lr * powf(0.5f, (float)((it - 1) / rc->lr_decay_every));
+            if (rc->cosine_lr)
+                adam.lr = rc->min_lr + 0.5f * (rc->outer_lr - rc->min_lr) * (1.0f + cosf(3.14159265f * frac));
+            mela_adam_step(&adam, r.theta, grad);
+        }
         sl += loss, sa += acc, nacc++;
         int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
         p.validated = 0;
