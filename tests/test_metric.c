@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "synthetic.h"
 #include "mela_data.h"
 #include "mela_learn.h"
 
@@ -158,34 +159,6 @@ static void test_siamese_grad(void)
     mela_model_free(m);
 }
 
-/* Synthetic classes: random 8x8 binary patterns, 8% of pixels flipped. */
-static mela_dataset *synthetic(int nclasses, int per_class, uint64_t seed)
-{
-    mela_dataset *ds = calloc(1, sizeof *ds);
-    ds->C = 1, ds->H = 8, ds->W = 8;
-    ds->nclasses = nclasses;
-    ds->classes = calloc(nclasses, sizeof *ds->classes);
-    ds->nimages = nclasses * per_class;
-    ds->pixels = malloc((size_t)ds->nimages * 64);
-    ds->drawer = calloc(ds->nimages, sizeof *ds->drawer);
-    ds->ngroups = 1;
-    ds->groups = calloc(1, sizeof *ds->groups);
-    ds->groups[0] = strdup("synthetic");
-    mela_rng r = mela_rng_new(seed);
-    for (int c = 0; c < nclasses; c++) {
-        char name[32];
-        snprintf(name, sizeof name, "class%02d", c);
-        ds->classes[c] = (mela_class){strdup(name), 0, -1, 0, c * per_class, per_class};
-        uint8_t proto[64];
-        for (int p = 0; p < 64; p++)
-            proto[p] = mela_rng_uniform(&r) < 0.5f ? 255 : 0;
-        for (int j = 0; j < per_class; j++)
-            for (int p = 0; p < 64; p++)
-                ds->pixels[(size_t)(c * per_class + j) * 64 + p] =
-                    mela_rng_uniform(&r) < 0.08f ? 255 - proto[p] : proto[p];
-    }
-    return ds;
-}
 
 static void test_training(int kind)
 {
