@@ -77,6 +77,8 @@ typedef struct mela_dataset {
     uint8_t *pixels;     /* nimages * C * H * W; image i at pixels + i*C*H*W */
     int16_t *drawer;     /* nimages: Omniglot's drawer 1..20 (file IIII_DD.png); folders: 0 */
     int cache_state;     /* how it was loaded; one of enum mela_cache_state */
+    int nresized;        /* folders: images whose size was not H x W (resized on load) */
+    int ncolour;         /* folders loaded as grey: images that had colour (converted) */
 } mela_dataset;
 
 enum mela_cache_state {
@@ -162,6 +164,10 @@ mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
  * MELA_FOLDER_INVERT, exactly as mela_folder_load treats each image.
  * Returns 0, or -1 naming the file. */
 int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out);
+/* The size of an image file and whether it has colour (some pixel whose R,
+ * G and B differ), so that callers can say what a conversion changed.
+ * Returns 0, or -1 naming the file. */
+int mela_image_info(const char *path, int *h, int *w, int *colour);
 
 /* Koch et al.'s (2015) random affine distortion of one C x H x W float image
  * into out (not in place): rotation in [-10, 10] degrees, shear in

@@ -281,6 +281,9 @@ typedef struct mela_adapt_result {
     float *scores;   /* nquery x nclasses: class probabilities (Siamese: the
                       * mean p(same) against the class's support images) */
     int *pred;       /* nquery predicted labels */
+    int nimages;     /* support and query images read */
+    int nresized;    /* ... of which were not of the model's input size */
+    int ncolour;     /* ... of which were in colour (converted to grey) */
 } mela_adapt_result;
 
 /* Loads a classification checkpoint, adapts it with `steps` inner steps (-1:

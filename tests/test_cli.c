@@ -117,7 +117,7 @@ int main(void)
         snprintf(ckpt, sizeof ckpt, "%s/om/best.safetensors", dir);
         snprintf(args, sizeof args, "%s %s/support", ckpt, dir);
         CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 0 && strstr(out, "q2.png") &&
-                  strstr(out, "class4="), "adapt: %s", out);
+                  strstr(out, "class4=") && strstr(out, "13 were resized"), "adapt (and its note): %s", out);
         /* metric learners: any number of classes; compare for Siamese only */
         char margs[1400];
         snprintf(margs, sizeof margs, "--iterations 3 --val-every 0 --val-episodes 4 --test-episodes 4 "

@@ -124,6 +124,9 @@ int cli_adapt(int argc, char **argv)
         rc = 1;
         goto out;
     }
+    if (res.nresized || res.ncolour)
+        fprintf(stderr, "mela adapt: note: of %d images, %d were resized to the model's input and %d "
+                        "converted from colour to grey\n", res.nimages, res.nresized, res.ncolour);
     for (int i = 0; i < res.nquery; i++) {
         printf("%s\t%s\t", queries[i], res.classes[res.pred[i]]);
         for (int c = 0; c < res.nclasses; c++)

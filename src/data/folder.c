@@ -114,9 +114,14 @@ static int add_image(ds_builder *b, const char *path, unsigned flags)
 {
     mela_dataset *ds = b->ds;
     uint8_t *dst = dsb_image(b, 0);
+    int h, w, colour;
     if (!dst)
         return mela_set_error("folder: %s: out of memory", path);
-    return load_u8(path, ds->C, ds->H, ds->W, flags, dst);
+    if (load_u8(path, ds->C, ds->H, ds->W, flags, dst) || mela_image_info(path, &h, &w, &colour))
+        return -1;
+    ds->nresized += h != ds->H || w != ds->W; /* so that callers can say what changed */
+    ds->ncolour += colour && ds->C == 1;
+    return 0;
 }
 
 int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out)
@@ -131,6 +136,25 @@ int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float
     for (size_t i = 0; rc == 0 && i < n; i++)
         out[i] = u[i] * (1.0f / 255.0f);
     free(u);
+    return rc;
+}
+
+int mela_image_info(const char *path, int *h, int *w, int *colour)
+{
+    uint8_t *data = NULL, *pix = NULL;
+    size_t size = 0;
+    char what[4200];
+    snprintf(what, sizeof what, "image %s", path);
+    if (read_whole_file(path, &data, &size))
+        return mela_set_error("%s: cannot read (%s)", what, strerror(errno));
+    int rc = mela_image_decode(data, size, what, 3, &pix, h, w);
+    if (rc == 0) {
+        *colour = 0;
+        for (size_t p = 0; p < (size_t)*h * *w && !*colour; p++)
+            *colour = pix[3 * p] != pix[3 * p + 1] || pix[3 * p] != pix[3 * p + 2];
+    }
+    free(pix);
+    free(data);
     return rc;
 }
 

@@ -657,9 +657,17 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
             ys[c * K + j] = (float)c;
         }
     }
-    for (int i = 0; i < nquery; i++)
-        if (mela_image_load(query_paths[i], 1, S, S, invert ? MELA_FOLDER_INVERT : 0, xq + i * img))
+    for (int i = 0; i < nquery; i++) {
+        int h, w, colour;
+        if (mela_image_info(query_paths[i], &h, &w, &colour) ||
+            mela_image_load(query_paths[i], 1, S, S, invert ? MELA_FOLDER_INVERT : 0, xq + i * img))
             goto done;
+        res->nresized += h != S || w != S;
+        res->ncolour += colour;
+    }
+    res->nimages = nquery + sup->nimages;
+    res->nresized += sup->nresized;
+    res->ncolour += sup->ncolour;
     mela_set_blas_threads(1);
     mela_task t = {xs, ys, xq, yq};
     if (run_evaluate(&r, &t, 0, NULL, NULL, res->scores))
