@@ -71,6 +71,8 @@ UNARY(b_avgpool_dx, op_avgpool_dx(g, mela_square(g, X0), MELA_SHAPE(2, 3, 5, 5),
 UNARY(b_gap, mela_square(g, mela_global_avgpool(g, X0)))
 UNARY(b_bn4, mela_batchnorm(g, X0, X1, X2, 1e-5f))
 UNARY(b_bn2, mela_batchnorm(g, X0, X1, X2, 1e-5f))
+UNARY(b_bn_norm, mela_mul(g, op_bn_norm(g, X0, 1e-5f), X1))
+UNARY(b_bn_rstd, mela_square(g, op_bn_rstd(g, X0, 1e-5f)))
 UNARY(b_logsm, mela_log_softmax(g, X0))
 UNARY(b_softmax, mela_softmax(g, X0))
 UNARY(b_ce, mela_cross_entropy(g, X0, f[0]))
@@ -143,6 +145,9 @@ int main(void)
         {b_gap, {"global_avgpool", 1, {S(2, 3, 3, 2)}, .second = 1, .atol = A, .rtol = R}},
         {b_bn4, {"batchnorm (N,C,H,W)", 3, {S(3, 2, 3, 2), S(2), S(2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_bn2, {"batchnorm (N,C)", 3, {S(5, 3), S(3), S(3)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
+        {b_bn_norm, {"bn_normalize (N,C,H,W)", 2, {S(3, 2, 2, 2), S(3, 2, 2, 2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
+        {b_bn_norm, {"bn_normalize (N,C)", 2, {S(4, 3), S(4, 3)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
+        {b_bn_rstd, {"bn_rstd", 1, {S(3, 2, 2, 2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_logsm, {"log_softmax", 1, {S(3, 5)}, {-2}, {2}, .second = 1, .atol = A, .rtol = R}},
         {b_softmax, {"softmax", 1, {S(3, 5)}, {-2}, {2}, .second = 1, .atol = A, .rtol = R}},
         {b_ce, {"cross_entropy", 1, {S(4, 5)}, {-2}, {2}, 1, {S(4)}, {labels}, .second = 1, .atol = A, .rtol = R}},

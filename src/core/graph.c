@@ -51,6 +51,8 @@ const op_def mela_ops[OP_COUNT] = {
     OP(OP_ONE_HOT, "one_hot", fwd_one_hot, NULL, grad_one_hot),
     OP(OP_ARGMAX_EQ, "argmax_eq", fwd_argmax_eq, NULL, grad_argmax_eq),
     OP(OP_STOP_GRAD, "stop_gradient", fwd_stop_grad, NULL, grad_stop_grad),
+    OP(OP_BN_NORM, "bn_normalize", fwd_bn_norm, NULL, grad_bn_norm),
+    OP(OP_BN_RSTD, "bn_rstd", fwd_bn_rstd, NULL, grad_bn_rstd),
 };
 #undef OP
 

@@ -318,6 +318,77 @@ mela_node mela_global_avgpool(mela_graph *g, mela_node x)
 
 /* ------------------------------------------------------------ batch norm */
 
+/* Two fused ops carry batch normalisation with batch statistics:
+ * bn_normalize(x) = (x - m) / sqrt(v + eps) and bn_rstd(x) = 1 / sqrt(v + eps)
+ * per channel (m, v over N, H, W). Their rules use each other, so the
+ * gradient of either can be differentiated again:
+ *   d xhat: dx = rstd (g - mean(g) - xhat mean(g xhat))
+ *   d rstd: dx = -(g rstd^2 / cnt) xhat */
+static mela_shape bn_cshape(mela_shape s)
+{
+    return s.nd == 4 ? MELA_SHAPE(1, s.d[1], 1, 1) : MELA_SHAPE(1, s.d[1]);
+}
+
+static mela_node bn_op(mela_graph *g, int op, const char *name, mela_node x, float eps)
+{
+    char b1[64];
+    VALID(name, x);
+    mela_shape s = g->nodes[x].shape;
+    if (s.nd != 2 && s.nd != 4)
+        return graph_fail(g, "%s: input %s must be (N, C) or (N, C, H, W)", name,
+                          mela_shape_str(s, b1, sizeof b1));
+    return push1(g, op, x, op == OP_BN_NORM ? s : bn_cshape(s), eps);
+}
+
+mela_node op_bn_norm(mela_graph *g, mela_node x, float eps) { return bn_op(g, OP_BN_NORM, "bn_normalize", x, eps); }
+mela_node op_bn_rstd(mela_graph *g, mela_node x, float eps) { return bn_op(g, OP_BN_RSTD, "bn_rstd", x, eps); }
+
+static void bn_dims(mela_shape s, int *N, int *C, size_t *P)
+{
+    *N = s.d[0], *C = s.d[1];
+    *P = s.nd == 4 ? (size_t)s.d[2] * s.d[3] : 1;
+}
+
+FWD(bn_norm)
+{
+    int N, C;
+    size_t P;
+    bn_dims(n->shape, &N, &C, &P);
+    mk_bn_normalize(y, NULL, x[0], N, C, P, n->f);
+    return 0;
+}
+
+FWD(bn_rstd)
+{
+    int N, C;
+    size_t P;
+    bn_dims(in_shape(g, n, 0), &N, &C, &P);
+    mk_bn_normalize(NULL, y, x[0], N, C, P, n->f);
+    return 0;
+}
+
+GRAD(bn_norm)
+{
+    mnode n = g->nodes[self];
+    mela_shape xs = g->nodes[n.in[0]].shape, cs = bn_cshape(xs);
+    float inv = 1.0f / (float)(mela_shape_numel(xs) / (size_t)xs.d[1]);
+    mela_node rstd = op_bn_rstd(g, n.in[0], n.f);
+    mela_node mg = mela_scale(g, mela_sum_to(g, dy, cs), inv);
+    mela_node mgx = mela_scale(g, mela_sum_to(g, mela_mul(g, dy, self), cs), inv);
+    mela_node t = mela_sub(g, mela_sub(g, dy, mg), mela_mul(g, self, mgx));
+    dx[0] = mela_mul(g, t, rstd);
+}
+
+GRAD(bn_rstd)
+{
+    mnode n = g->nodes[self];
+    mela_shape xs = g->nodes[n.in[0]].shape;
+    float inv = 1.0f / (float)(mela_shape_numel(xs) / (size_t)xs.d[1]);
+    mela_node xhat = op_bn_norm(g, n.in[0], n.f);
+    mela_node c = mela_scale(g, mela_mul(g, dy, mela_square(g, self)), -inv);
+    dx[0] = mela_mul(g, xhat, c);
+}
+
 mela_node mela_batchnorm(mela_graph *g, mela_node x, mela_node gamma, mela_node beta, float eps)
 {
     char b1[64], b2[64];
@@ -327,7 +398,7 @@ mela_node mela_batchnorm(mela_graph *g, mela_node x, mela_node gamma, mela_node 
         return graph_fail(g, "batchnorm: input %s must be (N, C) or (N, C, H, W)",
                           mela_shape_str(s, b1, sizeof b1));
     int C = s.d[1];
-    mela_shape cs = s.nd == 4 ? MELA_SHAPE(1, C, 1, 1) : MELA_SHAPE(1, C);
+    mela_shape cs = bn_cshape(s);
     mela_node p[2] = {gamma, beta};
     for (int k = 0; k < 2; k++)
         if (p[k] != MELA_NONE) {
@@ -338,11 +409,7 @@ mela_node mela_batchnorm(mela_graph *g, mela_node x, mela_node gamma, mela_node 
                                   mela_shape_str(s, b2, sizeof b2));
             p[k] = mela_reshape(g, p[k], cs);
         }
-    float inv = 1.0f / (float)(g->nodes[x].numel / C);
-    mela_node mean = mela_scale(g, mela_sum_to(g, x, cs), inv);
-    mela_node xc = mela_sub(g, x, mean);
-    mela_node var = mela_scale(g, mela_sum_to(g, mela_square(g, xc), cs), inv);
-    mela_node y = mela_div(g, xc, mela_sqrt(g, mela_add_scalar(g, var, eps)));
+    mela_node y = op_bn_norm(g, x, eps);
     if (p[0] != MELA_NONE)
         y = mela_mul(g, y, p[0]);
     if (p[1] != MELA_NONE)

@@ -231,3 +231,41 @@ void mk_argmax_eq(float *y, const float *x, const float *labels, size_t rows, in
         y[r] = (float)best == labels[r] ? 1.0f : 0.0f;
     }
 }
+
+void mk_bn_normalize(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps)
+{
+    /* Each row of P values is summed in float over SIMD lanes, rows are
+     * accumulated in double: vectorised, and the same order on every run. */
+    double cnt = (double)N * (double)P;
+    for (int c = 0; c < C; c++) {
+        double sum = 0, sq = 0;
+        for (int n = 0; n < N; n++) {
+            const float *px = x + ((size_t)n * C + c) * P;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (size_t i = 0; i < P; i++)
+                acc += px[i];
+            sum += acc;
+        }
+        float mf = (float)(sum / cnt);
+        for (int n = 0; n < N; n++) {
+            const float *px = x + ((size_t)n * C + c) * P;
+            float acc = 0;
+#pragma omp simd reduction(+ : acc)
+            for (size_t i = 0; i < P; i++)
+                acc += (px[i] - mf) * (px[i] - mf);
+            sq += acc;
+        }
+        float r = (float)(1.0 / sqrt(sq / cnt + eps));
+        if (rstd)
+            rstd[c] = r;
+        if (!xhat)
+            continue;
+        for (int n = 0; n < N; n++) {
+            const float *px = x + ((size_t)n * C + c) * P;
+            float *py = xhat + ((size_t)n * C + c) * P;
+            for (size_t i = 0; i < P; i++)
+                py[i] = (px[i] - mf) * r;
+        }
+    }
+}

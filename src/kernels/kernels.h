@@ -99,6 +99,12 @@ void mk_binary_ref(enum mk_binop op, float *y, const float *a, const long astr[4
 void mk_sum_to(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
 void mk_sum_to_ref(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
 
+/* Batch normalisation with batch statistics over x[N, C, P] (P = H*W, or 1
+ * for (N, C)): per channel the mean m and biased variance v over N*P values
+ * (accumulated in double), rstd[c] = 1 / sqrt(v + eps); xhat = (x - m) rstd
+ * (xhat may be NULL: statistics only). */
+void mk_bn_normalize(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps);
+
 /* y[i] = f(x[i]) for the unary functions of the graph; `a` is the slope of
  * leaky relu. softplus is log(1 + e^x) without overflow. sign(0) = 0. */
 enum mk_unop {
