@@ -39,11 +39,23 @@ train() { # name args...
 # Prototypical Networks, 1-shot: trained 60-way, tested 5-way and 20-way
 train protonet-1s --learner protonet --test-ways 5 --test-episodes 1000
 row protonet "60-way 1-shot" "$iters" "$secs" "5-way 1-shot" "$(grep '^test:' runs/omniglot-protonet-1s.log | acc)" "$tcmd"
-r=$($mela eval runs/omniglot-protonet-1s/best.safetensors --test-ways 20 --episodes 1000 | acc)
-row protonet "60-way 1-shot" "$iters" 0 "20-way 1-shot" "$r" "$mela eval runs/omniglot-protonet-1s/best.safetensors --test-ways 20 --episodes 1000"
+for spec in "20 1" "5 5" "20 5"; do
+  read -r w k <<< "$spec"
+  e="$mela eval runs/omniglot-protonet-1s/best.safetensors --test-ways $w --test-shots $k --episodes 1000"
+  row protonet "60-way 1-shot" "$iters" 0 "$w-way $k-shot" "$($e | acc)" "$e"
+done
 # Matching Networks, 5-way 1-shot
 train matchnet-5w1s --learner matchnet --ways 5 --test-episodes 1000
 row matchnet "5-way 1-shot" "$iters" "$secs" "5-way 1-shot" "$(grep '^test:' runs/omniglot-matchnet-5w1s.log | acc)" "$tcmd"
+for spec in "20 1" "5 5" "20 5"; do
+  read -r w k <<< "$spec"
+  e="$mela eval runs/omniglot-matchnet-5w1s/best.safetensors --test-ways $w --test-shots $k --episodes 1000"
+  row matchnet "5-way 1-shot" "$iters" 0 "$w-way $k-shot" "$($e | acc)" "$e"
+done
 # Siamese networks, Koch's protocol: 20-way within-alphabet one-shot on Lake's alphabets
 train siamese-lake --learner siamese
 row siamese "pairs (Lake split)" "$iters" "$secs" "20-way 1-shot within alphabet" "$(grep '^test:' runs/omniglot-siamese-lake.log | acc)" "$tcmd"
+for w in 5 20; do # Vinyals split episodes, as in the MAML paper's table
+  e="$mela eval runs/omniglot-siamese-lake/best.safetensors --split vinyals --test-ways $w --test-queries 15"
+  row siamese "pairs (Lake split)" "$iters" 0 "$w-way 1-shot (Vinyals test split)" "$($e | acc)" "$e"
+done
