@@ -1,5 +1,11 @@
 /*
- * mela_learn.h - learners that adapt by gradient steps (MAML and family).
+ * mela_learn.h - the learners and meta-training runs.
+ *
+ * Learners that adapt by gradient steps (mela_gbml: MAML, first-order MAML,
+ * Meta-SGD, ANIL, MAML++, Reptile), learners that compare (mela_metric:
+ * Prototypical, Matching and Siamese networks), and whole runs from one flat
+ * configuration (mela_run_*: what `mela train`, `eval`, `adapt` and
+ * `compare` call).
  *
  * One inner loop serves every learner: starting from the meta-learned
  * weights theta, take k gradient steps on the support set of a task,
@@ -18,6 +24,12 @@
  *             theta (its views are "lr.<name>").             (Li et al. 2017)
  *   ANIL      only the head adapts; the body is computed once per set.
  *                                                       (Raghu et al. 2020)
+ *   MAML++    MAML with switches: learned per-layer per-step rates, the
+ *             multi-step loss, per-step batch-norm weights, derivative-order
+ *             annealing (and, in runs, cosine annealing). (Antoniou et al. 2019)
+ *   Reptile   no meta-gradient: the training plan outputs theta - phi after k
+ *             inner steps (SGD, or Adam with beta1 = 0) and the run moves
+ *             theta toward phi.                          (Nichol et al. 2018)
  *
  * Batch normalisation always uses the statistics of the batch it sees, in
  * meta-training and at meta-test time (support and query are separate
