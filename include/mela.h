@@ -50,6 +50,11 @@ const char *mela_version(void);
 /* Threads OpenBLAS may use inside one matrix product (default: all cores).
  * The learners set 1 and run tasks on their own threads instead. */
 void mela_set_blas_threads(int n);
+/* Threads for the chunks of one convolution (1 to 4; default 1). Results do
+ * not depend on it. The learners set it when a batch has fewer tasks than
+ * threads (a Prototypical Networks episode is one big batch) and back to 1
+ * when tasks themselves run in parallel. A process-wide setting. */
+void mela_set_kernel_threads(int n);
 /* The CPU kernel family OpenBLAS chose ("SkylakeX", "Haswell", "Prescott"...).
  * OpenBLAS 0.3.21 falls back to "Prescott" (SSE3, several times slower) on
  * CPUs it does not recognise, such as virtual machines that hide the model;

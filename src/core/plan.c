@@ -17,6 +17,7 @@
 #include "kernels/kernels.h"
 
 void mela_set_blas_threads(int n) { mk_blas_threads(n); }
+void mela_set_kernel_threads(int n) { mk_set_threads(n); }
 const char *mela_blas_core(void) { return mk_blas_core(); }
 
 #define ARENA_ALIGN 16 /* floats */

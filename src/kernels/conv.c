@@ -33,6 +33,7 @@
  * over the outputs that see the pixel), so they share no code with the fast
  * path. They are for tests and documentation.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -49,6 +50,58 @@
 /* im2col moves whole 8-float pieces, so it may write up to 7 floats past the
  * end of col and read up to 7 past the last padded plane. */
 #define SLACK 8
+
+/* ------------------------------------------------------------------ threads */
+
+/* The chunks of a batch can run on several threads (mk_set_threads). The
+ * work is split the same way whatever the thread count: forward and dx
+ * chunks write disjoint outputs, and dw sums its chunks into DW_GROUPS
+ * partial sums (chunk c into group c % DW_GROUPS, in chunk order) added in
+ * group order at the end. So results are identical for 1 to MK_MAX_THREADS
+ * threads, and scratch holds MK_MAX_THREADS chunk areas whatever is used. */
+#define DW_GROUPS 4
+#define PAR_MIN_FLOPS 4e6 /* below this, threads cost more than they save */
+
+static int kernel_threads = 1;
+
+void mk_set_threads(int n) { kernel_threads = n < 1 ? 1 : n > MK_MAX_THREADS ? MK_MAX_THREADS : n; }
+int mk_threads(void) { return kernel_threads; }
+
+typedef struct par_job {
+    void (*fn)(void *ctx, int task, int tid);
+    void *ctx;
+    int ntasks, nthreads, tid;
+} par_job;
+
+static void *par_main(void *arg)
+{
+    par_job *j = arg;
+    for (int t = j->tid; t < j->ntasks; t += j->nthreads)
+        j->fn(j->ctx, t, j->tid);
+    return NULL;
+}
+
+/* Runs fn(ctx, task, tid) for task 0..ntasks-1; task t on thread t % nthreads. */
+static void parallel(int ntasks, double flops, void (*fn)(void *, int, int), void *ctx)
+{
+    int nt = kernel_threads < ntasks ? kernel_threads : ntasks;
+    if (flops < PAR_MIN_FLOPS)
+        nt = 1;
+    par_job jobs[MK_MAX_THREADS];
+    pthread_t tid[MK_MAX_THREADS];
+    int started[MK_MAX_THREADS] = {0};
+    for (int k = 0; k < nt; k++)
+        jobs[k] = (par_job){fn, ctx, ntasks, nt, k};
+    for (int k = 1; k < nt; k++)
+        started[k] = pthread_create(&tid[k], NULL, par_main, &jobs[k]) == 0;
+    par_main(&jobs[0]);
+    for (int k = 1; k < nt; k++) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            par_main(&jobs[k]); /* no thread: run its share here */
+    }
+}
 
 int mk_conv_init(mk_conv *cv)
 {
@@ -134,10 +187,12 @@ static size_t lowered_scratch(const geom *g)
 size_t mk_conv_scratch(const mk_conv *cv)
 {
     geom f = forward_geom(cv);
-    size_t n = lowered_scratch(&f); /* forward, dw, dx through col2im */
-    if (use_transposed(cv)) {       /* dx: the flipped kernel, then a forward pass */
+    size_t wsz = (size_t)cv->OC * cv->C * cv->KH * cv->KW;
+    /* forward, dx through col2im, and dw (plus its group partial sums) */
+    size_t n = MK_MAX_THREADS * lowered_scratch(&f) + DW_GROUPS * wsz;
+    if (use_transposed(cv)) { /* dx: the flipped kernel, then a forward pass */
         geom t = transposed_geom(cv);
-        size_t m = (size_t)cv->OC * cv->C * cv->KH * cv->KW + lowered_scratch(&t);
+        size_t m = wsz + MK_MAX_THREADS * lowered_scratch(&t);
         if (m > n)
             n = m;
     }
@@ -267,21 +322,43 @@ static const float *lower(float *col, const float *xb, int b, const geom *g, flo
     return col;
 }
 
+typedef struct conv_job {
+    float *y;
+    const float *x, *w, *dy;
+    const geom *g;
+    float *scratch;
+} conv_job;
+
+/* One chunk of lowered_conv: images n0.. of the chunk index, in the scratch
+ * area of thread tid. */
+static void conv_chunk(void *arg, int chunk, int tid)
+{
+    const conv_job *j = arg;
+    const geom *g = j->g;
+    const int K = g->C * g->KH * g->KW, M = g->M, nb = chunk_images(g);
+    const size_t P = (size_t)g->OH * g->OW, xsz = (size_t)g->C * g->H * g->W;
+    float *col = j->scratch + (size_t)tid * lowered_scratch(g);
+    float *out = col + (size_t)K * nb * P + SLACK, *xp = out + (size_t)M * nb * P;
+    const int n0 = chunk * nb, b = g->N - n0 < nb ? g->N - n0 : nb, cols = (int)(b * P);
+    float *yb = j->y + (size_t)n0 * M * P;
+    const float *cb = lower(col, j->x + n0 * xsz, b, g, xp);
+    /* one image: the product is already laid out as y[M, P] */
+    mk_gemm(0, 0, M, cols, K, 1.0f, j->w, K, cb, cols, 0.0f, b == 1 ? yb : out, cols);
+    if (b > 1)
+        rows_to_batch(yb, out, b, M, P);
+}
+
+static double conv_flops(const geom *g)
+{
+    return 2.0 * g->N * g->M * (double)g->OH * g->OW * g->C * g->KH * g->KW;
+}
+
 /* y[N,M,OH,OW] = conv(x[N,C,H,W], w[M, C*KH*KW]) over geometry g. */
 static void lowered_conv(float *y, const float *x, const float *w, const geom *g, float *scratch)
 {
-    const int K = g->C * g->KH * g->KW, M = g->M, nb = chunk_images(g);
-    const size_t P = (size_t)g->OH * g->OW, xsz = (size_t)g->C * g->H * g->W;
-    float *col = scratch, *out = col + (size_t)K * nb * P + SLACK, *xp = out + (size_t)M * nb * P;
-    for (int n0 = 0; n0 < g->N; n0 += nb) {
-        const int b = g->N - n0 < nb ? g->N - n0 : nb, cols = (int)(b * P);
-        float *yb = y + (size_t)n0 * M * P;
-        const float *cb = lower(col, x + n0 * xsz, b, g, xp);
-        /* one image: the product is already laid out as y[M, P] */
-        mk_gemm(0, 0, M, cols, K, 1.0f, w, K, cb, cols, 0.0f, b == 1 ? yb : out, cols);
-        if (b > 1)
-            rows_to_batch(yb, out, b, M, P);
-    }
+    const int nb = chunk_images(g), nchunks = (g->N + nb - 1) / nb;
+    conv_job j = {y, x, w, NULL, g, scratch};
+    parallel(nchunks, conv_flops(g), conv_chunk, &j);
 }
 
 /* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
@@ -289,6 +366,25 @@ void mk_conv2d(float *y, const float *x, const float *w, const mk_conv *cv, floa
 {
     geom f = forward_geom(cv);
     lowered_conv(y, x, w, &f, scratch);
+}
+
+/* One chunk of dx through col2im: dcol = w^T dy, then col2im into dx. */
+static void dx_chunk(void *arg, int chunk, int tid)
+{
+    const conv_job *j = arg;
+    const geom *g = j->g;
+    const int C = g->C, OC = g->M, K = C * g->KH * g->KW, nb = chunk_images(g);
+    const size_t P = (size_t)g->OH * g->OW, xsz = (size_t)C * g->H * g->W;
+    float *dcol = j->scratch + (size_t)tid * lowered_scratch(g);
+    float *dyT = dcol + (size_t)K * nb * P + SLACK, *dxp = dyT + (size_t)OC * nb * P;
+    const int n0 = chunk * nb, b = g->N - n0 < nb ? g->N - n0 : nb, cols = (int)(b * P);
+    const float *dyb = j->dy + (size_t)n0 * OC * P;
+    if (b > 1) {
+        batch_to_rows(dyT, dyb, b, OC, P);
+        dyb = dyT;
+    }
+    mk_gemm(1, 0, K, cols, OC, 1.0f, j->w, K, dyb, cols, 0.0f, dcol, cols);
+    col2im(j->y + n0 * xsz, dcol, b, g, dxp);
 }
 
 /* dx[N,C,H,W] = conv_transpose(dy[N,OC,OH,OW], w[OC,C,KH,KW]) */
@@ -312,39 +408,49 @@ void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv,
         return;
     }
     geom g = forward_geom(cv);
-    const int K = C * KH * KW, nb = chunk_images(&g);
-    const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)C * cv->H * cv->W;
-    float *dcol = scratch, *dyT = dcol + (size_t)K * nb * P + SLACK;
-    float *dxp = dyT + (size_t)OC * nb * P;
-    for (int n0 = 0; n0 < cv->N; n0 += nb) {
-        const int b = cv->N - n0 < nb ? cv->N - n0 : nb, cols = (int)(b * P);
-        const float *dyb = dy + (size_t)n0 * OC * P;
+    const int nb = chunk_images(&g), nchunks = (cv->N + nb - 1) / nb;
+    conv_job j = {dx, NULL, w, dy, &g, scratch};
+    parallel(nchunks, conv_flops(&g), dx_chunk, &j);
+}
+
+/* dw[OC,C,KH,KW] = sum over n of dy[n] (x) x[n], the gradient of <y, dy> */
+/* Group `grp` of dw: its chunks grp, grp + DW_GROUPS, ... summed in order
+ * into its partial buffer. */
+static void dw_group(void *arg, int grp, int tid)
+{
+    const conv_job *j = arg;
+    const geom *g = j->g;
+    const int K = g->C * g->KH * g->KW, OC = g->M, nb = chunk_images(g);
+    const int nchunks = (g->N + nb - 1) / nb;
+    const size_t P = (size_t)g->OH * g->OW, xsz = (size_t)g->C * g->H * g->W;
+    float *col = j->scratch + (size_t)tid * lowered_scratch(g);
+    float *dyT = col + (size_t)K * nb * P + SLACK, *xp = dyT + (size_t)OC * nb * P;
+    float *part = j->scratch + MK_MAX_THREADS * lowered_scratch(g) + (size_t)grp * OC * K;
+    for (int c = grp; c < nchunks; c += DW_GROUPS) {
+        const int n0 = c * nb, b = g->N - n0 < nb ? g->N - n0 : nb, cols = (int)(b * P);
+        const float *dyb = j->dy + (size_t)n0 * OC * P;
         if (b > 1) {
             batch_to_rows(dyT, dyb, b, OC, P);
             dyb = dyT;
         }
-        mk_gemm(1, 0, K, cols, OC, 1.0f, w, K, dyb, cols, 0.0f, dcol, cols);
-        col2im(dx + n0 * xsz, dcol, b, &g, dxp);
+        const float *cb = lower(col, j->x + n0 * xsz, b, g, xp);
+        mk_gemm(0, 1, OC, K, cols, 1.0f, dyb, cols, cb, cols, c == grp ? 0.0f : 1.0f, part, K);
     }
 }
 
-/* dw[OC,C,KH,KW] = sum over n of dy[n] (x) x[n], the gradient of <y, dy> */
 void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv, float *scratch)
 {
     geom g = forward_geom(cv);
     const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = chunk_images(&g);
-    const size_t P = (size_t)cv->OH * cv->OW, xsz = (size_t)cv->C * cv->H * cv->W;
-    float *col = scratch, *dyT = col + (size_t)K * nb * P + SLACK, *xp = dyT + (size_t)OC * nb * P;
-    for (int n0 = 0; n0 < cv->N; n0 += nb) {
-        const int b = cv->N - n0 < nb ? cv->N - n0 : nb, cols = (int)(b * P);
-        const float *dyb = dy + (size_t)n0 * OC * P;
-        if (b > 1) {
-            batch_to_rows(dyT, dyb, b, OC, P);
-            dyb = dyT;
-        }
-        const float *cb = lower(col, x + n0 * xsz, b, &g, xp);
-        mk_gemm(0, 1, OC, K, cols, 1.0f, dyb, cols, cb, cols, n0 == 0 ? 0.0f : 1.0f, dw, K);
-    }
+    const int nchunks = (cv->N + nb - 1) / nb, ngroups = nchunks < DW_GROUPS ? nchunks : DW_GROUPS;
+    conv_job j = {NULL, x, NULL, dy, &g, scratch};
+    parallel(ngroups, conv_flops(&g), dw_group, &j);
+    const float *part = scratch + MK_MAX_THREADS * lowered_scratch(&g);
+    const size_t n = (size_t)OC * K;
+    memcpy(dw, part, n * sizeof *dw);
+    for (int grp = 1; grp < ngroups; grp++)
+        for (size_t i = 0; i < n; i++)
+            dw[i] += part[(size_t)grp * n + i];
 }
 
 /* ------------------------------------------------------------- references */
@@ -371,8 +477,6 @@ void mk_conv2d_ref(float *y, const float *x, const float *w, const mk_conv *cv)
                 }
 }
 
-/* dx[n,c,ih,iw] = sum of dy[n,oc,oh,ow] w[oc,c,kh,kw] over ih = oh*s - pad + kh,
- * iw = ow*s - pad + kw, i.e. over the outputs whose window covers the pixel. */
 void mk_conv2d_dx_ref(float *dx, const float *dy, const float *w, const mk_conv *cv)
 {
     const int C = cv->C, H = cv->H, W = cv->W, KH = cv->KH, KW = cv->KW, OC = cv->OC;

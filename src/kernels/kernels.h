@@ -43,6 +43,13 @@ typedef struct mk_conv {
     int OH, OW;
 } mk_conv;
 
+/* Threads for the chunks of one convolution (1..MK_MAX_THREADS; default 1).
+ * Results are the same for any count (see conv.c). A process-wide setting,
+ * like OpenBLAS's own: the learners set it before running a batch of tasks. */
+#define MK_MAX_THREADS 4
+void mk_set_threads(int n);
+int mk_threads(void);
+
 /* Fills OH and OW from the rest; returns 0, or -1 if the output would be empty. */
 int mk_conv_init(mk_conv *cv);
 /* Floats of scratch memory the three fast conv kernels need (at most). */

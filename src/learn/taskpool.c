@@ -169,6 +169,7 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
         return mela_set_error("learner: a meta-batch needs at least one task");
     if (threads < 1)
         threads = 1;
+    int all = threads;
     if (threads > n)
         threads = n;
     size_t size = mela_layout_size(gb->L);
@@ -182,6 +183,8 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
     }
     if (tp_reserve(gb, threads))
         return -1;
+    /* spare threads go inside the tasks' convolutions (same results) */
+    mela_set_kernel_threads(all > n ? all / n : 1);
     double *tl = calloc(2 * (size_t)n, sizeof *tl);
     job *jobs = calloc(threads, sizeof *jobs);
     pthread_t *tid = calloc(threads, sizeof *tid);

@@ -287,12 +287,14 @@ static void *eval_worker(void *arg)
  * are kept by index, so the mean does not depend on the thread count. */
 static int evaluate(run *r, source *src, int n, int threads, mela_eval_result *res)
 {
+    int all = threads;
     if (threads > src->nslots)
         threads = src->nslots;
     if (threads > n)
         threads = n;
     if (run_reserve(r, threads))
         return -1;
+    mela_set_kernel_threads(all > threads ? all / threads : 1);
     double *acc = calloc(2 * (size_t)n, sizeof *acc);
     eval_job *jobs = calloc(threads, sizeof *jobs);
     pthread_t *tid = calloc(threads, sizeof *tid);
@@ -669,6 +671,7 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
     res->nresized += sup->nresized;
     res->ncolour += sup->ncolour;
     mela_set_blas_threads(1);
+    mela_set_kernel_threads(rc.threads);
     mela_task t = {xs, ys, xq, yq};
     if (run_evaluate(&r, &t, 0, NULL, NULL, res->scores))
         goto done;
