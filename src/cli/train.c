@@ -40,14 +40,27 @@ static void train_help(void)
         const char *k = mela_run_option(i, &rc, buf, sizeof buf, &help);
         if (!k)
             break;
-        printf("  --%-14s %s (default: %s)\n", k, help, buf[0] ? buf : "\"\"");
+        char flag[64], shown[64];
+        snprintf(flag, sizeof flag, "%s", k);
+        for (char *p = flag; *p; p++) /* printed as --inner-lr; --inner_lr works too */
+            if (*p == '_')
+                *p = '-';
+        if (strchr(buf, '.') || strchr(buf, 'e')) { /* floats: short form */
+            char *end;
+            double v = strtod(buf, &end);
+            if (!*end) {
+                snprintf(shown, sizeof shown, "%g", v);
+                snprintf(buf, sizeof buf, "%s", shown);
+            }
+        }
+        printf("  --%-16s %s (default: %s)\n", flag, help, buf[0] ? buf : "\"\"");
     }
     printf("\nMetric learners (protonet, matchnet, siamese) use the max-pool Conv-4 as an\n"
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
            "20-way within-alphabet one-shot.\n\n");
-    printf("  --report N       print progress every N iterations (default 100)\n"
-           "  -h, --help       show this help\n"
+    printf("  --report N         print progress every N iterations (default 100)\n"
+           "  -h, --help         show this help\n"
            "\n"
            "Examples:\n"
            "  mela train --dataset sinusoid --shots 5 --iterations 20000\n"
