@@ -67,15 +67,22 @@ static mela_node class_scores(const mela_metric *mt, mela_graph *g, const mela_n
     }
 }
 
-static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, int total, int train)
+/* A new graph for o with one parameter node per view in w. */
+static mela_graph *graph_with_params(const mela_metric *mt, task_graph *o, mela_node *w)
 {
     mela_graph *g = o->g = mela_graph_new();
+    o->extra = MELA_NONE;
+    for (int i = 0; g && i < mt->nviews; i++)
+        w[i] = mela_param(g, mt->L, i);
+    return g;
+}
+
+static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, int total, int train)
+{
+    mela_node w[TP_MAXV];
+    mela_graph *g = graph_with_params(mt, o, w);
     if (!g)
         return -1;
-    o->extra = MELA_NONE;
-    mela_node w[TP_MAXV];
-    for (int i = 0; i < mt->nviews; i++)
-        w[i] = mela_param(g, mt->L, i);
     int ns = N * K, nq = total > 0 ? total : N * Q;
     o->xs = mela_input(g, "x_support", mela_model_input_shape(mt->m, ns));
     o->ys = mela_input(g, "y_support", MELA_SHAPE(ns));
@@ -101,13 +108,10 @@ static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, in
 
 static int build_pairs(mela_metric *mt, task_graph *o)
 {
-    mela_graph *g = o->g = mela_graph_new();
+    mela_node w[TP_MAXV];
+    mela_graph *g = graph_with_params(mt, o, w);
     if (!g)
         return -1;
-    o->extra = MELA_NONE;
-    mela_node w[TP_MAXV];
-    for (int i = 0; i < mt->nviews; i++)
-        w[i] = mela_param(g, mt->L, i);
     int B = mt->c.pairs;
     o->xs = mela_input(g, "x_first", mela_model_input_shape(mt->m, B));
     o->xq = mela_input(g, "x_second", mela_model_input_shape(mt->m, B));
