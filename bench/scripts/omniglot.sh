@@ -10,7 +10,10 @@ cd "$(dirname "$0")/../.."
 out=$1
 shift
 data=${MELA_DATA:-../shared/data/omniglot}
-mela=build/mela
+# a frozen binary (and the commit it was built from) keeps long queues consistent
+mela=${MELA_BIN:-build/mela}
+if [ -x runs/bin/mela ] && [ -z "${MELA_BIN:-}" ]; then mela=runs/bin/mela; fi
+commit=$(cat runs/bin/COMMIT 2>/dev/null || git rev-parse --short HEAD)
 if [ ! -s "$out" ]; then
   {
     echo "# Gradient-based learners on Omniglot (Vinyals split, 600 test episodes)"
@@ -30,5 +33,5 @@ for spec in "$@"; do
   secs=$(( $(date +%s) - start ))
   res=$(grep '^test:' $dir.log | sed 's/test: accuracy \([0-9.]*%\) +- \([0-9.]*%\).*/\1 ± \2/')
   printf '| %s | %s | 1 | %s | %dm%02ds | %s | %s | `%s` |\n' "$learner" "$ways" "$iters" \
-    $((secs / 60)) $((secs % 60)) "$res" "$(git rev-parse --short HEAD)" "$cmd" >> "$out"
+    $((secs / 60)) $((secs % 60)) "$res" "$commit" "$cmd" >> "$out"
 done
