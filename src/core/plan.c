@@ -31,7 +31,8 @@ struct mela_plan {
     char *kept;        /* per graph node: value readable after a run */
     int ninputs;
     int *inputs;       /* OP_INPUT nodes the plan reads */
-    int has_params;
+    int nparams;
+    int *params;       /* OP_PARAM nodes the plan reads */
     size_t arena;      /* floats */
     size_t naive;      /* floats without reuse */
     size_t scratch;    /* floats */
@@ -116,6 +117,7 @@ void mela_plan_free(mela_plan *p)
     free(p->offset);
     free(p->kept);
     free(p->inputs);
+    free(p->params);
     free(p);
 }
 
@@ -143,7 +145,8 @@ mela_plan *mela_plan_new(const mela_graph *g, int nout, const mela_node *outputs
     p->offset = malloc((size_t)N * sizeof *p->offset);
     p->kept = calloc((size_t)N, 1);
     p->inputs = malloc((size_t)N * sizeof *p->inputs);
-    if (!p->steps || !p->offset || !p->kept || !p->inputs)
+    p->params = malloc((size_t)N * sizeof *p->params);
+    if (!p->steps || !p->offset || !p->kept || !p->inputs || !p->params)
         goto oom;
 
     for (int k = 0; k < nout; k++)
@@ -163,7 +166,7 @@ mela_plan *mela_plan_new(const mela_graph *g, int nout, const mela_node *outputs
             p->inputs[p->ninputs++] = i;
             p->kept[i] = 1;
         } else if (n->op == OP_PARAM) {
-            p->has_params = 1;
+            p->params[p->nparams++] = i;
             p->kept[i] = 1;
         } else {
             for (int j = 0; j < n->nin; j++)
@@ -294,7 +297,14 @@ int mela_exec_bind(mela_exec *e, mela_node x, const float *data)
     return 0;
 }
 
-void mela_exec_bind_params(mela_exec *e, const float *flat) { e->params = flat; }
+void mela_exec_bind_params(mela_exec *e, const float *flat)
+{
+    /* each parameter node points at its view once, not on every run */
+    const mela_plan *p = e->p;
+    e->params = flat;
+    for (int k = 0; k < p->nparams; k++)
+        e->val[p->params[k]] = flat ? flat + p->g->nodes[p->params[k]].offset : NULL;
+}
 
 int mela_exec_run(mela_exec *e)
 {
@@ -304,13 +314,8 @@ int mela_exec_run(mela_exec *e)
         if (!e->val[p->inputs[k]])
             return mela_set_error("exec: input '%s' (node %d) is not bound",
                                   g->nodes[p->inputs[k]].name, p->inputs[k]);
-    if (p->has_params) {
-        if (!e->params)
-            return mela_set_error("exec: the graph reads parameters but none are bound");
-        for (int i = 0; i < p->ngraph; i++)
-            if (g->nodes[i].op == OP_PARAM)
-                e->val[i] = e->params + g->nodes[i].offset;
-    }
+    if (p->nparams && !e->params)
+        return mela_set_error("exec: the graph reads parameters but none are bound");
     for (int s = 0; s < p->nsteps; s++) {
         int i = p->steps[s];
         const mnode *n = &g->nodes[i];

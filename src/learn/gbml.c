@@ -152,11 +152,7 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
         mela_node t = mela_mul(g, mela_slice(g, vw, steps - 1, 1), o->loss);
         metaloss = metaloss == MELA_NONE ? t : mela_add(g, metaloss, t);
         /* the training graph reports the meta-loss; its gradient is of it */
-        mela_node keep = o->loss;
         o->loss = metaloss;
-        int rc = tp_compile(o, TP_GRAD_LOSS, gb->nviews, w);
-        (void)keep;
-        return rc;
     }
     return tp_compile(o, TP_GRAD_LOSS, gb->nviews, w);
 }
