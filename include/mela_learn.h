@@ -74,6 +74,13 @@ typedef struct mela_gbml_config {
     int nontransductive; /* evaluation: 0 all queries in one batch-norm batch
                           * (transduction, the default); 1 each query scored in a
                           * batch with the support set only */
+    /* Inner minibatches (Reptile's inner batch): 0 = every inner step on the
+     * whole support set; b > 0 = inner step s on support rows
+     * (s*b + r) mod n_support, r = 0..b-1. The rows should then come in a
+     * random order (classification supports come class by class): the
+     * runs (mela_run_train/eval) shuffle them per task. */
+    int inner_batch;      /* meta-training */
+    int test_inner_batch; /* evaluation */
 } mela_gbml_config;
 
 /* One task: support (xs, ys) and query (xq, yq). Classification: xs is
@@ -211,8 +218,10 @@ typedef struct mela_run_config {
     int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
     int cosine_lr;         /* cosine annealing of outer_lr to min_lr over the run (MAML++) */
     float min_lr;
-    int msl_anneal;        /* MAML++: iterations over which the step weights anneal */
-    int da_until;          /* MAML++: first-order meta-gradients until this iteration */
+    int msl_anneal;        /* MAML++: iterations over which the step weights anneal
+                            * (-1: a tenth of the run, see mela_run_msl_anneal) */
+    int da_until;          /* MAML++: first-order meta-gradients until this iteration
+                            * (0: never, -1: a third of the run, mela_run_da_until) */
     char model[16];        /* conv4 | mlp */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
@@ -244,6 +253,9 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
 int mela_run_set(mela_run_config *rc, const char *key, const char *value);
 /* Checks the whole configuration (ways vs. shots vs. data...). */
 int mela_run_check(const mela_run_config *rc);
+/* MAML++'s schedules in iterations, the run-relative defaults (-1) resolved. */
+int mela_run_msl_anneal(const mela_run_config *rc);
+int mela_run_da_until(const mela_run_config *rc);
 /* The i-th option (NULL past the end): its key, a one-line help, and the
  * current value of rc as text in buf. */
 const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n,

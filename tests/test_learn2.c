@@ -46,6 +46,66 @@ static void test_reptile_by_hand(void)
     mela_model_free(m);
 }
 
+/* Inner minibatches: step s takes support rows (s b + r) mod n. Two SGD
+ * steps of w x on rows {0,1,2} then {3,0,1} (the wrap), by hand. */
+static void test_inner_batch_by_hand(void)
+{
+    mela_layout *L0 = mela_layout_new();
+    mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
+    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x"};
+    mela_model *m = mela_model_new(&d);
+    const float a = 0.05f;
+    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .shots = 4, .queries = 2,
+                          .steps = 2, .test_steps = 1, .inner_lr = a, .inner_batch = 3};
+    mela_gbml *gb = mela_gbml_new(m, &c);
+    CHECK(gb != NULL, "inner batch: %s", mela_last_error());
+    const mela_layout *L = mela_gbml_layout(gb);
+    float *theta = calloc(mela_layout_size(L), sizeof *theta), *dir = calloc(mela_layout_size(L), sizeof *dir);
+    const double w0 = 0.7;
+    theta[0] = (float)w0;
+    float xs[4] = {1, -2, 0.5f, 3}, ys[4] = {2, -1, 0, 4}, xq[2] = {1, 1}, yq[2] = {0, 0};
+    mela_task t = {xs, ys, xq, yq};
+    CHECK(mela_gbml_meta_grad(gb, theta, 1, &t, 1, dir, NULL, NULL) == 0, "inner batch: %s", mela_last_error());
+    const int rows[2][3] = {{0, 1, 2}, {3, 0, 1}};
+    double w = w0;
+    for (int s = 0; s < 2; s++) {
+        double g = 0;
+        for (int r = 0; r < 3; r++)
+            g += 2.0 / 3 * xs[rows[s][r]] * (w * xs[rows[s][r]] - ys[rows[s][r]]);
+        w -= a * g;
+    }
+    CHECK_CLOSE(dir[0], w0 - w, 1e-6, 1e-5, "theta - phi after minibatches {0,1,2}, {3,0,1}");
+    c.inner_batch = -1;
+    mela_gbml *bad = mela_gbml_new(m, &c);
+    CHECK(bad == NULL && strstr(mela_last_error(), "inner batch"), "negative inner batch refused: %s",
+          mela_last_error());
+    mela_gbml_free(bad);
+    free(theta), free(dir);
+    mela_gbml_free(gb);
+    mela_model_free(m);
+}
+
+/* MAML++'s schedules default to fractions of the run, whatever its length. */
+static void test_mamlpp_schedule_defaults(void)
+{
+    mela_run_config rc;
+    CHECK(mela_run_defaults(&rc, "mamlpp", "omniglot", 5) == 0, "defaults: %s", mela_last_error());
+    CHECK(mela_run_msl_anneal(&rc) == 6000 && mela_run_da_until(&rc) == 20000, "60,000 iterations: %d %d",
+          mela_run_msl_anneal(&rc), mela_run_da_until(&rc));
+    mela_run_set(&rc, "iterations", "1000");
+    CHECK(mela_run_msl_anneal(&rc) == 100 && mela_run_da_until(&rc) == 333, "1,000 iterations: %d %d",
+          mela_run_msl_anneal(&rc), mela_run_da_until(&rc));
+    mela_run_set(&rc, "msl_anneal", "7");
+    mela_run_set(&rc, "da_until", "0");
+    CHECK(mela_run_msl_anneal(&rc) == 7 && mela_run_da_until(&rc) == 0, "set by hand: %d %d",
+          mela_run_msl_anneal(&rc), mela_run_da_until(&rc));
+    CHECK(mela_run_check(&rc) == 0, "da_until 0 with mamlpp: %s", mela_last_error());
+    mela_run_config maml;
+    mela_run_defaults(&maml, "maml", "omniglot", 5);
+    mela_run_set(&maml, "da_until", "-1");
+    CHECK(mela_run_check(&maml) != 0, "da_until without MAML++'s da is refused");
+}
+
 static void test_msl_schedule(void)
 {
     enum { S = 5 };
@@ -299,6 +359,8 @@ static void test_training(int reptile)
 int main(void)
 {
     test_reptile_by_hand();
+    test_inner_batch_by_hand();
+    test_mamlpp_schedule_defaults();
     test_msl_schedule();
     test_mamlpp_fd();
     test_bnwb_fd();

@@ -55,6 +55,18 @@ static mela_node forward_at(const mela_gbml *gb, mela_graph *g, const mela_node 
     return mela_model_forward(m, g, ws, x);
 }
 
+/* Rows (s*b + r) mod n, r < b, of x: inner step s's minibatch (b = 0 or
+ * b >= n: all of x). */
+static mela_node minibatch(mela_graph *g, mela_node x, int n, int b, int s)
+{
+    if (x == MELA_NONE || b <= 0 || b >= n)
+        return x;
+    int start = (int)((long)s * b % n);
+    if (start + b <= n)
+        return mela_slice(g, x, start, b);
+    return mela_concat(g, mela_slice(g, x, start, n - start), mela_slice(g, x, 0, b - (n - start)));
+}
+
 /* Builds the inner loop with `steps` steps. meta: the training graph (the
  * gradient of the meta-loss with respect to every view; Reptile: theta - phi
  * per view); first_order: inner gradients as constants. */
@@ -92,9 +104,10 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
         vw = o->extra = mela_input(g, "step_weights", MELA_SHAPE(steps));
         o->extra_data = gb->step_w;
     }
+    int ib = meta ? c->inner_batch : c->test_inner_batch;
     for (int s = 0; s < steps; s++) {
-        mela_node out = forward_at(gb, g, fast, w, s, o->xs, fs);
-        mela_node loss = task_loss(gb, g, out, o->ys);
+        mela_node out = forward_at(gb, g, fast, w, s, minibatch(g, o->xs, ns, ib, s), minibatch(g, fs, ns, ib, s));
+        mela_node loss = task_loss(gb, g, out, minibatch(g, o->ys, ns, ib, s));
         if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;
         for (int j = 0; j < gb->nadapt; j++) {
@@ -200,6 +213,8 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
         why = "inner_adam is Reptile's inner optimiser";
     else if (reptile && c->steps < 1)
         why = "Reptile needs at least one inner step";
+    else if (c->inner_batch < 0 || c->test_inner_batch < 0)
+        why = "inner batches must be >= 0 (0: the whole support set)";
     if (why) {
         mela_set_error("learner: %s (ways %d, shots %d, queries %d, steps %d/%d, inner lr %g)", why,
                        c->ways, c->shots, c->queries, c->steps, c->test_steps, (double)c->inner_lr);

@@ -42,10 +42,12 @@ static const option options[] = {
     {"min_lr", T_FLOAT, F(min_lr), 0, 1, "the end of the cosine annealing"},
     {"lslr", T_INT, F(gb.lslr), 0, 1, "MAML++: 1 = learned per-layer, per-step inner rates"},
     {"msl", T_INT, F(gb.msl), 0, 1, "MAML++: 1 = multi-step loss (query loss after every step, weights annealed)"},
-    {"msl_anneal", T_INT, F(msl_anneal), 0, 100000000, "MAML++: iterations over which the step weights move to the last step"},
+    {"msl_anneal", T_INT, F(msl_anneal), -1, 100000000, "MAML++: iterations over which the step weights move to the last step (-1: a tenth of the run)"},
     {"bnwb", T_INT, F(gb.bnwb), 0, 1, "MAML++: 1 = per-step batch-norm weights and biases"},
-    {"da_until", T_INT, F(da_until), 0, 100000000, "MAML++: first-order meta-gradients until this iteration, exact after (0: off)"},
+    {"da_until", T_INT, F(da_until), -1, 100000000, "MAML++: first-order meta-gradients until this iteration, exact after (0: off, -1: a third of the run)"},
     {"inner_adam", T_INT, F(gb.inner_adam), 0, 1, "Reptile: 1 = inner Adam (beta1 = 0) instead of SGD"},
+    {"inner_batch", T_INT, F(gb.inner_batch), 0, 100000, "support rows per inner step in meta-training (0: all; Reptile: minibatches of the shuffled support)"},
+    {"test_inner_batch", T_INT, F(gb.test_inner_batch), 0, 100000, "support rows per inner step at validation and test (0: all)"},
     {"nontransductive", T_INT, F(gb.nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
     {"steps", T_INT, F(gb.steps), 0, 100, "inner gradient steps in meta-training"},
     {"test_steps", T_INT, F(gb.test_steps), 0, 100, "inner gradient steps at validation and test"},
@@ -221,31 +223,38 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     rc->val_every = 500;
     if (!strcmp(rc->learner, "mamlpp")) {
         /* Antoniou et al. (2019): 5 steps, every switch on; their epoch-based
-         * schedules scaled to the run (msl over the first tenth, first order
-         * for the first third), outer lr cosine-annealed to 1e-5 */
+         * schedules scaled to the run, whatever its length (-1: msl over the
+         * first tenth, first order for the first third), outer lr
+         * cosine-annealed to 1e-5 */
         rc->gb.steps = rc->gb.test_steps = 5;
         rc->gb.inner_lr = 0.1f;
         rc->meta_batch = rc->gb.ways >= 20 ? 8 : 16;
         rc->gb.lslr = rc->gb.msl = rc->gb.bnwb = rc->gb.da = 1;
-        rc->msl_anneal = rc->iterations / 10;
-        rc->da_until = rc->iterations / 3;
+        rc->msl_anneal = -1;
+        rc->da_until = -1;
         rc->cosine_lr = 1;
         rc->min_lr = 1e-5f;
         return 0;
     }
     if (!strcmp(rc->learner, "reptile")) {
-        /* Nichol et al. (2018), Omniglot: inner Adam (beta1 0) of 0.001 on
-         * 10-shot training tasks, 5 steps (20-way: 10), 50 steps at test,
-         * meta-batch 5, meta step 1 annealed linearly to 0, 100,000 iterations */
+        /* Nichol et al. (2018), Omniglot: inner Adam (beta1 0) on 10-shot
+         * training tasks in minibatches (5-way: 5 steps of 10 rows, rate
+         * 0.001; 20-way: 10 steps of 20 rows, rate 0.0005: one epoch of the
+         * support either way), 50 steps at test on minibatches of 5 (20-way:
+         * 10), meta-batch 5, meta step 1 annealed linearly to 0, 100,000
+         * (20-way: 200,000) iterations */
+        int big = rc->gb.ways >= 20;
         rc->gb.inner_adam = 1;
-        rc->gb.inner_lr = 0.001f;
+        rc->gb.inner_lr = big ? 0.0005f : 0.001f;
         rc->gb.shots = 10;
         rc->test_shots = 1;
-        rc->gb.steps = rc->gb.ways >= 20 ? 10 : 5;
+        rc->gb.steps = big ? 10 : 5;
+        rc->gb.inner_batch = big ? 20 : 10;
         rc->gb.test_steps = 50;
+        rc->gb.test_inner_batch = big ? 10 : 5;
         rc->meta_batch = 5;
         rc->outer_lr = 1.0f;
-        rc->iterations = 100000;
+        rc->iterations = big ? 200000 : 100000;
         return 0;
     }
     if (rc->gb.ways >= 20) {
@@ -259,6 +268,16 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
         rc->meta_batch = 32;
     }
     return 0;
+}
+
+int mela_run_msl_anneal(const mela_run_config *rc)
+{
+    return rc->msl_anneal >= 0 ? rc->msl_anneal : rc->iterations / 10;
+}
+
+int mela_run_da_until(const mela_run_config *rc)
+{
+    return rc->da_until >= 0 ? rc->da_until : rc->iterations / 3;
 }
 
 int mela_run_check(const mela_run_config *rc)
@@ -292,7 +311,7 @@ int mela_run_check(const mela_run_config *rc)
     }
     if (rc->gb.shots < 1)
         return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->gb.shots);
-    if (rc->da_until > 0 && !rc->gb.da)
+    if (rc->da_until != 0 && !rc->gb.da)
         return mela_set_error("da_until %d needs the mamlpp learner's derivative-order annealing (da)",
                               rc->da_until);
     return 0;

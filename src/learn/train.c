@@ -41,6 +41,7 @@ typedef struct source {
     mela_sampler **samp;
     float *buf;         /* sinusoid: nslots * 2 (K + Q); pairs: nslots * (2 pairs img + pairs + 1) */
     float *tmp;         /* pairs: one image, for the distortion */
+    float *shuf;        /* episodes with inner minibatches: nslots shuffled supports (x, y) */
 } source;
 
 static void source_free(source *s)
@@ -50,10 +51,22 @@ static void source_free(source *s)
     free(s->samp);
     free(s->buf);
     free(s->tmp);
+    free(s->shuf);
     memset(s, 0, sizeof *s);
 }
 
+
 static size_t image_floats(const mela_dataset *ds) { return (size_t)ds->C * ds->H * ds->W; }
+
+/* Episodes whose inner loop takes minibatches of b support rows get their
+ * support rows in a random order (the sampler gives them class by class). */
+static int source_shuffle_support(source *s, int b)
+{
+    if (s->kind != SRC_EPISODES || b <= 0 || b >= s->N * s->K)
+        return 0;
+    s->shuf = malloc((size_t)s->nslots * s->N * s->K * (image_floats(s->ds) + 1) * sizeof *s->shuf);
+    return s->shuf ? 0 : mela_set_error("out of memory");
+}
 
 static size_t pair_slot_floats(const source *s) { return (2 * image_floats(s->ds) + 1) * s->pairs + 1; }
 
@@ -142,6 +155,22 @@ static void source_task(source *s, int slot, uint64_t i, mela_task *t)
     }
     const mela_episode *e = mela_sampler_episode(s->samp[slot], s->seed, i);
     t->xs = e->x_support, t->ys = e->y_support, t->xq = e->x_query, t->yq = e->y_query;
+    if (s->shuf) { /* a random permutation of the support rows, a function of (seed, i) */
+        size_t img = image_floats(s->ds);
+        int n = s->N * s->K;
+        float *x = s->shuf + (size_t)slot * n * (img + 1), *y = x + (size_t)n * img;
+        mela_rng r = mela_rng_derive(s->seed, s->sp->id ^ 0x73687566ULL, i);
+        for (int j = 0; j < n; j++) { /* inside-out Fisher-Yates */
+            int k = (int)mela_rng_below(&r, (uint32_t)j + 1);
+            if (k != j) {
+                memcpy(x + (size_t)j * img, x + (size_t)k * img, img * sizeof *x);
+                y[j] = y[k];
+            }
+            memcpy(x + (size_t)k * img, e->x_support + (size_t)j * img, img * sizeof *x);
+            y[k] = e->y_support[j];
+        }
+        t->xs = x, t->ys = y;
+    }
 }
 
 /* --------------------------------------------------------------- the run */
@@ -256,8 +285,10 @@ static int eval_source(source *s, const run *r, const mela_split *sp, uint64_t s
     if (rc->gb.regression)
         return source_init(s, SRC_SINUSOID, NULL, NULL, 1, rc->gb.shots, rc->test_queries, 0, seed, nslots);
     unsigned flags = !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
-    return source_init(s, SRC_EPISODES, r->ds, sp, test_ways(rc), test_shots(rc), rc->test_queries,
-                       flags, seed, nslots);
+    if (source_init(s, SRC_EPISODES, r->ds, sp, test_ways(rc), test_shots(rc), rc->test_queries, flags,
+                    seed, nslots))
+        return -1;
+    return r->gb ? source_shuffle_support(s, rc->gb.test_inner_batch) : 0;
 }
 
 typedef struct eval_job {
@@ -384,6 +415,7 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
     int trK = tr_kind == SRC_PAIRS ? rc->augment : rc->gb.shots;
     if (source_init(&tr, tr_kind, r.ds, r.train, trN, trK, rc->gb.queries, 0, (uint64_t)rc->seed,
                     B > T ? B : T) ||
+        (r.gb && source_shuffle_support(&tr, rc->gb.inner_batch)) ||
         eval_source(&va, &r, r.val, vseed, T) ||
         mela_adam_init(&adam, size, rc->outer_lr) || !(log = mela_metrics_open(rc->out_dir, "metrics")))
         goto done;
@@ -404,11 +436,11 @@ int mela_run_train(const mela_run_config *rcfg, int report, mela_progress_fn fn,
             source_task(&tr, b, (uint64_t)(it - 1) * B + b, &tasks[b]);
         double loss, acc;
         if (r.gb && rc->gb.msl) { /* MAML++ multi-step loss weights of this iteration */
-            mela_msl_weights(rc->gb.steps, it - 1, rc->msl_anneal, msl_w);
+            mela_msl_weights(rc->gb.steps, it - 1, mela_run_msl_anneal(rc), msl_w);
             if (mela_gbml_set_step_weights(r.gb, msl_w))
                 goto done;
         }
-        if (r.gb && rc->gb.da && mela_gbml_set_first_order(r.gb, it <= rc->da_until))
+        if (r.gb && rc->gb.da && mela_gbml_set_first_order(r.gb, it <= mela_run_da_until(rc)))
             goto done;
         if (r.mt ? mela_metric_grad(r.mt, r.theta, B, tasks, T, grad, &loss, &acc)
                  : mela_gbml_meta_grad(r.gb, r.theta, B, tasks, T, grad, &loss, &acc))
@@ -630,6 +662,7 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
         rc.test_shots = K;
     } else {
         rc.gb.shots = K;
+        rc.test_shots = K;
     }
     if (steps >= 0)
         rc.gb.test_steps = steps;
@@ -666,6 +699,20 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
             goto done;
         res->nresized += h != S || w != S;
         res->ncolour += colour;
+    }
+    int ib = rc.gb.test_inner_batch;
+    if (!rc.metric && ib > 0 && ib < N * K) { /* minibatches of a shuffled support (Reptile) */
+        mela_rng rr = mela_rng_derive((uint64_t)rc.test_seed, 0x61646170ULL, 0);
+        for (int j = N * K - 1; j > 0; j--) {
+            int k = (int)mela_rng_below(&rr, (uint32_t)j + 1);
+            for (size_t q = 0; q < img; q++) {
+                float v = xs[(size_t)j * img + q];
+                xs[(size_t)j * img + q] = xs[(size_t)k * img + q];
+                xs[(size_t)k * img + q] = v;
+            }
+            float v = ys[j];
+            ys[j] = ys[k], ys[k] = v;
+        }
     }
     res->nimages = nquery + sup->nimages;
     res->nresized += sup->nresized;
