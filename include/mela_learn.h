@@ -175,6 +175,11 @@ typedef struct mela_metric_config {
     int test_ways, test_shots, test_queries; /* evaluation episodes */
     int pairs;                               /* Siamese: pairs per training task */
     int query_total;                         /* > 0: evaluation query rows (classify) */
+    /* Matching: attention softmax(scale * cos(f(q), f(s_i))); 0 means 1,
+     * Vinyals et al.'s plain cosine. learn_scale: the scale is a parameter
+     * "matching.scale" (1) that starts at `scale`. */
+    float scale;
+    int learn_scale;
 } mela_metric_config;
 
 typedef struct mela_metric mela_metric;
@@ -183,7 +188,8 @@ typedef struct mela_metric mela_metric;
  * must be empty). NULL with a message on a bad configuration. */
 mela_metric *mela_metric_new(const mela_model *embedding, const mela_metric_config *c);
 void mela_metric_free(mela_metric *mt);
-/* The embedding's views, then "siamese.weight" (1, D) and "siamese.bias" (1). */
+/* The embedding's views, then "siamese.weight" (1, D) and "siamese.bias" (1)
+ * (Siamese) or "matching.scale" (1) (Matching with learn_scale). */
 const mela_layout *mela_metric_layout(const mela_metric *mt);
 void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
 /* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
@@ -215,6 +221,8 @@ typedef struct mela_run_config {
     int test_shots;        /* shots of validation and test episodes (0: shots) */
     int pairs;             /* Siamese: pairs per training batch */
     int augment;           /* Siamese: Koch's affine distortions of training pairs */
+    float scale;           /* Matching: multiplier of the cosine attention logits */
+    int learn_scale;       /* Matching: 1 = the multiplier is learned */
     int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
     int cosine_lr;         /* cosine annealing of outer_lr to min_lr over the run (MAML++) */
     float min_lr;

@@ -27,12 +27,14 @@ static mela_model *linear_embedding(void)
     return mela_model_new(&d);
 }
 
-static void test_by_hand(int kind)
+/* scale, learn: Matching's attention scale, fixed or learned */
+static void test_by_hand(int kind, float scale, int learn)
 {
     /* 2-way 2-shot, 2 queries per class; f = identity */
     mela_model *m = linear_embedding();
     mela_metric_config c = {.kind = kind, .ways = 2, .shots = 2, .queries = 2, .test_ways = 2,
-                            .test_shots = 2, .test_queries = 2, .pairs = 4};
+                            .test_shots = 2, .test_queries = 2, .pairs = 4, .scale = scale,
+                            .learn_scale = learn};
     mela_metric *mt = mela_metric_new(m, &c);
     CHECK(mt != NULL, "metric learner: %s", mela_last_error());
     if (!mt)
@@ -46,6 +48,13 @@ static void test_by_hand(int kind)
     if (kind == MELA_METRIC_SIAMESE) {
         memcpy(theta + mela_layout_offset(L, 1), sw, sizeof sw);
         theta[mela_layout_offset(L, 2)] = sb;
+    }
+    double a = scale > 0 ? scale : 1;
+    if (learn) {
+        CHECK(mela_layout_count(L) == 2 && !strcmp(mela_layout_name(L, 1), "matching.scale"),
+              "the learned scale is a view");
+        theta[mela_layout_offset(L, 1)] = 1.0f; /* set apart from its initial value */
+        a = 1.0f;
     }
     float xs[4 * D] = {1, 0, 0, 0.8f, 0.2f, 0, 0, 1, 0.5f, 0.2f, 1.4f, 0.1f};
     float ys[4] = {1, 1, 0, 0};
@@ -81,7 +90,7 @@ static void test_by_hand(int kind)
                         ns += xs[i * D + j] * xs[i * D + j];
                         z += sw[j] * fabs(xq[q * D + j] - xs[i * D + j]);
                     }
-                    s[k] += kind == MELA_METRIC_MATCHING ? exp(dot / sqrt(nq * ns)) : 1 / (1 + exp(-z)) / 2;
+                    s[k] += kind == MELA_METRIC_MATCHING ? exp(a * dot / sqrt(nq * ns)) : 1 / (1 + exp(-z)) / 2;
                 }
             }
         }
@@ -100,7 +109,7 @@ static void test_by_hand(int kind)
         correct += (want[2 * q + 1] > want[2 * q]) == (yq[q] == 1);
     }
     static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
-    char what[80];
+    char what[120];
     for (int i = 0; i < 8; i++) {
         snprintf(what, sizeof what, "%s: class score %d by hand", names[kind], i);
         CHECK_CLOSE(out[i], want[i], 1e-5, 1e-5, what);
@@ -109,6 +118,18 @@ static void test_by_hand(int kind)
     CHECK_CLOSE(loss, nll / 4, 1e-5, 1e-5, what);
     snprintf(what, sizeof what, "%s: accuracy by hand", names[kind]);
     CHECK_CLOSE(acc, correct / 4.0, 0, 0, what);
+    if (learn) { /* d loss / d scale against a central difference */
+        float *grad = calloc(mela_layout_size(L), sizeof *grad);
+        size_t o = mela_layout_offset(L, 1);
+        double lp, lm, h = 1e-2;
+        CHECK(mela_metric_grad(mt, theta, 1, &t, 1, grad, NULL, NULL) == 0, "grad: %s", mela_last_error());
+        theta[o] = (float)(1 + h);
+        mela_metric_evaluate(mt, theta, &t, 0, &lp, NULL, NULL);
+        theta[o] = (float)(1 - h);
+        mela_metric_evaluate(mt, theta, &t, 0, &lm, NULL, NULL);
+        CHECK_CLOSE(grad[o], (lp - lm) / (2 * h), 1e-4, 1e-2, "Matching: d loss / d scale");
+        free(grad);
+    }
     free(theta);
     mela_metric_free(mt);
     mela_model_free(m);
@@ -233,7 +254,9 @@ static void test_training(int kind)
 int main(void)
 {
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
-        test_by_hand(k);
+        test_by_hand(k, 0, 0);
+    test_by_hand(MELA_METRIC_MATCHING, 7.5f, 0);
+    test_by_hand(MELA_METRIC_MATCHING, 10, 1);
     test_siamese_grad();
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
         test_training(k);
@@ -242,6 +265,10 @@ int main(void)
                             .test_ways = 5, .test_shots = 1, .test_queries = 1};
     CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "head"),
           "a model with a head is refused: %s", mela_last_error());
+    c.scale = 5;
+    m = mela_conv4_new(1, 28, 8, 2, 0, 1);
+    CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "scale"),
+          "a scale for ProtoNets is refused: %s", mela_last_error());
     mela_model_free(m);
     return check_finish();
 }

@@ -57,7 +57,12 @@ static mela_node class_scores(const mela_metric *mt, mela_graph *g, const mela_n
         return mela_log_softmax(g, mela_neg(g, mela_sqdist(g, eq, protos)));
     }
     case MELA_METRIC_MATCHING: {
-        mela_node att = mela_softmax(g, mela_cosine(g, eq, es, 1e-8f));
+        mela_node cs = mela_cosine(g, eq, es, 1e-8f);
+        if (mt->c.learn_scale)
+            cs = mela_mul(g, cs, w[mt->nmodel]);
+        else if (mt->c.scale > 0 && mt->c.scale != 1)
+            cs = mela_scale(g, cs, mt->c.scale);
+        mela_node att = mela_softmax(g, cs);
         return mela_log(g, mela_matmul(g, att, oh, 0, 0));
     }
     default: { /* Siamese: mean p(same) against each class's support */
@@ -154,6 +159,9 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
         why = "training episodes need at least 2 ways, 1 shot and 1 query";
     else if (c->kind == MELA_METRIC_SIAMESE && c->pairs < 2)
         why = "Siamese training needs at least 2 pairs per batch";
+    else if (!(c->scale >= 0) ||
+             (c->kind != MELA_METRIC_MATCHING && ((c->scale != 0 && c->scale != 1) || c->learn_scale)))
+        why = "a scale of the attention is Matching Networks' (and must be >= 0)";
     else if (mela_model_features(m) < 1)
         why = "the embedding model does not say its feature size";
     if (why) {
@@ -179,6 +187,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
         mela_layout_add(mt->L, "siamese.weight", MELA_SHAPE(1, mt->D));
         mela_layout_add(mt->L, "siamese.bias", MELA_SHAPE(1));
     }
+    if (c->kind == MELA_METRIC_MATCHING && c->learn_scale)
+        mela_layout_add(mt->L, "matching.scale", MELA_SHAPE(1));
     mt->nviews = mela_layout_count(mt->L);
     mt->tp.L = mt->L;
     int rc = c->kind == MELA_METRIC_SIAMESE ? build_pairs(mt, &mt->tp.train)
@@ -205,6 +215,8 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
             w[i] = -bound * (0.5f + 0.5f * mela_rng_uniform(r));
         theta[mela_layout_offset(mt->L, mt->nmodel + 1)] = 1.0f;
     }
+    if (mt->c.kind == MELA_METRIC_MATCHING && mt->c.learn_scale)
+        theta[mela_layout_offset(mt->L, mt->nmodel)] = mt->c.scale > 0 ? mt->c.scale : 1.0f;
 }
 
 int mela_metric_reserve(mela_metric *mt, int slots) { return tp_reserve(&mt->tp, slots); }

@@ -37,6 +37,8 @@ static const option options[] = {
     {"test_shots", T_INT, F(test_shots), 0, 1000, "shots of validation and test episodes (0: as --shots)"},
     {"pairs", T_INT, F(pairs), 0, 100000, "Siamese: pairs per training batch (half same class, half different)"},
     {"augment", T_INT, F(augment), 0, 1, "Siamese: 1 = Koch's random affine distortions of training pairs"},
+    {"scale", T_FLOAT, F(scale), 1e-3, 1000, "Matching: attention softmax(scale * cosine) (1: Vinyals et al.)"},
+    {"learn_scale", T_INT, F(learn_scale), 0, 1, "Matching: 1 = the scale is learned, starting at --scale"},
     {"lr_decay_every", T_INT, F(lr_decay_every), 0, 100000000, "halve outer_lr every N iterations (0: never)"},
     {"cosine_lr", T_INT, F(cosine_lr), 0, 1, "1: cosine annealing of outer_lr to min_lr over the run (MAML++)"},
     {"min_lr", T_FLOAT, F(min_lr), 0, 1, "the end of the cosine annealing"},
@@ -150,6 +152,7 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     const char *ds = dataset ? dataset : "omniglot";
     snprintf(rc->dataset, sizeof rc->dataset, "%s", ds);
     snprintf(rc->split, sizeof rc->split, "vinyals");
+    rc->scale = 1.0f;
     snprintf(rc->data_dir, sizeof rc->data_dir, "../shared/data/omniglot");
     snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", rc->learner, ds);
     rc->outer_lr = 0.001f;
@@ -304,6 +307,9 @@ int mela_run_check(const mela_run_config *rc)
         if (!rc->metric && rc->test_ways && rc->test_ways != rc->gb.ways)
             return mela_set_error("test_ways %d must equal ways %d for %s: its head has one output "
                                   "per class", rc->test_ways, rc->gb.ways, rc->learner);
+        if ((rc->scale != 1 || rc->learn_scale) && strcmp(rc->learner, "matchnet"))
+            return mela_set_error("scale %g / learn_scale %d: the attention scale is matchnet's",
+                                  (double)rc->scale, rc->learn_scale);
         if (!strcmp(rc->learner, "siamese") && rc->pairs < 2)
             return mela_set_error("pairs: %d (Siamese training needs at least 2)", rc->pairs);
     } else {

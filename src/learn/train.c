@@ -240,7 +240,8 @@ static int run_open(run *r, const mela_run_config *rc, int data, int query_total
         mela_metric_config mc = {.kind = kind, .ways = rc->gb.ways, .shots = rc->gb.shots,
                                  .queries = rc->gb.queries, .test_ways = test_ways(rc),
                                  .test_shots = test_shots(rc), .test_queries = rc->test_queries,
-                                 .pairs = rc->pairs, .query_total = query_total};
+                                 .pairs = rc->pairs, .query_total = query_total,
+                                 .scale = rc->scale, .learn_scale = rc->learn_scale};
         if (!(r->mt = mela_metric_new(r->model, &mc)))
             goto fail;
     } else {
