@@ -55,6 +55,11 @@ void mela_set_blas_threads(int n);
  * threads (a Prototypical Networks episode is one big batch) and back to 1
  * when tasks themselves run in parallel. A process-wide setting. */
 void mela_set_kernel_threads(int n);
+/* Runs fn on jobs[0..n) (each job_size bytes apart): job 0 on the calling
+ * thread, the others on threads of their own; a job whose thread cannot
+ * start runs on the calling thread once the others are joined. Returns when
+ * every job is done. The learners run tasks and episodes with it. */
+void mela_parallel(int n, void *(*fn)(void *job), void *jobs, size_t job_size);
 /* The CPU kernel family OpenBLAS chose ("SkylakeX", "Haswell", "Prescott"...).
  * OpenBLAS 0.3.21 falls back to "Prescott" (SSE3, several times slower) on
  * CPUs it does not recognise, such as virtual machines that hide the model;

@@ -409,8 +409,38 @@ static void test_pool(void)
     test_pool_first_max();
 }
 
+typedef struct pjob {
+    int k, runs;
+    double sum;
+} pjob;
+
+static void *pjob_run(void *arg)
+{
+    pjob *j = arg;
+    j->runs++;
+    for (int i = 0; i <= 1000 * j->k; i++)
+        j->sum += i;
+    return NULL;
+}
+
+/* Every job runs exactly once, for fewer and more jobs than the stack slots. */
+static void test_parallel(void)
+{
+    for (int n = 1; n <= 12; n += 11) {
+        pjob jobs[12] = {{0}};
+        for (int k = 0; k < n; k++)
+            jobs[k].k = k;
+        mela_parallel(n, pjob_run, jobs, sizeof *jobs);
+        int ok = 1;
+        for (int k = 0; k < n; k++)
+            ok &= jobs[k].runs == 1 && jobs[k].sum == 1000.0 * k * (1000.0 * k + 1) / 2;
+        CHECK(ok, "mela_parallel ran each of %d jobs once", n);
+    }
+}
+
 int main(void)
 {
+    test_parallel();
     test_gemm();
     test_conv_init();
     test_conv();

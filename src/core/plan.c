@@ -18,6 +18,7 @@
 
 void mela_set_blas_threads(int n) { mk_blas_threads(n); }
 void mela_set_kernel_threads(int n) { mk_set_threads(n); }
+void mela_parallel(int n, void *(*fn)(void *), void *jobs, size_t size) { mk_parallel(n, fn, jobs, size); }
 const char *mela_blas_core(void) { return mk_blas_core(); }
 
 #define ARENA_ALIGN 16 /* floats */

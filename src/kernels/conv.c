@@ -33,7 +33,6 @@
  * over the outputs that see the pixel), so they share no code with the fast
  * path. They are for tests and documentation.
  */
-#include <pthread.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -88,19 +87,9 @@ static void parallel(int ntasks, double flops, void (*fn)(void *, int, int), voi
     if (flops < PAR_MIN_FLOPS)
         nt = 1;
     par_job jobs[MK_MAX_THREADS];
-    pthread_t tid[MK_MAX_THREADS];
-    int started[MK_MAX_THREADS] = {0};
     for (int k = 0; k < nt; k++)
         jobs[k] = (par_job){fn, ctx, ntasks, nt, k};
-    for (int k = 1; k < nt; k++)
-        started[k] = pthread_create(&tid[k], NULL, par_main, &jobs[k]) == 0;
-    par_main(&jobs[0]);
-    for (int k = 1; k < nt; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            par_main(&jobs[k]); /* no thread: run its share here */
-    }
+    mk_parallel(nt, par_main, jobs, sizeof *jobs);
 }
 
 int mk_conv_init(mk_conv *cv)

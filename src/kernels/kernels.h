@@ -22,6 +22,10 @@
 void mk_blas_threads(int n);
 /* OpenBLAS's kernel family (openblas_get_corename). */
 const char *mk_blas_core(void);
+/* Runs fn on jobs[0..n) (each job_size bytes): job 0 on the calling thread,
+ * the others on threads of their own; a job whose thread cannot start runs
+ * on the calling thread after the others are joined. Returns when all are done. */
+void mk_parallel(int n, void *(*fn)(void *job), void *jobs, size_t job_size);
 
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X^T when the

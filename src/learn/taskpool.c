@@ -3,7 +3,6 @@
  * the batch of tasks run on threads with gradients averaged in task order
  * (so results do not depend on the number of threads).
  */
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -187,24 +186,13 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
     mela_set_kernel_threads(all > n ? all / n : 1);
     double *tl = calloc(2 * (size_t)n, sizeof *tl);
     job *jobs = calloc(threads, sizeof *jobs);
-    pthread_t *tid = calloc(threads, sizeof *tid);
-    char *started = calloc(threads, 1);
-    if (!tl || !jobs || !tid || !started) {
-        free(tl), free(jobs), free(tid), free(started);
+    if (!tl || !jobs) {
+        free(tl), free(jobs);
         return mela_set_error("learner: out of memory");
     }
     for (int k = 0; k < threads; k++)
         jobs[k] = (job){gb, theta, tasks, n, k, threads, 0, tl, tl + n, ""};
-    for (int k = 1; k < threads; k++)
-        started[k] = pthread_create(&tid[k], NULL, worker, &jobs[k]) == 0;
-    worker(&jobs[0]);
-    for (int k = 1; k < threads; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            worker(&jobs[k]); /* no thread: run its share here */
-    }
-    free(started);
+    mela_parallel(threads, worker, jobs, sizeof *jobs);
     int rc = 0;
     for (int k = 0; k < threads && !rc; k++)
         if (jobs[k].rc)
@@ -228,6 +216,6 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
         if (acc)
             *acc = sa / n;
     }
-    free(tl), free(jobs), free(tid);
+    free(tl), free(jobs);
     return rc;
 }

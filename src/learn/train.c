@@ -5,7 +5,6 @@
  * checkpoint on the fixed test episodes.
  */
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,24 +328,14 @@ static int evaluate(run *r, source *src, int n, int threads, mela_eval_result *r
     mela_set_kernel_threads(all > threads ? all / threads : 1);
     double *acc = calloc(2 * (size_t)n, sizeof *acc);
     eval_job *jobs = calloc(threads, sizeof *jobs);
-    pthread_t *tid = calloc(threads, sizeof *tid);
-    char *started = calloc(threads, 1);
     int rc = 0;
-    if (!acc || !jobs || !tid || !started) {
+    if (!acc || !jobs) {
         rc = mela_set_error("out of memory");
         goto done;
     }
     for (int k = 0; k < threads; k++)
         jobs[k] = (eval_job){r, src, n, k, threads, 0, acc, acc + n, ""};
-    for (int k = 1; k < threads; k++)
-        started[k] = pthread_create(&tid[k], NULL, eval_worker, &jobs[k]) == 0;
-    eval_worker(&jobs[0]);
-    for (int k = 1; k < threads; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            eval_worker(&jobs[k]);
-    }
+    mela_parallel(threads, eval_worker, jobs, sizeof *jobs);
     for (int k = 0; k < threads && !rc; k++)
         if (jobs[k].rc)
             rc = mela_set_error("evaluation: %s", jobs[k].error);
@@ -356,7 +345,7 @@ static int evaluate(run *r, source *src, int n, int threads, mela_eval_result *r
         mela_mean_ci(acc + n, n, &res->loss, &res->loss_ci);
     }
 done:
-    free(acc), free(jobs), free(tid), free(started);
+    free(acc), free(jobs);
     return rc;
 }
 
