@@ -118,6 +118,16 @@ int main(void)
         snprintf(args, sizeof args, "%s %s/support", ckpt, dir);
         CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 0 && strstr(out, "q2.png") &&
                   strstr(out, "class4=") && strstr(out, "13 were resized"), "adapt (and its note): %s", out);
+        /* Reptile: trained 10-shot in minibatches, tested 1-shot; adapt takes
+         * the 2-shot support in minibatches of 5 */
+        char rargs[1400];
+        snprintf(rargs, sizeof rargs, "--learner reptile --iterations 2 --test-steps 3 --val-every 0 "
+                 "--val-episodes 4 --test-episodes 4 --width 8 --cache-dir %s/cache --data-dir %s", dir, omni);
+        CHECK(run(out, sizeof out, "train %s --out-dir %s/rep", rargs, dir) == 0 && strstr(out, "test: accuracy"),
+              "reptile train: %s", out);
+        snprintf(args, sizeof args, "%s/rep/best.safetensors %s/support", dir, dir);
+        CHECK(run(out, sizeof out, "adapt %s %s/query", args, dir) == 0 && strstr(out, "q2.png") &&
+                  strstr(out, "class4="), "reptile adapt (2 shots, test shots 1 in training): %s", out);
         /* metric learners: any number of classes; compare for Siamese only */
         char margs[1400];
         snprintf(margs, sizeof margs, "--iterations 3 --val-every 0 --val-episodes 4 --test-episodes 4 "
