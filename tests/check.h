@@ -35,4 +35,7 @@ int check_close_array(const char *file, int line, const float *got, const float 
 
 int check_finish(void);
 
+/* Removes path and, for a directory, everything under it (test scratch). */
+void check_rm_rf(const char *path);
+
 #endif

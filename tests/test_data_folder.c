@@ -3,7 +3,6 @@
  * grey by luminance, RGB, inversion, resizing, episodes from a folder, and
  * the errors: empty class, a non-image file, a corrupt PNG, too few images
  * for K + Q, no classes. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,29 +15,6 @@
 #include "check.h"
 #include "mela.h"
 #include "mela_data.h"
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st))
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 static int write_png(const char *path, const uint8_t *pix, int h, int w, int colour)
 {
@@ -289,6 +265,6 @@ int main(void)
     make_good();
     test_good();
     test_bad();
-    rm_rf(root);
+    check_rm_rf(root);
     return check_finish();
 }

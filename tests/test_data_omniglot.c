@@ -3,7 +3,6 @@
  * downsampling values, the cache (hit, rebuilt after the archive changes,
  * rebuilt when damaged), Vinyals / Finn / Lake splits, rotations, episode
  * invariants and determinism, and bad input with the file named. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,29 +17,6 @@
 #include "mela_data.h"
 
 /* ------------------------------------------------------------ test helpers */
-
-static void rm_rf(const char *path)
-{
-    struct stat st;
-    if (lstat(path, &st))
-        return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && (de = readdir(d))) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            char sub[4096];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_rf(sub);
-        }
-        if (d)
-            closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
 
 /* 8-bit grey PNG in memory (malloc'ed); *n its size. */
 static void *png_bytes(const uint8_t *pix, int h, int w, size_t *n)
@@ -623,6 +599,6 @@ int main(void)
     }
     mela_dataset_free(ds);
     test_bad_archives();
-    rm_rf(root);
+    check_rm_rf(root);
     return check_finish();
 }
