@@ -66,6 +66,9 @@ int main(void)
     for (int i = 0; i < 4; i++)
         CHECK(run(out, sizeof out, "%s --help", cmds[i], 0) == 0 && strstr(out, "Usage: mela"),
               "%s --help: %s", cmds[i], out);
+    CHECK(run(out, sizeof out, "train --learner reptile --ways 20 --help", 0, 0) == 0 &&
+              strstr(out, "default for reptile on omniglot, 20-way") && strstr(out, "(default: 0.0005)"),
+          "train --help shows the defaults of the learner given: %s", out);
     CHECK(run(out, sizeof out, "bogus", 0, 0) == 2 && strstr(out, "bogus"), "unknown command: %s", out);
     CHECK(run(out, sizeof out, "train --ways 0", 0, 0) == 2 && strstr(out, "ways"), "bad ways: %s", out);
     CHECK(run(out, sizeof out, "train --shots 0", 0, 0) == 2 && strstr(out, "shots"), "zero shots: %s", out);

@@ -20,20 +20,23 @@ static const char *opt_key(const char *arg, char *key, size_t n)
     return key;
 }
 
-static void train_help(void)
+/* The options with the defaults of the learner, dataset and ways given. */
+static void train_help(const char *learner, const char *dataset, int ways)
 {
     mela_run_config rc;
-    mela_run_defaults(&rc, "maml", "omniglot", 5);
+    if (mela_run_defaults(&rc, learner, dataset, ways ? ways : 5))
+        mela_run_defaults(&rc, "maml", "omniglot", 5);
     printf("Usage: mela train [--key value]...\n"
            "\n"
            "Meta-trains a learner and writes OUT_DIR/best.safetensors (best validation),\n"
            "OUT_DIR/last.safetensors and OUT_DIR/metrics.{jsonl,csv}. Then evaluates the best\n"
            "checkpoint on the fixed test episodes. Defaults follow Finn et al. (2017) for the\n"
-           "chosen --learner, --dataset and --ways (shown: maml, omniglot, 5-way; 20-way\n"
+           "chosen --learner, --dataset and --ways (maml: 5-way 1 step of 0.4, meta-batch 32; 20-way\n"
            "gives 5 steps of 0.1 and meta-batch 16; sinusoid gives the 1-40-40-1 MLP, K = 10,\n"
            "1 step of 0.01, meta-batch 25, 70,000 iterations).\n"
            "\n"
-           "Options (key: default):\n");
+           "Options (key: default for %s on %s, %d-way; 'mela train --learner L [--ways N]\n"
+           "--help' shows L's):\n", rc.learner, rc.dataset, rc.gb.ways);
     char buf[600];
     const char *help;
     for (int i = 0;; i++) {
@@ -112,11 +115,19 @@ int cli_train(int argc, char **argv)
     const char *learner = "maml", *dataset = "omniglot";
     int ways = 0, test_ways = 0, report = 100; /* defaults follow the test ways when given */
     char key[64];
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i++) /* help first, with the defaults of what is given */
         if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            train_help();
+            for (int j = 1; j + 1 < argc; j++) {
+                if (!opt_key(argv[j], key, sizeof key))
+                    continue;
+                if (!strcmp(key, "learner")) learner = argv[j + 1];
+                if (!strcmp(key, "dataset")) dataset = argv[j + 1];
+                if (!strcmp(key, "ways")) ways = atoi(argv[j + 1]);
+            }
+            train_help(learner, dataset, ways);
             return 0;
         }
+    for (int i = 1; i < argc; i++) {
         if (!opt_key(argv[i], key, sizeof key) || i + 1 >= argc) {
             fprintf(stderr, "mela train: expected --key value, got '%s' (see 'mela train --help')\n", argv[i]);
             return 2;
