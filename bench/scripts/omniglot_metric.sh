@@ -4,8 +4,9 @@
 # test episodes (1,000 for the Vinyals split as Snell et al. do, 600 for
 # Lake/Koch), and appends one markdown row per evaluation.
 # Usage: bench/scripts/omniglot_metric.sh RESULTS.md ITERATIONS [RUN...]
-#   RUN: protonet-1s protonet-5s matchnet matchnet-scaled siamese (default:
-#   protonet-1s matchnet siamese). MELA_BIN/MELA_COMMIT: the binary and its commit.
+#   RUN: protonet-1s protonet-5s matchnet matchnet-scaled matchnet-scaled-20w siamese
+#   (default: protonet-1s matchnet siamese). MELA_BIN/MELA_COMMIT: the binary and
+#   its commit; MELA_THREADS: threads of every training and evaluation.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=$1
@@ -44,7 +45,7 @@ evals() { # name trained-as specs... : rows for the other ways/shots of a traine
   local name=$1 as=$2; shift 2
   for spec in "$@"; do
     read -r w k <<< "$spec"
-    e="$mela eval runs/omniglot-$name/best.safetensors --test-ways $w --test-shots $k --episodes 1000"
+    e="$mela eval runs/omniglot-$name/best.safetensors --test-ways $w --test-shots $k --episodes 1000${MELA_THREADS:+ --threads $MELA_THREADS}"
     row "${name%%-*}" "$as" "$iters" 0 "$w-way $k-shot" "$($e | acc)" "$e"
   done
 }
@@ -66,11 +67,15 @@ for run in $runs; do
     train matchnet-scaled --learner matchnet --ways 5 --scale 10 --learn-scale 1 --test-episodes 1000
     row matchnet "5-way 1-shot, learned scale" "$iters" "$secs" "5-way 1-shot" "$(grep '^test:' runs/omniglot-matchnet-scaled.log | acc)" "$tcmd"
     evals matchnet-scaled "5-way 1-shot, learned scale" "20 1" "5 5" "20 5" ;;
+  matchnet-scaled-20w) # trained on 20-way 1-shot episodes, learned scale
+    train matchnet-scaled-20w --learner matchnet --ways 20 --scale 10 --learn-scale 1 --test-episodes 1000
+    row matchnet "20-way 1-shot, learned scale" "$iters" "$secs" "20-way 1-shot" "$(grep '^test:' runs/omniglot-matchnet-scaled-20w.log | acc)" "$tcmd"
+    evals matchnet-scaled-20w "20-way 1-shot, learned scale" "5 1" "5 5" "20 5" ;;
   siamese) # Siamese networks, Koch's protocol: 20-way within-alphabet one-shot on Lake's alphabets
     train siamese-lake --learner siamese
     row siamese "pairs (Lake split)" "$iters" "$secs" "20-way 1-shot within alphabet" "$(grep '^test:' runs/omniglot-siamese-lake.log | acc)" "$tcmd"
     for w in 5 20; do # Vinyals split episodes, as in the MAML paper's table
-      e="$mela eval runs/omniglot-siamese-lake/best.safetensors --split vinyals --test-ways $w --test-queries 15"
+      e="$mela eval runs/omniglot-siamese-lake/best.safetensors --split vinyals --test-ways $w --test-queries 15${MELA_THREADS:+ --threads $MELA_THREADS}"
       row siamese "pairs (Lake split)" "$iters" 0 "$w-way 1-shot (Vinyals test split)" "$($e | acc)" "$e"
     done ;;
   *) echo "unknown run '$run'" >&2; exit 2 ;;
