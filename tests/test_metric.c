@@ -265,6 +265,7 @@ int main(void)
                             .test_ways = 5, .test_shots = 1, .test_queries = 1};
     CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "head"),
           "a model with a head is refused: %s", mela_last_error());
+    mela_model_free(m);
     c.scale = 5;
     m = mela_conv4_new(1, 28, 8, 2, 0, 1);
     CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "scale"),
