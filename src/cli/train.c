@@ -110,25 +110,22 @@ static void print_result(const char *what, const mela_eval_result *r)
                what, 100 * r->acc, 100 * r->acc_ci, r->episodes, r->ways, r->shots, r->steps);
 }
 
+static int is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
+
 int cli_train(int argc, char **argv)
 {
     const char *learner = "maml", *dataset = "omniglot";
     int ways = 0, test_ways = 0, report = 100; /* defaults follow the test ways when given */
     char key[64];
-    for (int i = 1; i < argc; i++) /* help first, with the defaults of what is given */
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            for (int j = 1; j + 1 < argc; j++) {
-                if (!opt_key(argv[j], key, sizeof key))
-                    continue;
-                if (!strcmp(key, "learner")) learner = argv[j + 1];
-                if (!strcmp(key, "dataset")) dataset = argv[j + 1];
-                if (!strcmp(key, "ways")) ways = atoi(argv[j + 1]);
-            }
-            train_help(learner, dataset, ways);
-            return 0;
-        }
+    int help = 0; /* help shows the defaults of the learner, dataset and ways given */
+    for (int i = 1; i < argc; i++)
+        help |= is_help(argv[i]);
     for (int i = 1; i < argc; i++) {
+        if (is_help(argv[i]))
+            continue;
         if (!opt_key(argv[i], key, sizeof key) || i + 1 >= argc) {
+            if (help)
+                continue;
             fprintf(stderr, "mela train: expected --key value, got '%s' (see 'mela train --help')\n", argv[i]);
             return 2;
         }
@@ -137,6 +134,10 @@ int cli_train(int argc, char **argv)
         if (!strcmp(key, "ways") && !test_ways) ways = atoi(argv[i + 1]);
         if (!strcmp(key, "test_ways")) test_ways = ways = atoi(argv[i + 1]);
         i++;
+    }
+    if (help) {
+        train_help(learner, dataset, ways);
+        return 0;
     }
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways)) {

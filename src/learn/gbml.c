@@ -106,7 +106,8 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
     }
     int ib = meta ? c->inner_batch : c->test_inner_batch;
     for (int s = 0; s < steps; s++) {
-        mela_node out = forward_at(gb, g, fast, w, s, minibatch(g, o->xs, ns, ib, s), minibatch(g, fs, ns, ib, s));
+        mela_node out = forward_at(gb, g, fast, w, s, minibatch(g, o->xs, ns, ib, s),
+                                   minibatch(g, fs, ns, ib, s));
         mela_node loss = task_loss(gb, g, out, minibatch(g, o->ys, ns, ib, s));
         if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;

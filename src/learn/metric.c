@@ -60,7 +60,7 @@ static mela_node class_scores(const mela_metric *mt, mela_graph *g, const mela_n
         mela_node cs = mela_cosine(g, eq, es, 1e-8f);
         if (mt->c.learn_scale)
             cs = mela_mul(g, cs, w[mt->nmodel]);
-        else if (mt->c.scale > 0 && mt->c.scale != 1)
+        else if (mt->c.scale != 1)
             cs = mela_scale(g, cs, mt->c.scale);
         mela_node att = mela_softmax(g, cs);
         return mela_log(g, mela_matmul(g, att, oh, 0, 0));
@@ -178,6 +178,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
     }
     mt->m = m;
     mt->c = *c;
+    if (mt->c.scale == 0)
+        mt->c.scale = 1; /* 0: the plain cosine */
     mt->D = mela_model_features(m);
     const mela_layout *ml = mela_model_layout(m);
     mt->nmodel = mela_layout_count(ml);
@@ -216,7 +218,7 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
         theta[mela_layout_offset(mt->L, mt->nmodel + 1)] = 1.0f;
     }
     if (mt->c.kind == MELA_METRIC_MATCHING && mt->c.learn_scale)
-        theta[mela_layout_offset(mt->L, mt->nmodel)] = mt->c.scale > 0 ? mt->c.scale : 1.0f;
+        theta[mela_layout_offset(mt->L, mt->nmodel)] = mt->c.scale;
 }
 
 int mela_metric_reserve(mela_metric *mt, int slots) { return tp_reserve(&mt->tp, slots); }

@@ -54,8 +54,23 @@ static void source_free(source *s)
     memset(s, 0, sizeof *s);
 }
 
-
 static size_t image_floats(const mela_dataset *ds) { return (size_t)ds->C * ds->H * ds->W; }
+
+/* dst = the n rows (img floats each, with a label) of src in a random order
+ * (inside-out Fisher-Yates). */
+static void shuffle_rows(float *dx, float *dy, const float *sx, const float *sy, int n, size_t img,
+                         mela_rng *r)
+{
+    for (int j = 0; j < n; j++) {
+        int k = (int)mela_rng_below(r, (uint32_t)j + 1);
+        if (k != j) {
+            memcpy(dx + (size_t)j * img, dx + (size_t)k * img, img * sizeof *dx);
+            dy[j] = dy[k];
+        }
+        memcpy(dx + (size_t)k * img, sx + (size_t)j * img, img * sizeof *dx);
+        dy[k] = sy[j];
+    }
+}
 
 /* Episodes whose inner loop takes minibatches of b support rows get their
  * support rows in a random order (the sampler gives them class by class). */
@@ -159,15 +174,7 @@ static void source_task(source *s, int slot, uint64_t i, mela_task *t)
         int n = s->N * s->K;
         float *x = s->shuf + (size_t)slot * n * (img + 1), *y = x + (size_t)n * img;
         mela_rng r = mela_rng_derive(s->seed, s->sp->id ^ 0x73687566ULL, i);
-        for (int j = 0; j < n; j++) { /* inside-out Fisher-Yates */
-            int k = (int)mela_rng_below(&r, (uint32_t)j + 1);
-            if (k != j) {
-                memcpy(x + (size_t)j * img, x + (size_t)k * img, img * sizeof *x);
-                y[j] = y[k];
-            }
-            memcpy(x + (size_t)k * img, e->x_support + (size_t)j * img, img * sizeof *x);
-            y[k] = e->y_support[j];
-        }
+        shuffle_rows(x, y, e->x_support, e->y_support, n, img, &r);
         t->xs = x, t->ys = y;
     }
 }
@@ -647,13 +654,9 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
                            sup->classes[0].name, K);
             goto done;
         }
-    if (rc.metric) { /* any number of classes and shots */
+    rc.test_shots = K; /* the support's shots, whatever the training shots were */
+    if (rc.metric) /* any number of classes */
         rc.test_ways = sup->nclasses;
-        rc.test_shots = K;
-    } else {
-        rc.gb.shots = K;
-        rc.test_shots = K;
-    }
     if (steps >= 0)
         rc.gb.test_steps = steps;
     if (run_open(&r, &rc, 0, nquery) || mela_checkpoint_read(ck, run_layout(&r), r.theta))
@@ -692,17 +695,16 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
     }
     int ib = rc.gb.test_inner_batch;
     if (!rc.metric && ib > 0 && ib < N * K) { /* minibatches of a shuffled support (Reptile) */
-        mela_rng rr = mela_rng_derive((uint64_t)rc.test_seed, 0x61646170ULL, 0);
-        for (int j = N * K - 1; j > 0; j--) {
-            int k = (int)mela_rng_below(&rr, (uint32_t)j + 1);
-            for (size_t q = 0; q < img; q++) {
-                float v = xs[(size_t)j * img + q];
-                xs[(size_t)j * img + q] = xs[(size_t)k * img + q];
-                xs[(size_t)k * img + q] = v;
-            }
-            float v = ys[j];
-            ys[j] = ys[k], ys[k] = v;
+        float *tmp = malloc((size_t)N * K * (img + 1) * sizeof *tmp);
+        if (!tmp) {
+            mela_set_error("adapt: out of memory");
+            goto done;
         }
+        memcpy(tmp, xs, (size_t)N * K * img * sizeof *tmp);
+        memcpy(tmp + (size_t)N * K * img, ys, (size_t)N * K * sizeof *tmp);
+        mela_rng rr = mela_rng_derive((uint64_t)rc.test_seed, 0x61646170ULL, 0);
+        shuffle_rows(xs, ys, tmp, tmp + (size_t)N * K * img, N * K, img, &rr);
+        free(tmp);
     }
     res->nimages = nquery + sup->nimages;
     res->nresized += sup->nresized;
