@@ -1,5 +1,5 @@
-/* bench_maml.c - wall time of one MAML meta-iteration (meta-gradient of a
- * meta-batch + Adam step) on the Omniglot Conv-4 (stride-2, 64 filters,
+/* bench_maml.c - wall time of one MAML meta-iteration (mela_learner_step:
+ * meta-gradient of a meta-batch + Adam step) on the Omniglot Conv-4 (stride-2, 64 filters,
  * 28x28), with random images, for the paper's settings; median of repeats.
  * Compare with bench/torch_maml.py (the same computation in PyTorch).
  *
@@ -54,7 +54,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_maml: --reps 1..1000, --threads 1..64\n");
         return 2;
     }
-    mela_set_blas_threads(1);
     setting S[] = {
         {"maml-5w1s", 5, 1, 1, 1, 32, 0, 0.4f},
         {"fomaml-5w1s", 5, 1, 1, 1, 32, 1, 0.4f},
@@ -68,21 +67,25 @@ int main(int argc, char **argv)
         setting s = S[k];
         if (only && strcmp(only, s.name))
             continue;
-        mela_model *m = mela_conv4_new(1, 28, 64, 4, s.ways, 0);
-        mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .first_order = s.first_order,
-                              .ways = s.ways, .shots = s.shots, .queries = s.queries,
-                              .steps = s.steps, .test_steps = s.steps, .inner_lr = s.lr};
-        mela_gbml *gb = mela_gbml_new(m, &c);
-        if (!gb) {
+        /* the learner as `mela train` builds it, on random images */
+        mela_run_config rc;
+        char buf[16];
+        mela_run_defaults(&rc, s.first_order ? "fomaml" : "maml", "omniglot", s.ways);
+        rc.train = (mela_task_spec){s.ways, s.shots, s.queries, 0};
+        rc.steps = rc.test_steps = s.steps;
+        rc.inner_lr = s.lr;
+        rc.meta_batch = s.meta_batch;
+        rc.iterations = reps + 2;
+        snprintf(buf, sizeof buf, "%d", threads);
+        mela_learner *l = mela_run_set(&rc, "threads", buf) ? NULL : mela_learner_new(&rc, 0);
+        if (!l) {
             fprintf(stderr, "bench_maml: %s\n", mela_last_error());
             return 1;
         }
-        size_t n = mela_layout_size(mela_gbml_layout(gb));
-        float *theta = calloc(n, sizeof *theta), *grad = calloc(n, sizeof *grad);
+        size_t n = mela_layout_size(mela_learner_layout(l));
+        float *theta = calloc(n, sizeof *theta);
         mela_rng r = mela_rng_new(1);
-        mela_gbml_init(gb, theta, &r);
-        mela_adam adam;
-        mela_adam_init(&adam, n, 0.001f);
+        mela_learner_init(l, theta, &r);
         int ns = s.ways * s.shots, nq = s.ways * s.queries;
         size_t per = (size_t)(ns + nq) * (784 + 1);
         float *data = malloc(per * s.meta_batch * sizeof *data);
@@ -98,27 +101,29 @@ int main(int argc, char **argv)
         }
         double *t = malloc(reps * sizeof *t);
         if (profile)
-            mela_gbml_set_profiling(gb, 1);
+            mela_learner_set_profiling(l, 1);
         for (int i = -2; i < reps; i++) {
             double t0 = now();
-            mela_gbml_meta_grad(gb, theta, s.meta_batch, tasks, threads, grad, NULL, NULL);
-            mela_adam_step(&adam, theta, grad);
+            if (mela_learner_step(l, theta, i + 3, s.meta_batch, tasks, NULL, NULL)) {
+                fprintf(stderr, "bench_maml: %s\n", mela_last_error());
+                return 1;
+            }
             if (i >= 0)
                 t[i] = now() - t0;
         }
         qsort(t, reps, sizeof *t, cmp);
         double med = t[reps / 2];
         printf("| %s | %d | %d | %.1f | %.0f | %.1f |\n", s.name, s.meta_batch, s.steps, 1e3 * med,
-               s.meta_batch / med, mela_gbml_arena_bytes(gb) / 1e6);
+               s.meta_batch / med, mela_learner_arena_bytes(l) / 1e6);
         fflush(stdout);
         if (profile) {
             int no = mela_op_count();
             double *sec = calloc(no, sizeof *sec), tot = 0;
             long *calls = calloc(no, sizeof *calls);
-            mela_gbml_profile(gb, sec, calls);
+            mela_learner_profile(l, sec, calls);
             for (int i = 0; i < no; i++)
                 tot += sec[i];
-            printf("\n%s: %d steps per task; time by op (all runs):\n", s.name, mela_gbml_steps(gb));
+            printf("\n%s: %d steps per task; time by op (all runs):\n", s.name, mela_learner_plan_steps(l));
             for (int pass = 0; pass < no; pass++) {
                 int best = -1;
                 for (int i = 0; i < no; i++)
@@ -133,10 +138,8 @@ int main(int argc, char **argv)
             printf("\n");
             free(sec), free(calls);
         }
-        free(t), free(data), free(tasks), free(theta), free(grad);
-        mela_adam_free(&adam);
-        mela_gbml_free(gb);
-        mela_model_free(m);
+        free(t), free(data), free(tasks), free(theta);
+        mela_learner_free(l);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);

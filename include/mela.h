@@ -29,7 +29,8 @@
  * are "sticky": a builder given MELA_NONE, or given shapes that do not fit,
  * returns MELA_NONE and the graph keeps the first message, which names the op
  * and the shapes (mela_graph_error). Other functions return NULL or -1 and
- * leave a message for mela_last_error(). Asserts are kept for our own bugs.
+ * leave a message for mela_last_error(). The library has no asserts: its own
+ * invariants are checked by the test suite (under ASan and UBSan).
  *
  * Memory. Every _new has a _free that accepts NULL. Pointers returned by
  * getters belong to the object they came from.
@@ -40,21 +41,43 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* libmela.so exports exactly what the public headers declare: the library is
+ * compiled with -fvisibility=hidden and these headers make their own
+ * declarations visible. Every public name begins with mela_ (or MELA_). */
+#if defined(__GNUC__)
+#define MELA_EXPORT_BEGIN _Pragma("GCC visibility push(default)")
+#define MELA_EXPORT_END _Pragma("GCC visibility pop")
+#else
+#define MELA_EXPORT_BEGIN
+#define MELA_EXPORT_END
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
+MELA_EXPORT_BEGIN
 
 /* The version as "MAJOR.MINOR.PATCH". */
 const char *mela_version(void);
 
-/* Threads OpenBLAS may use inside one matrix product (default: all cores).
- * The learners set 1 and run tasks on their own threads instead. */
-void mela_set_blas_threads(int n);
-/* Threads for the chunks of one convolution (1 to 4; default 1). Results do
- * not depend on it. The learners set it when a batch has fewer tasks than
- * threads (a Prototypical Networks episode is one big batch) and back to 1
- * when tasks themselves run in parallel. A process-wide setting. */
-void mela_set_kernel_threads(int n);
+/*
+ * Threads. mela never changes a process-wide thread setting for longer than
+ * one of its own calls. What it does:
+ *   - An executor (mela_exec) runs on the calling thread; the chunks of each
+ *     convolution may use more threads, mela_exec_set_threads(e, n) (1 to 4,
+ *     default 1). Results are the same bits for any count.
+ *   - The learners and runs (mela_learn.h) run the tasks of a batch on
+ *     `threads` threads of their own (a setting of the run, or an argument),
+ *     each with its own executor, and give spare threads to the convolutions
+ *     of their executors. Results never depend on the count.
+ *   - While a learner or a run computes on several threads, each matrix
+ *     product stays on one thread: OpenBLAS's thread count, a process-wide
+ *     setting of OpenBLAS's own, is set to 1 for the call and set back to
+ *     what it was before the call returns. A program that calls OpenBLAS
+ *     from other threads at the same time sees that count meanwhile.
+ *   - The engine alone (graphs, plans, executors) never touches OpenBLAS's
+ *     setting: its products use whatever the caller has set.
+ */
 /* Runs fn on jobs[0..n) (each job_size bytes apart): job 0 on the calling
  * thread, the others on threads of their own; a job whose thread cannot
  * start runs on the calling thread once the others are joined. Returns when
@@ -295,6 +318,10 @@ void mela_exec_bind_params(mela_exec *e, const float *flat);
 /* Runs the plan. Returns 0, or -1 (an input or the parameters not bound, a
  * label out of range) with mela_last_error set. */
 int mela_exec_run(mela_exec *e);
+/* Threads for the chunks of each convolution this executor runs (clamped to
+ * 1..4; default 1). The same bits for any count. */
+void mela_exec_set_threads(mela_exec *e, int n);
+int mela_exec_threads(const mela_exec *e);
 /* Profiling: when on, each run adds the seconds spent in every op type.
  * mela_exec_profile copies them (per op type, mela_op_count() entries; the
  * name of type i is mela_op_name(i)) and the number of steps run. */
@@ -307,6 +334,7 @@ const char *mela_op_name(int i);
  * valid until the next run. NULL for a node the plan does not keep. */
 const float *mela_exec_value(const mela_exec *e, mela_node x);
 
+MELA_EXPORT_END
 #ifdef __cplusplus
 }
 #endif

@@ -54,6 +54,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+MELA_EXPORT_BEGIN
 
 /* ---------------------------------------------------------------- datasets */
 
@@ -299,6 +300,67 @@ void mela_sampler_free(mela_sampler *s);
 void mela_sinusoid_task(uint64_t seed, uint64_t i, int K, int Q, float *xs, float *ys, float *xq,
                         float *yq, float *amp, float *phase);
 
+/* ------------------------------------------------------------------ tasks */
+
+/*
+ * What a few-shot task looks like, for training and for testing, whatever
+ * learns from it: N ways (classes), K shots (support examples per class), Q
+ * queries per class. Regression tasks (sinusoids) have K support and Q query
+ * points and no classes (ways = 1).
+ */
+typedef struct mela_task_spec {
+    int ways;
+    int shots;
+    int queries;
+    int query_rows; /* > 0: the query set has exactly this many rows, whatever
+                     * their labels (classifying the user's images); 0: N * Q */
+} mela_task_spec;
+
+/* One task as a learner sees it: support (xs, ys) and query (xq, yq).
+ * Classification: xs is (N*K, C, H, W), ys (N*K) labels 0..N-1 as floats;
+ * regression: (K, 1) and (K, 1). Query likewise with Q. Pairs (Siamese
+ * training): xs the first images, xq the second, ys 1.0 (same class) or 0.0,
+ * yq unused. */
+typedef struct mela_task {
+    const float *xs, *ys, *xq, *yq;
+} mela_task;
+
+enum mela_task_kind {
+    MELA_TASKS_EPISODES, /* N-way K-shot episodes of a split (mela_sampler) */
+    MELA_TASKS_PAIRS,    /* batches of image pairs, half same class, half different */
+    MELA_TASKS_SINUSOID  /* MAML's sinusoid regression tasks (no dataset) */
+};
+
+typedef struct mela_tasks_opts {
+    int kind;            /* enum mela_task_kind */
+    mela_task_spec spec; /* episodes: N, K, Q; sinusoids: K and Q points */
+    unsigned flags;      /* episodes: MELA_EPISODE_* */
+    int shuffle_support; /* episodes: 1 = the support rows in a random order
+                          * (for inner minibatches; the sampler gives them
+                          * class by class) */
+    int pairs;           /* pairs: pairs per task (at least 2) */
+    int augment;         /* pairs: Koch et al.'s affine distortion of each image */
+    uint64_t seed;
+    int slots;           /* buffers: tasks held at once (one per thread) */
+} mela_tasks_opts;
+
+/* A stream of tasks. Task i is a pure function of (seed, i), whichever slot
+ * holds it, so tasks can be drawn on several threads, each into its own
+ * slot, with the same results. The dataset and split (NULL for sinusoids)
+ * must outlive it. NULL with a message on a bad specification. */
+typedef struct mela_tasks mela_tasks;
+mela_tasks *mela_tasks_new(const mela_dataset *ds, const mela_split *sp, const mela_tasks_opts *o);
+void mela_tasks_free(mela_tasks *ts);
+int mela_tasks_slots(const mela_tasks *ts);
+/* Task i into slot `slot` (0 <= slot < slots); t's pointers stay valid until
+ * the slot is filled again. */
+void mela_tasks_get(mela_tasks *ts, int slot, uint64_t i, mela_task *t);
+
+/* dx, dy = the n rows (img floats each, one label each) of sx, sy in a random
+ * order drawn from r (inside-out Fisher-Yates). */
+void mela_shuffle_rows(float *dx, float *dy, const float *sx, const float *sy, int n, size_t img,
+                       mela_rng *r);
+
 /* ------------------------------------------------------------- evaluation */
 
 /* Mean of x[0..n) and the half-width of its 95% confidence interval,
@@ -323,6 +385,7 @@ int mela_image_decode(const void *data, size_t size, const char *what, int chann
 /* 64-bit hash used by the cache (FNV-1a-style, 8 bytes at a time, 4 lanes). */
 uint64_t mela_hash64(const void *data, size_t n, uint64_t seed);
 
+MELA_EXPORT_END
 #ifdef __cplusplus
 }
 #endif

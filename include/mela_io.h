@@ -47,6 +47,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+MELA_EXPORT_BEGIN
 
 /* ------------------------------------------------------------- checkpoints */
 
@@ -161,6 +162,7 @@ typedef struct mela_series {
 int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
                   const mela_series *series);
 
+MELA_EXPORT_END
 #ifdef __cplusplus
 }
 #endif

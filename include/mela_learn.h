@@ -39,28 +39,26 @@
 #define MELA_LEARN_H
 
 #include "mela.h"
+#include "mela_data.h"
 #include "mela_nn.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+MELA_EXPORT_BEGIN
 
-enum mela_learner { MELA_LEARNER_MAML, MELA_LEARNER_METASGD, MELA_LEARNER_ANIL, MELA_LEARNER_REPTILE };
+enum mela_gbml_learner { MELA_LEARNER_MAML, MELA_LEARNER_METASGD, MELA_LEARNER_ANIL, MELA_LEARNER_REPTILE };
 
 typedef struct mela_gbml_config {
-    int learner;      /* enum mela_learner */
+    int learner;      /* enum mela_gbml_learner */
     int first_order;  /* 1: inner gradients are constants */
     int regression;   /* 1: MSE on (K, 1) points; 0: N-way classification */
-    int ways;         /* N (classification) */
-    int shots;        /* K examples per class (regression: K points) */
-    int queries;      /* Q query examples per class (regression: Q points) */
-    int test_queries; /* Q at evaluation (0: same as queries) */
-    int query_total;  /* if > 0: the evaluation query set has exactly this many
-                       * rows, whatever their labels (mela adapt) */
+    mela_task_spec train; /* meta-training tasks (regression: K, Q points) */
+    mela_task_spec test;  /* evaluation tasks; shots and queries 0: as train,
+                           * ways must equal train's (the head's outputs) */
     int steps;        /* inner steps in meta-training */
     int test_steps;   /* inner steps at evaluation */
     float inner_lr;   /* alpha (Meta-SGD, LSLR: the initial value of every rate) */
-    int test_shots;   /* K at evaluation (0: same as shots) */
     /* MAML++ (Antoniou et al. 2019), each a switch */
     int lslr;         /* learned per-layer, per-step inner rates "lr.stepS.<view>" */
     int msl;          /* multi-step loss: sum_s v_s L_query(theta_s), weights set by
@@ -78,17 +76,10 @@ typedef struct mela_gbml_config {
      * whole support set; b > 0 = inner step s on support rows
      * (s*b + r) mod n_support, r = 0..b-1. The rows should then come in a
      * random order (classification supports come class by class): the
-     * runs (mela_run_train/eval) shuffle them per task. */
+     * runs shuffle them per task (mela_tasks_opts.shuffle_support). */
     int inner_batch;      /* meta-training */
     int test_inner_batch; /* evaluation */
 } mela_gbml_config;
-
-/* One task: support (xs, ys) and query (xq, yq). Classification: xs is
- * (N*K, C, H, W) and ys (N*K) labels as floats; regression: (K, 1) and
- * (K, 1). Query likewise with Q. */
-typedef struct mela_task {
-    const float *xs, *ys, *xq, *yq;
-} mela_task;
 
 typedef struct mela_gbml mela_gbml;
 
@@ -132,8 +123,9 @@ int mela_gbml_set_first_order(mela_gbml *gb, int on);
  * rest; from `anneal` on they stay there. Writes steps weights summing to 1. */
 void mela_msl_weights(int steps, long it, long anneal, float *v);
 
-/* Makes sure `slots` executors exist for evaluation on that many threads. */
-int mela_gbml_reserve(mela_gbml *gb, int slots);
+/* Makes sure `slots` executors exist for evaluation on that many threads,
+ * each giving `kernel_threads` threads to its convolutions (see mela.h). */
+int mela_gbml_reserve(mela_gbml *gb, int slots, int kernel_threads);
 
 /* Per-op-type timing of the training executors (see mela_exec_profile):
  * switch it on, run, then read the sums over all slots. */
@@ -164,17 +156,15 @@ size_t mela_gbml_arena_bytes(const mela_gbml *gb);
  *     the support examples of k (one-shot: the single example).
  *
  * Training episodes may have more ways than test episodes (ProtoNets train
- * 60-way). Siamese training tasks are batches of pairs: mela_task.xs = first
- * images, xq = second images, ys = 1.0 (same class) or 0.0, yq unused.
+ * 60-way). Siamese training tasks are batches of pairs (mela_task, MELA_TASKS_PAIRS).
  */
 enum mela_metric_kind { MELA_METRIC_PROTO, MELA_METRIC_MATCHING, MELA_METRIC_SIAMESE };
 
 typedef struct mela_metric_config {
     int kind;
-    int ways, shots, queries;                /* training episodes */
-    int test_ways, test_shots, test_queries; /* evaluation episodes */
-    int pairs;                               /* Siamese: pairs per training task */
-    int query_total;                         /* > 0: evaluation query rows (classify) */
+    mela_task_spec train; /* training episodes (not Siamese) */
+    mela_task_spec test;  /* evaluation episodes: any ways, shots, queries */
+    int pairs;            /* Siamese: pairs per training task */
     /* Matching: attention softmax(scale * cos(f(q), f(s_i))); 0 means 1,
      * Vinyals et al.'s plain cosine. learn_scale: the scale is a parameter
      * "matching.scale" (1) that starts at `scale`. */
@@ -193,14 +183,15 @@ void mela_metric_free(mela_metric *mt);
 const mela_layout *mela_metric_layout(const mela_metric *mt);
 void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
 /* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
- * episode is the batch), summed in task order as mela_gbml_meta_grad. */
+ * episode is the batch), summed in task order as mela_gbml_meta_grad; spare
+ * threads (threads > n) go to the convolutions. */
 int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks,
                      int threads, float *grad, double *loss, double *acc);
 /* Scores one evaluation episode: loss, accuracy and, if out is not NULL,
  * the (N*Q, N) class scores (log-probabilities; Siamese: mean p(same)). */
 int mela_metric_evaluate(mela_metric *mt, const float *theta, const mela_task *task, int slot,
                          double *loss, double *acc, float *out);
-int mela_metric_reserve(mela_metric *mt, int slots);
+int mela_metric_reserve(mela_metric *mt, int slots, int kernel_threads);
 /* Siamese only: p(same class) of the two images a and b (each one example
  * of the model's input shape), through evaluation slot `slot`. */
 int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, const float *b,
@@ -214,53 +205,65 @@ int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, con
  * metadata entry of the checkpoints (so `mela eval` rebuilds the same run).
  */
 typedef struct mela_run_config {
-    mela_gbml_config gb;
-    char learner[16];      /* maml | fomaml | metasgd | anil | mamlpp | reptile | protonet | matchnet | siamese */
-    int metric;            /* 1 for the metric learners (set with learner) */
-    int test_ways;         /* ways of validation and test episodes (0: ways) */
-    int test_shots;        /* shots of validation and test episodes (0: shots) */
+    char learner[16];      /* a name of the learner table (mela_learner_info_at) */
+    char dataset[16];      /* omniglot | sinusoid */
+    char data_dir[512];    /* folder with images_background.zip ... ("": none given) */
+    char split[16];        /* vinyals (train/val/test) | lake (background / koch_val / koch_test) */
+    char cache_dir[512];   /* "" = default */
+    mela_task_spec train;  /* meta-training tasks */
+    mela_task_spec test;   /* validation and test tasks (ways, shots 0: as train) */
+    /* learners that adapt by gradient steps */
+    int steps, test_steps; /* inner steps in meta-training and at test */
+    float inner_lr;
+    int first_order;       /* 1: drop the second-order terms */
+    int lslr, msl, bnwb;   /* MAML++ switches (see mela_gbml_config) */
+    int msl_anneal;        /* MAML++: iterations over which the step weights anneal
+                            * (-1: a tenth of the run, see mela_run_msl_anneal) */
+    int da_until;          /* MAML++ (mamlpp): first-order meta-gradients until this
+                            * iteration (0: never, -1: a third of the run,
+                            * mela_run_da_until) */
+    int inner_adam, inner_batch, test_inner_batch, nontransductive; /* Reptile */
+    /* learners that compare */
     int pairs;             /* Siamese: pairs per training batch */
     int augment;           /* Siamese: Koch's affine distortions of training pairs */
     float scale;           /* Matching: multiplier of the cosine attention logits */
     int learn_scale;       /* Matching: 1 = the multiplier is learned */
+    /* the outer loop */
+    float outer_lr;        /* Adam (Reptile: the meta step, annealed to 0) */
     int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
     int cosine_lr;         /* cosine annealing of outer_lr to min_lr over the run (MAML++) */
     float min_lr;
-    int msl_anneal;        /* MAML++: iterations over which the step weights anneal
-                            * (-1: a tenth of the run, see mela_run_msl_anneal) */
-    int da_until;          /* MAML++: first-order meta-gradients until this iteration
-                            * (0: never, -1: a third of the run, mela_run_da_until) */
+    int meta_batch;        /* tasks per meta-iteration */
+    int iterations;        /* meta-iterations */
     char model[16];        /* conv4 | mlp */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
-    char dataset[16];      /* omniglot | sinusoid */
-    char data_dir[512];    /* folder with images_background.zip ... */
-    char split[16];        /* vinyals (train/val/test) | lake (background / koch_val / koch_test) */
-    char cache_dir[512];   /* "" = default */
-    int meta_batch;        /* tasks per meta-iteration */
-    int iterations;        /* meta-iterations */
-    float outer_lr;        /* Adam */
     long long seed;        /* training draws */
     long long test_seed;   /* the fixed test episodes */
-    int threads;
+    int threads;           /* threads of the run (results do not depend on it) */
     int val_every;         /* iterations between validations (0: never) */
     int val_episodes;
     int test_episodes;
-    int test_queries;      /* queries per class at test time */
-    char out_dir[512];     /* checkpoints and metrics */
+    char out_dir[512];     /* checkpoints and metrics ("": write nothing) */
 } mela_run_config;
 
-/* The defaults of Finn et al. (2017) for a learner, a dataset and a number
- * of ways ("omniglot" 5-way: 1 step of 0.4, meta-batch 32; 20-way: 5 steps
- * of 0.1, meta-batch 16; "sinusoid": K = 10, 1 step of 0.01, meta-batch 25).
- * Returns 0 or -1 (unknown learner or dataset). */
+/* The defaults of the papers for a learner, a dataset and a number of ways
+ * (MAML, Finn et al. 2017: "omniglot" 5-way 1 step of 0.4, meta-batch 32;
+ * 20-way 5 steps of 0.1, meta-batch 16; "sinusoid": K = 10, 1 step of 0.01,
+ * meta-batch 25; each learner's page in docs/learners/ gives its own).
+ * data_dir is left empty ("": the caller says where the data is) and out_dir
+ * is "runs/<learner>-<dataset>". Returns 0 or -1 (unknown learner or dataset). */
 int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways);
 /* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
  * with a message naming the key and the value. */
 int mela_run_set(mela_run_config *rc, const char *key, const char *value);
 /* Checks the whole configuration (ways vs. shots vs. data...). */
 int mela_run_check(const mela_run_config *rc);
+/* 1 for regression runs (sinusoids), 0 for classification. */
+int mela_run_regression(const mela_run_config *rc);
+/* The validation and test task specification, zeros resolved. */
+mela_task_spec mela_run_test_spec(const mela_run_config *rc);
 /* MAML++'s schedules in iterations, the run-relative defaults (-1) resolved. */
 int mela_run_msl_anneal(const mela_run_config *rc);
 int mela_run_da_until(const mela_run_config *rc);
@@ -268,6 +271,91 @@ int mela_run_da_until(const mela_run_config *rc);
  * current value of rc as text in buf. */
 const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n,
                             const char **help);
+
+/* ---------------------------------------------------------------- learners */
+
+/*
+ * Every learner behind one interface. A learner is built from a run
+ * configuration (its model, its learner-specific graphs and its outer
+ * optimiser) and then, whatever it is:
+ *
+ *     mela_learner *l = mela_learner_new(&rc, 0);
+ *     float *theta = calloc(mela_layout_size(mela_learner_layout(l)), sizeof(float));
+ *     mela_rng r = mela_rng_new(1);
+ *     mela_learner_init(l, theta, &r);
+ *     mela_tasks_opts o;
+ *     mela_learner_tasks(l, 1, &o);              // what its training tasks are
+ *     ... mela_tasks_new(ds, train_split, &o) ...
+ *     for (it = 1; it <= iterations; it++)        // draw rc.meta_batch tasks, then
+ *         mela_learner_step(l, theta, it, n, tasks, &loss, &acc);
+ *     mela_learner_evaluate(l, theta, &task, 0, &loss, &acc, probs);
+ *
+ * The learners, in the table order of mela_learner_info_at: maml, fomaml,
+ * metasgd, anil, mamlpp, reptile (adapt by gradient steps: mela_gbml),
+ * protonet, matchnet, siamese (compare: mela_metric).
+ */
+typedef struct mela_learner mela_learner;
+
+typedef struct mela_learner_info {
+    const char *name;  /* "maml" */
+    const char *about; /* one line, with the paper */
+    int adapts;        /* 1: adapts by inner gradient steps (steps, inner_lr...) */
+    int any_ways;      /* 1: evaluation tasks may have any number of ways
+                        * (0: as many as the head has outputs) */
+    int compares;      /* 1: says p(same) of two images (mela_learner_compare) */
+} mela_learner_info;
+
+/* The i-th learner (NULL past the end), or the one named (NULL, with a
+ * message listing the names, when there is none). */
+const mela_learner_info *mela_learner_info_at(int i);
+const mela_learner_info *mela_learner_find(const char *name);
+
+/* Builds the learner of rc (checked first) with its model. query_rows > 0:
+ * evaluation query sets have exactly that many rows (classifying the user's
+ * images). NULL with a message on a bad configuration. */
+mela_learner *mela_learner_new(const mela_run_config *rc, int query_rows);
+void mela_learner_free(mela_learner *l);
+const mela_learner_info *mela_learner_info_of(const mela_learner *l);
+const mela_run_config *mela_learner_config(const mela_learner *l);
+/* What is learned: the model's views, then the learner's own. */
+const mela_layout *mela_learner_layout(const mela_learner *l);
+/* theta (layout size floats) initialised from r; the optimiser restarts. */
+void mela_learner_init(mela_learner *l, float *theta, mela_rng *r);
+/* The tasks it trains on (train = 1) or is evaluated on (0): kind, spec,
+ * flags, pairs; seed 0 and slots 1 (the caller sets both). */
+void mela_learner_tasks(const mela_learner *l, int train, mela_tasks_opts *o);
+/* Meta-iteration `it` (1..rc.iterations; schedules depend on it) on tasks
+ * [0..n) on rc.threads threads: the meta-gradient (or Reptile's direction)
+ * and the outer update of theta. Mean query loss and accuracy into *loss,
+ * *acc (either may be NULL). The same bits for any thread count. Returns 0
+ * or -1; a non-finite loss is an error and leaves theta unchanged. */
+int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_task *tasks,
+                      double *loss, double *acc);
+/* Makes `slots` evaluation slots (executors), each giving kernel_threads
+ * threads to its convolutions. */
+int mela_learner_reserve(mela_learner *l, int slots, int kernel_threads);
+/* Scores one evaluation task through slot `slot` (calls on different slots
+ * may run on different threads at once): query loss, accuracy (0 for
+ * regression) and, if probs is not NULL, the query outputs: class
+ * probabilities, rows x ways (Siamese: the mean p(same) against each class's
+ * support), or regression predictions (Q, 1). Returns 0 or -1. */
+int mela_learner_evaluate(mela_learner *l, const float *theta, const mela_task *t, int slot,
+                          double *loss, double *acc, float *probs);
+/* p(same class) of images a and b (one input each); learners with `compares`. */
+int mela_learner_compare(mela_learner *l, const float *theta, const float *a, const float *b,
+                         double *p_same);
+/* The learner's own state beyond theta (the outer optimiser's moments and
+ * step count) to and from a safetensors file, so that a run can continue
+ * exactly. load checks that the file fits this learner. Returns 0 or -1. */
+int mela_learner_save_state(const mela_learner *l, const char *path);
+/* Per-op-type timing of the training executors (mela_exec_profile): switch
+ * it on, run, then read the sums over all threads (mela_op_count entries). */
+void mela_learner_set_profiling(mela_learner *l, int on);
+void mela_learner_profile(mela_learner *l, double *seconds, long *calls);
+/* Ops run per training task, and bytes of one training executor's arena. */
+int mela_learner_plan_steps(mela_learner *l);
+size_t mela_learner_arena_bytes(mela_learner *l);
+int mela_learner_load_state(mela_learner *l, const char *path);
 
 /* Progress of a run, for the caller to print. */
 typedef struct mela_progress {
@@ -282,13 +370,6 @@ typedef struct mela_progress {
 
 typedef void (*mela_progress_fn)(const mela_progress *p, void *ctx);
 
-/* Meta-trains as configured: writes out_dir/last.safetensors (every val_every
- * iterations and at the end), out_dir/best.safetensors (best validation),
- * out_dir/metrics.jsonl and .csv, and reports progress every `report`
- * iterations. Returns 0 or -1 with a message; a failure after checkpoints were
- * written leaves them in place. */
-int mela_run_train(const mela_run_config *rc, int report, mela_progress_fn fn, void *ctx);
-
 /* Evaluation result: mean and 95% CI half-width over episodes. */
 typedef struct mela_eval_result {
     int episodes;
@@ -296,6 +377,51 @@ typedef struct mela_eval_result {
     double acc, acc_ci;   /* classification (fractions, not %) */
     double loss, loss_ci; /* query loss (regression: MSE) */
 } mela_eval_result;
+
+/* The data of a run: a dataset and its training, validation and test
+ * splits (all NULL for sinusoids). */
+typedef struct mela_run_data {
+    const mela_dataset *ds;
+    const mela_split *train, *val, *test;
+} mela_run_data;
+
+/*
+ * A run: a learner, its data and its weights. The loop is the same for every
+ * learner: draw meta_batch tasks (a pure function of seed and iteration),
+ * mela_learner_step, validate every val_every iterations on the fixed
+ * validation episodes (test_seed), keep the best.
+ *
+ *     mela_run *r = mela_run_open(&rc, NULL);       // NULL: the data rc names
+ *     mela_run_fit(r, 100, print_progress, NULL);
+ *     mela_eval_result res;
+ *     mela_run_test(r, 600, &res);
+ *     mela_run_close(r);
+ */
+typedef struct mela_run mela_run;
+
+/* Builds the learner of rc and takes the data: `data` when given (it must
+ * outlive the run: tests and programs with a dataset of their own), else
+ * Omniglot from rc's data_dir and split, or nothing for sinusoids. NULL with
+ * a message naming what failed. */
+mela_run *mela_run_open(const mela_run_config *rc, const mela_run_data *data);
+void mela_run_close(mela_run *r);
+mela_learner *mela_run_learner(mela_run *r);
+/* The current weights (layout mela_learner_layout; writable, e.g. to load). */
+float *mela_run_theta(mela_run *r);
+/* Meta-trains from a fresh initialisation (seed). When out_dir is not "":
+ * writes out_dir/last.safetensors (every val_every iterations and at the
+ * end), out_dir/best.safetensors (best validation) and
+ * out_dir/metrics.jsonl and .csv. Reports progress every `report`
+ * iterations and after each validation. Afterwards theta holds the final
+ * weights. Returns 0 or -1 with a message; checkpoints written before a
+ * failure stay in place. */
+int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx);
+/* Scores theta on `episodes` fixed test episodes (test_seed) of the test
+ * split (0: rc's test_episodes). Returns 0 or -1. */
+int mela_run_test(mela_run *r, int episodes, mela_eval_result *res);
+
+/* mela_run_open, mela_run_fit and mela_run_close in one call. */
+int mela_run_train(const mela_run_config *rc, int report, mela_progress_fn fn, void *ctx);
 
 /* Loads a checkpoint written by mela_run_train, rebuilds its run and
  * evaluates it on `episodes` fixed test episodes (test_seed, test split)
@@ -335,6 +461,7 @@ void mela_adapt_result_free(mela_adapt_result *res);
  * as mela_run_adapt loads them) show the same class. Returns 0 or -1. */
 int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same);
 
+MELA_EXPORT_END
 #ifdef __cplusplus
 }
 #endif

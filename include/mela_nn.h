@@ -24,6 +24,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+MELA_EXPORT_BEGIN
 
 #define MELA_MODEL_MAX_PARAMS 64
 
@@ -123,6 +124,7 @@ int mela_adam_init(mela_adam *a, size_t n, float lr);
 void mela_adam_free(mela_adam *a);
 void mela_adam_step(mela_adam *a, float *theta, const float *grad);
 
+MELA_EXPORT_END
 #ifdef __cplusplus
 }
 #endif

@@ -179,11 +179,11 @@ static size_t test_conv_case(mela_rng *r, mk_conv cv, double atol)
     /* the same bits on 2 and 4 threads (the work is split the same way) */
     for (int t = 2; t <= MK_MAX_THREADS; t *= 2) {
         float *y2 = alloc_floats(ny), *dx2 = alloc_floats(nx), *dw2 = alloc_floats(nw);
-        mk_set_threads(t);
-        mk_conv2d(y2, x, w, &cv, scratch);
-        mk_conv2d_dx(dx2, dy, w, &cv, scratch);
-        mk_conv2d_dw(dw2, x, dy, &cv, scratch);
-        mk_set_threads(1);
+        mk_conv ct = cv;
+        ct.threads = t;
+        mk_conv2d(y2, x, w, &ct, scratch);
+        mk_conv2d_dx(dx2, dy, w, &ct, scratch);
+        mk_conv2d_dw(dw2, x, dy, &ct, scratch);
         CHECK(!memcmp(y, y2, ny * sizeof *y) && !memcmp(dx, dx2, nx * sizeof *dx) &&
                   !memcmp(dw, dw2, nw * sizeof *dw),
               "conv N=%d C=%d %dx%d: %d threads give other bits than 1", cv.N, cv.C, cv.H, cv.W, t);

@@ -45,7 +45,7 @@ static mela_gbml *sine_learner(mela_model **m, int learner, int first_order, int
         *m = mela_mlp_new(1, hidden, 2, 1);
     }
     mela_gbml_config c = {.learner = learner, .first_order = first_order, .regression = 1,
-                          .shots = K, .queries = Q, .steps = steps, .test_steps = steps,
+                          .train = {1, K, Q, 0}, .steps = steps, .test_steps = steps,
                           .inner_lr = 0.05f};
     return mela_gbml_new(*m, &c);
 }
@@ -126,65 +126,20 @@ static void test_threads_identical(void)
 
 static void test_short_training(void)
 {
-    mela_dataset *ds = synthetic(40, 12, 9);
-    int tr_rots[1] = {0};
-    mela_split *all = mela_split_all(ds, "synthetic", tr_rots, 1);
-    /* first 30 classes train, last 10 test */
-    mela_split *train = calloc(1, sizeof *train), *test = calloc(1, sizeof *test);
-    *train = *all, *test = *all;
-    snprintf(train->name, sizeof train->name, "synthetic/train");
-    snprintf(test->name, sizeof test->name, "synthetic/test");
-    train->id = 1, test->id = 2;
-    train->n = 30;
-    train->classes = all->classes;
-    test->n = 10;
-    test->classes = all->classes + 30;
-
-    mela_model *m = mela_conv4_new(1, 8, 16, 2, 5, 0);
-    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .ways = 5, .shots = 1, .queries = 3,
-                          .steps = 1, .test_steps = 3, .inner_lr = 0.4f};
-    mela_gbml *gb = mela_gbml_new(m, &c);
-    CHECK(gb != NULL, "conv4 learner: %s", mela_last_error());
-    size_t n = mela_layout_size(mela_gbml_layout(gb));
-    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g);
-    mela_rng r = mela_rng_new(4);
-    mela_gbml_init(gb, theta, &r);
-    mela_adam adam;
-    mela_adam_init(&adam, n, 0.003f);
-    enum { B = 4, ITERS = 150 };
-    mela_sampler *s[B];
-    for (int b = 0; b < B; b++)
-        s[b] = mela_sampler_new(ds, train, 5, 1, 3, 0);
-    mela_task tasks[B];
-    double acc = 0;
-    for (int it = 0; it < ITERS; it++) {
-        for (int b = 0; b < B; b++) {
-            const mela_episode *e = mela_sampler_episode(s[b], 7, (uint64_t)it * B + b);
-            tasks[b] = (mela_task){e->x_support, e->y_support, e->x_query, e->y_query};
-        }
-        mela_gbml_meta_grad(gb, theta, B, tasks, 2, g, NULL, NULL);
-        mela_adam_step(&adam, theta, g);
-    }
-    mela_sampler *ts = mela_sampler_new(ds, test, 5, 1, 3, 0);
-    for (int i = 0; i < 100; i++) {
-        const mela_episode *e = mela_sampler_episode(ts, 0, i);
-        mela_task t = {e->x_support, e->y_support, e->x_query, e->y_query};
-        double a;
-        mela_gbml_evaluate(gb, theta, &t, 0, NULL, &a, NULL);
-        acc += a / 100;
-    }
-    printf("synthetic 5-way 1-shot after %d meta-iterations: %.1f%% on unseen classes\n", ITERS, 100 * acc);
-    CHECK(acc > 0.6, "MAML on synthetic classes ends well above chance (20%%): %.1f%%", 100 * acc);
-    for (int b = 0; b < B; b++)
-        mela_sampler_free(s[b]);
-    mela_sampler_free(ts);
-    mela_adam_free(&adam);
-    free(theta), free(g);
-    mela_gbml_free(gb);
-    mela_model_free(m);
-    free(train), free(test);
-    mela_split_free(all);
-    mela_dataset_free(ds);
+    synth_data d;
+    synth_open(&d, 9);
+    mela_run_config rc;
+    synth_config(&rc, "maml", 150);
+    rc.train = (mela_task_spec){5, 1, 3, 0};
+    rc.steps = 1, rc.test_steps = 3, rc.inner_lr = 0.4f;
+    rc.outer_lr = 0.003f;
+    rc.meta_batch = 4;
+    double acc = synth_train(&rc, &d, NULL);
+    printf("synthetic 5-way 1-shot after %d meta-iterations: %.1f%% on unseen classes\n", rc.iterations,
+           100 * acc);
+    CHECK(acc > 0.6, "MAML on synthetic classes ends well above chance (20%%): %.1f%% %s", 100 * acc,
+          acc < 0 ? mela_last_error() : "");
+    synth_close(&d);
 }
 
 static void test_run_round_trip(void)
@@ -198,7 +153,7 @@ static void test_run_round_trip(void)
     rc.val_every = 20;
     rc.val_episodes = 20;
     rc.meta_batch = 5;
-    rc.test_queries = 20;
+    rc.test.queries = 20;
     CHECK(mela_run_train(&rc, 20, NULL, NULL) == 0, "train: %s", mela_last_error());
     char best[600], bad[600];
     snprintf(best, sizeof best, "%s/run/best.safetensors", dir);
@@ -212,9 +167,9 @@ static void test_run_round_trip(void)
     mela_model *m;
     int hidden[2] = {40, 40};
     m = mela_mlp_new(1, hidden, 2, 1);
-    mela_gbml_config c = rc.gb;
-    c.test_steps = 5;
-    c.test_queries = 20;
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .regression = 1, .train = rc.train,
+                          .test = {1, 10, 20, 0}, .steps = rc.steps, .test_steps = 5,
+                          .inner_lr = rc.inner_lr};
     mela_gbml *gb = mela_gbml_new(m, &c);
     float *theta = calloc(mela_layout_size(mela_gbml_layout(gb)), sizeof *theta);
     mela_checkpoint *ck = mela_checkpoint_open(best);
@@ -263,7 +218,7 @@ static void test_bad_config(void)
     CHECK(mela_run_set(&rc, "inner_lr", "-1") == -1, "negative rate");
     CHECK(mela_run_set(&rc, "nonsense", "1") == -1 && strstr(mela_last_error(), "nonsense"), "unknown key");
     mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 0);
-    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .ways = 20, .shots = 1, .queries = 1,
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .train = {20, 1, 1, 0},
                           .steps = 1, .test_steps = 1, .inner_lr = 0.1f};
     CHECK(mela_gbml_new(m, &c) == NULL && strstr(mela_last_error(), "outputs"),
           "20-way task on a 5-way head: %s", mela_last_error());

@@ -25,7 +25,7 @@ static void test_reptile_by_hand(void)
     mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x"};
     mela_model *m = mela_model_new(&d);
     const float a = 0.05f, e = 0.3f;
-    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .shots = 4, .queries = 2,
+    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 1, .test_steps = 1, .inner_lr = a};
     mela_gbml *gb = mela_gbml_new(m, &c);
     CHECK(gb != NULL, "reptile: %s", mela_last_error());
@@ -55,7 +55,7 @@ static void test_inner_batch_by_hand(void)
     mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x"};
     mela_model *m = mela_model_new(&d);
     const float a = 0.05f;
-    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .shots = 4, .queries = 2,
+    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 2, .test_steps = 1, .inner_lr = a, .inner_batch = 3};
     mela_gbml *gb = mela_gbml_new(m, &c);
     CHECK(gb != NULL, "inner batch: %s", mela_last_error());
@@ -141,7 +141,7 @@ static void test_mamlpp_fd(void)
     enum { K = 6, Q = 8, STEPS = 3 };
     int hidden[2] = {10, 10};
     mela_model *m = mela_mlp_new(1, hidden, 2, 1);
-    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .regression = 1, .shots = K, .queries = Q,
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .regression = 1, .train = {1, K, Q, 0},
                           .steps = STEPS, .test_steps = STEPS, .inner_lr = 0.05f, .lslr = 1, .msl = 1};
     mela_gbml *gb = mela_gbml_new(m, &c), *ev[STEPS];
     for (int s = 0; s < STEPS; s++) {
@@ -239,7 +239,7 @@ static mela_model *smooth_conv(void)
 static void test_bnwb_fd(void)
 {
     mela_model *m = smooth_conv();
-    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .ways = 2, .shots = 2, .queries = 2,
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .train = {2, 2, 2, 0},
                           .steps = 2, .test_steps = 2, .inner_lr = 0.1f, .bnwb = 1, .lslr = 1};
     mela_gbml *gb = mela_gbml_new(m, &c);
     CHECK(gb != NULL, "bnwb learner: %s", mela_last_error());
@@ -294,66 +294,26 @@ static void test_bnwb_fd(void)
 
 static void test_training(int reptile)
 {
-    mela_dataset *ds = synthetic(40, 12, 31);
-    mela_split *all = mela_split_all(ds, "synthetic", NULL, 0);
-    mela_split train = *all, test = *all;
-    train.n = 30, train.id = 1;
-    test.n = 10, test.classes = all->classes + 30, test.id = 2;
-    mela_model *m = mela_conv4_new(1, 8, 16, 2, 5, 0);
-    mela_gbml_config c = {.learner = reptile ? MELA_LEARNER_REPTILE : MELA_LEARNER_MAML, .ways = 5,
-                          .shots = reptile ? 3 : 1, .test_shots = 1, .queries = 3, .steps = 3,
-                          .test_steps = reptile ? 10 : 3, .inner_lr = reptile ? 0.001f : 0.2f,
-                          .inner_adam = reptile, .lslr = !reptile, .msl = !reptile, .bnwb = !reptile,
-                          .da = !reptile};
-    mela_gbml *gb = mela_gbml_new(m, &c);
-    CHECK(gb != NULL, "learner: %s", mela_last_error());
-    size_t n = mela_layout_size(mela_gbml_layout(gb));
-    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g), v[3];
-    mela_rng r = mela_rng_new(6);
-    mela_gbml_init(gb, theta, &r);
-    mela_adam adam;
-    mela_adam_init(&adam, n, 0.003f);
-    enum { B = 4, ITERS = 150 };
-    mela_sampler *s[B];
-    for (int b = 0; b < B; b++)
-        s[b] = mela_sampler_new(ds, &train, 5, c.shots, 3, 0);
-    mela_task tasks[B];
-    for (int it = 0; it < ITERS; it++) {
-        for (int b = 0; b < B; b++) {
-            const mela_episode *e = mela_sampler_episode(s[b], 7, (uint64_t)it * B + b);
-            tasks[b] = (mela_task){e->x_support, e->y_support, e->x_query, e->y_query};
-        }
-        if (!reptile) {
-            mela_msl_weights(3, it, 50, v);
-            mela_gbml_set_step_weights(gb, v);
-            mela_gbml_set_first_order(gb, it < 50);
-        }
-        mela_gbml_meta_grad(gb, theta, B, tasks, 2, g, NULL, NULL);
-        if (reptile)
-            mela_sgd_step(theta, g, n, 1.0f - (float)it / ITERS);
-        else
-            mela_adam_step(&adam, theta, g);
+    synth_data d;
+    synth_open(&d, 31);
+    mela_run_config rc;
+    synth_config(&rc, reptile ? "reptile" : "mamlpp", reptile ? 300 : 150);
+    rc.train = (mela_task_spec){5, reptile ? 3 : 1, 3, 0};
+    rc.meta_batch = 4;
+    rc.steps = 3;
+    rc.test_steps = reptile ? 10 : 3;
+    rc.inner_lr = reptile ? 0.01f : 0.2f; /* inner Adam steps */
+    rc.inner_batch = rc.test_inner_batch = 0;
+    if (!reptile) { /* MAML++: every switch, step weights over 50 iterations, first order before */
+        rc.msl_anneal = 50, rc.da_until = 50;
+        rc.cosine_lr = 0;
+        rc.outer_lr = 0.003f;
     }
-    mela_sampler *ts = mela_sampler_new(ds, &test, 5, 1, 3, 0);
-    double acc = 0;
-    for (int i = 0; i < 100; i++) {
-        const mela_episode *e = mela_sampler_episode(ts, 0, i);
-        mela_task t = {e->x_support, e->y_support, e->x_query, e->y_query};
-        double a;
-        mela_gbml_evaluate(gb, theta, &t, 0, NULL, &a, NULL);
-        acc += a / 100;
-    }
+    double acc = synth_train(&rc, &d, NULL);
     printf("%s, synthetic 5-way 1-shot on unseen classes: %.1f%%\n", reptile ? "Reptile" : "MAML++", 100 * acc);
-    CHECK(acc > 0.6, "%s ends well above chance (20%%): %.1f%%", reptile ? "Reptile" : "MAML++", 100 * acc);
-    for (int b = 0; b < B; b++)
-        mela_sampler_free(s[b]);
-    mela_sampler_free(ts);
-    mela_adam_free(&adam);
-    free(theta), free(g);
-    mela_gbml_free(gb);
-    mela_model_free(m);
-    mela_split_free(all);
-    mela_dataset_free(ds);
+    CHECK(acc > 0.6, "%s ends well above chance (20%%): %.1f%% %s", reptile ? "Reptile" : "MAML++",
+          100 * acc, acc < 0 ? mela_last_error() : "");
+    synth_close(&d);
 }
 
 int main(void)

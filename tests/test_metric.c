@@ -32,8 +32,8 @@ static void test_by_hand(int kind, float scale, int learn)
 {
     /* 2-way 2-shot, 2 queries per class; f = identity */
     mela_model *m = linear_embedding();
-    mela_metric_config c = {.kind = kind, .ways = 2, .shots = 2, .queries = 2, .test_ways = 2,
-                            .test_shots = 2, .test_queries = 2, .pairs = 4, .scale = scale,
+    mela_metric_config c = {.kind = kind, .train = {2, 2, 2, 0}, .test = {2, 2, 2, 0},
+                            .pairs = 4, .scale = scale,
                             .learn_scale = learn};
     mela_metric *mt = mela_metric_new(m, &c);
     CHECK(mt != NULL, "metric learner: %s", mela_last_error());
@@ -139,8 +139,8 @@ static void test_by_hand(int kind, float scale, int learn)
 static void test_siamese_grad(void)
 {
     mela_model *m = linear_embedding();
-    mela_metric_config c = {.kind = MELA_METRIC_SIAMESE, .test_ways = 2, .test_shots = 1,
-                            .test_queries = 1, .pairs = 4};
+    mela_metric_config c = {.kind = MELA_METRIC_SIAMESE, .test = {2, 1, 1, 0},
+                            .pairs = 4};
     mela_metric *mt = mela_metric_new(m, &c);
     const mela_layout *L = mela_metric_layout(mt);
     size_t n = mela_layout_size(L);
@@ -183,72 +183,33 @@ static void test_siamese_grad(void)
 
 static void test_training(int kind)
 {
-    static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
-    mela_dataset *ds = synthetic(40, 12, 21);
-    mela_split *all = mela_split_all(ds, "synthetic", NULL, 0);
-    mela_split train = *all, test = *all;
-    train.n = 30, train.id = 1;
-    test.n = 10, test.classes = all->classes + 30, test.id = 2;
-    mela_model *m = mela_conv4_new(1, 8, 16, 2, 0, 1);
-    mela_metric_config c = {.kind = kind, .ways = 10, .shots = 1, .queries = 3, .test_ways = 5,
-                            .test_shots = 1, .test_queries = 3, .pairs = 32};
-    mela_metric *mt = mela_metric_new(m, &c);
-    CHECK(mt != NULL, "%s: %s", names[kind], mela_last_error());
-    size_t n = mela_layout_size(mela_metric_layout(mt));
-    float *theta = calloc(n, sizeof *theta), *g = calloc(n, sizeof *g);
-    mela_rng r = mela_rng_new(5);
-    mela_metric_init(mt, theta, &r);
-    mela_adam adam;
-    mela_adam_init(&adam, n, 0.003f);
-    mela_sampler *s = mela_sampler_new(ds, &train, 10, 1, 3, 0);
-    float *x1 = malloc(32 * 64 * sizeof *x1), *x2 = malloc(32 * 64 * sizeof *x2), same[32], unused[1];
-    for (int it = 0; it < 120; it++) {
-        mela_task t;
-        if (kind == MELA_METRIC_SIAMESE) {
-            mela_rng pr = mela_rng_derive(9, 1, it);
-            for (int p = 0; p < 32; p++) {
-                int a = (int)mela_rng_below(&pr, 30), b = p % 2 ? a : (a + 1 + (int)mela_rng_below(&pr, 29)) % 30;
-                int i = (int)mela_rng_below(&pr, 12), j = (i + 1 + (int)mela_rng_below(&pr, 11)) % 12;
-                mela_split_image(ds, &train, a, i, x1 + p * 64);
-                mela_split_image(ds, &train, b, j, x2 + p * 64);
-                same[p] = p % 2 ? 1.0f : 0.0f;
-            }
-            t = (mela_task){x1, same, x2, unused};
-        } else {
-            const mela_episode *e = mela_sampler_episode(s, 7, it);
-            t = (mela_task){e->x_support, e->y_support, e->x_query, e->y_query};
-        }
-        mela_metric_grad(mt, theta, 1, &t, 1, g, NULL, NULL);
-        mela_adam_step(&adam, theta, g);
-    }
-    mela_sampler *ts = mela_sampler_new(ds, &test, 5, 1, 3, 0);
-    double acc = 0;
-    for (int i = 0; i < 100; i++) {
-        const mela_episode *e = mela_sampler_episode(ts, 0, i);
-        mela_task t = {e->x_support, e->y_support, e->x_query, e->y_query};
-        double a;
-        mela_metric_evaluate(mt, theta, &t, 0, NULL, &a, NULL);
-        acc += a / 100;
-    }
+    static const char *names[] = {"protonet", "matchnet", "siamese"};
+    synth_data d;
+    synth_open(&d, 21);
+    mela_run_config rc;
+    synth_config(&rc, names[kind], 120);
+    rc.train = (mela_task_spec){10, 1, 3, 0};
+    rc.pairs = 32, rc.augment = 0;
+    rc.maxpool = 1;
+    rc.outer_lr = 0.003f, rc.lr_decay_every = 0;
+    mela_run *r;
+    double acc = synth_train(&rc, &d, &r);
     printf("%s, synthetic 5-way 1-shot on unseen classes after 120 updates: %.1f%%\n", names[kind], 100 * acc);
-    CHECK(acc > 0.6, "%s ends well above chance (20%%): %.1f%%", names[kind], 100 * acc);
-    if (kind == MELA_METRIC_SIAMESE) {
-        double p_same, p_diff;
-        mela_split_image(ds, &test, 0, 0, x1);
-        mela_split_image(ds, &test, 0, 1, x2);
-        mela_metric_compare(mt, theta, x1, x2, &p_same);
-        mela_split_image(ds, &test, 1, 1, x2);
-        mela_metric_compare(mt, theta, x1, x2, &p_diff);
+    CHECK(acc > 0.6, "%s ends well above chance (20%%): %.1f%% %s", names[kind], 100 * acc,
+          acc < 0 ? mela_last_error() : "");
+    if (kind == MELA_METRIC_SIAMESE && r) {
+        float x1[64], x2[64];
+        double p_same = 0, p_diff = 1;
+        mela_learner *l = mela_run_learner(r);
+        mela_split_image(d.ds, &d.test, 0, 0, x1);
+        mela_split_image(d.ds, &d.test, 0, 1, x2);
+        mela_learner_compare(l, mela_run_theta(r), x1, x2, &p_same);
+        mela_split_image(d.ds, &d.test, 1, 1, x2);
+        mela_learner_compare(l, mela_run_theta(r), x1, x2, &p_diff);
         CHECK(p_same > p_diff, "compare: same class %.3f > different class %.3f", p_same, p_diff);
     }
-    free(x1), free(x2), free(theta), free(g);
-    mela_adam_free(&adam);
-    mela_sampler_free(s);
-    mela_sampler_free(ts);
-    mela_metric_free(mt);
-    mela_model_free(m);
-    mela_split_free(all);
-    mela_dataset_free(ds);
+    mela_run_close(r);
+    synth_close(&d);
 }
 
 int main(void)
@@ -261,8 +222,8 @@ int main(void)
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
         test_training(k);
     mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 1);
-    mela_metric_config c = {.kind = MELA_METRIC_PROTO, .ways = 5, .shots = 1, .queries = 1,
-                            .test_ways = 5, .test_shots = 1, .test_queries = 1};
+    mela_metric_config c = {.kind = MELA_METRIC_PROTO, .train = {5, 1, 1, 0},
+                            .test = {5, 1, 1, 0}};
     CHECK(mela_metric_new(m, &c) == NULL && strstr(mela_last_error(), "head"),
           "a model with a head is refused: %s", mela_last_error());
     mela_model_free(m);

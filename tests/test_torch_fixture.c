@@ -92,8 +92,8 @@ int main(void)
     mela_model_def d = {L0, MELA_SHAPE(1, 8, 8), 2, 16, 8, body, head, NULL, NULL, "fixture net"};
     mela_model *m = mela_model_new(&d);
     for (int order = 0; order < 2; order++) {
-        mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .first_order = order, .ways = 2, .shots = 2,
-                              .queries = 2, .steps = 2, .test_steps = 2, .inner_lr = 0.3f};
+        mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .first_order = order, .train = {2, 2, 2, 0},
+                              .steps = 2, .test_steps = 2, .inner_lr = 0.3f};
         mela_gbml *gb = mela_gbml_new(m, &c);
         CHECK(gb != NULL, "learner: %s", mela_last_error());
         const mela_layout *L = mela_gbml_layout(gb);

@@ -1,12 +1,17 @@
-/* train.c - `mela train` and `mela eval`: options in, progress and results
- * out; the work is mela_run_train / mela_run_eval. */
+/* train.c - `mela train` and `mela eval`: options in, progress, curves and
+ * results out; the work is mela_run_* of the library. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "mela_io.h"
 #include "mela_learn.h"
+
+/* Where `mela train` looks for Omniglot unless told: the repository's
+ * layout, ../shared beside the checkout. */
+#define CLI_DATA_DIR "../shared/data/omniglot"
 
 /* "--inner-lr" and "--inner_lr" both name the key "inner_lr". */
 static const char *opt_key(const char *arg, char *key, size_t n)
@@ -36,7 +41,8 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "1 step of 0.01, meta-batch 25, 70,000 iterations).\n"
            "\n"
            "Options (key: default for %s on %s, %d-way; 'mela train --learner L [--ways N]\n"
-           "--help' shows L's):\n", rc.learner, rc.dataset, rc.gb.ways);
+           "--help' shows L's):\n", rc.learner, rc.dataset, rc.train.ways);
+    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     char buf[600];
     const char *help;
     for (int i = 0;; i++) {
@@ -58,6 +64,9 @@ static void train_help(const char *learner, const char *dataset, int ways)
         }
         printf("  --%-16s %s (default: %s)\n", flag, help, buf[0] ? buf : "\"\"");
     }
+    printf("\nLearners:\n");
+    for (int i = 0; mela_learner_info_at(i); i++)
+        printf("  %-10s %s\n", mela_learner_info_at(i)->name, mela_learner_info_at(i)->about);
     printf("\nMetric learners (protonet, matchnet, siamese) use the max-pool Conv-4 as an\n"
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
@@ -80,18 +89,64 @@ static void fmt_time(double s, char *buf, size_t n)
         snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
+/* What the progress reports leave: the learning curves, drawn at the end. */
+typedef struct curves {
+    const mela_run_config *rc;
+    double *x, *train, *vx, *val; /* every report; validations only */
+    int n, nv, cap;
+} curves;
+
+static void curves_add(curves *c, const mela_progress *p)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 256;
+        double *b[4] = {realloc(c->x, cap * sizeof *c->x), realloc(c->train, cap * sizeof *c->x),
+                        realloc(c->vx, cap * sizeof *c->x), realloc(c->val, cap * sizeof *c->x)};
+        c->x = b[0] ? b[0] : c->x, c->train = b[1] ? b[1] : c->train;
+        c->vx = b[2] ? b[2] : c->vx, c->val = b[3] ? b[3] : c->val;
+        if (!b[0] || !b[1] || !b[2] || !b[3])
+            return; /* the curve misses a point; the run goes on */
+        c->cap = cap;
+    }
+    int reg = mela_run_regression(c->rc);
+    c->x[c->n] = p->iteration;
+    c->train[c->n++] = reg ? p->loss : p->acc;
+    if (p->validated) {
+        c->vx[c->nv] = p->iteration;
+        c->val[c->nv++] = reg ? p->val_loss : p->val_acc;
+    }
+}
+
+static void curves_draw(curves *c)
+{
+    const mela_run_config *rc = c->rc;
+    int reg = mela_run_regression(rc);
+    if (c->n > 0) {
+        mela_series ser[2] = {{reg ? "train query MSE" : "train query accuracy", c->x, c->train, c->n},
+                              {reg ? "validation MSE" : "validation accuracy", c->vx, c->val, c->nv}};
+        char path[600], title[200];
+        snprintf(path, sizeof path, "%s/curves.png", rc->out_dir);
+        snprintf(title, sizeof title, "%s on %s", rc->learner, rc->dataset);
+        if (mela_plot_png(path, title, "meta-iteration", 2, ser))
+            fprintf(stderr, "mela train: %s\n", mela_last_error());
+    }
+    free(c->x), free(c->train), free(c->vx), free(c->val);
+}
+
 static void progress(const mela_progress *p, void *ctx)
 {
-    const mela_run_config *rc = ctx;
+    curves *c = ctx;
+    int reg = mela_run_regression(c->rc);
     char el[32], eta[32];
+    curves_add(c, p);
     fmt_time(p->seconds, el, sizeof el);
     fmt_time(p->eta, eta, sizeof eta);
-    if (rc->gb.regression)
+    if (reg)
         printf("iter %7d/%d  mse %.4f", p->iteration, p->iterations, p->loss);
     else
         printf("iter %7d/%d  loss %.4f  acc %5.1f%%", p->iteration, p->iterations, p->loss, 100 * p->acc);
     if (p->validated) {
-        if (rc->gb.regression)
+        if (reg)
             printf("  val mse %.4f (best %.4f)", p->val_loss, -p->best_val);
         else
             printf("  val acc %5.1f%% (best %5.1f%%)", 100 * p->val_acc, 100 * p->best_val);
@@ -111,6 +166,26 @@ static void print_result(const char *what, const mela_eval_result *r)
 }
 
 static int is_help(const char *a) { return !strcmp(a, "-h") || !strcmp(a, "--help"); }
+
+/* One line: what is about to be trained. */
+static void print_plan(const mela_run_config *rc)
+{
+    const mela_learner_info *info = mela_learner_find(rc->learner);
+    mela_task_spec te = mela_run_test_spec(rc);
+    if (mela_run_regression(rc))
+        printf("mela train: %s on %s, K = %d points", rc->learner, rc->dataset, rc->train.shots);
+    else if (info->compares)
+        printf("mela train: %s on %s (%s split), %d pairs a batch, tested %d-way %d-shot", rc->learner,
+               rc->dataset, rc->split, rc->pairs, te.ways, te.shots);
+    else
+        printf("mela train: %s on %s, %d-way %d-shot (tested %d-way %d-shot)", rc->learner, rc->dataset,
+               rc->train.ways, rc->train.shots, te.ways, te.shots);
+    if (info->adapts)
+        printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);
+    printf(", meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc->meta_batch, rc->iterations,
+           rc->threads, rc->out_dir);
+    fflush(stdout);
+}
 
 int cli_train(int argc, char **argv)
 {
@@ -144,6 +219,7 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
+    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     for (int i = 1; i + 1 < argc; i += 2) {
         opt_key(argv[i], key, sizeof key);
         if (!strcmp(key, "report")) {
@@ -163,25 +239,14 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
-    if (rc.gb.regression)
-        printf("mela train: %s on %s, K = %d points", rc.learner, rc.dataset, rc.gb.shots);
-    else if (!strcmp(rc.learner, "siamese"))
-        printf("mela train: siamese on %s (%s split), %d pairs a batch, tested %d-way %d-shot",
-               rc.dataset, rc.split, rc.pairs, rc.test_ways ? rc.test_ways : rc.gb.ways,
-               rc.test_shots ? rc.test_shots : rc.gb.shots);
-    else
-        printf("mela train: %s on %s, %d-way %d-shot (tested %d-way %d-shot)", rc.learner, rc.dataset,
-               rc.gb.ways, rc.gb.shots, rc.test_ways ? rc.test_ways : rc.gb.ways,
-               rc.test_shots ? rc.test_shots : rc.gb.shots);
-    if (!rc.metric)
-        printf(", %d inner step(s) of %g (test %d)", rc.gb.steps, (double)rc.gb.inner_lr, rc.gb.test_steps);
-    printf(", meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc.meta_batch, rc.iterations,
-           rc.threads, rc.out_dir);
-    fflush(stdout);
-    if (mela_run_train(&rc, report, progress, &rc)) {
+    print_plan(&rc);
+    curves c = {.rc = &rc};
+    int failed = mela_run_train(&rc, report, progress, &c);
+    if (failed)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
+    curves_draw(&c);
+    if (failed)
         return 1;
-    }
     char path[600];
     snprintf(path, sizeof path, "%s/best.safetensors", rc.out_dir);
     mela_eval_result res;

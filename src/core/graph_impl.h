@@ -58,7 +58,7 @@ typedef struct op_def {
     /* y = f(inputs). Returns 0, or -1 with mela_set_error (run-time data
      * errors only, such as a label out of range). */
     int (*forward)(const mela_graph *g, const mnode *n, float *y, const float *const *x,
-                   float *scratch);
+                   float *scratch, int threads);
     /* Floats of scratch memory forward needs, or NULL for none. */
     size_t (*scratch)(const mela_graph *g, const mnode *n);
     /* For each k with need[k], sets dx[k] to the gradient of <y, dy> with
@@ -114,7 +114,7 @@ mela_node op_bn_rstd(mela_graph *g, mela_node x, float eps);
 /* Forward/scratch/grad functions of each op, defined in ops_*.c. */
 #define OPFN(name)                                                              \
     int fwd_##name(const mela_graph *g, const mnode *n, float *y, const float *const *x, \
-                   float *scratch);                                             \
+                   float *scratch, int threads);                                \
     void grad_##name(mela_graph *g, mela_node self, mela_node dy, const int *need, mela_node *dx);
 OPFN(const) OPFN(add) OPFN(sub) OPFN(mul) OPFN(div) OPFN(scale) OPFN(adds)
 OPFN(relu) OPFN(leaky) OPFN(relu_grad) OPFN(sigmoid) OPFN(tanh) OPFN(exp) OPFN(log) OPFN(abs)
@@ -136,7 +136,7 @@ size_t scratch_conv(const mela_graph *g, const mnode *n);
     } while (0)
 #define FWD(name)                                                               \
     int fwd_##name(const mela_graph *g, const mnode *n, float *y, const float *const *x, \
-                   float *scratch)
+                   float *scratch, int threads)
 #define GRAD(name)                                                              \
     void grad_##name(mela_graph *g, mela_node self, mela_node dy, const int *need, mela_node *dx)
 

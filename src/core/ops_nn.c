@@ -69,7 +69,7 @@ mela_node mela_linear(mela_graph *g, mela_node x, mela_node w, mela_node b)
 
 static mk_conv conv_geom(mela_shape xs, mela_shape ws, int stride, int pad)
 {
-    mk_conv cv = {xs.d[0], xs.d[1], xs.d[2], xs.d[3], ws.d[0], ws.d[2], ws.d[3], stride, pad, 0, 0};
+    mk_conv cv = {xs.d[0], xs.d[1], xs.d[2], xs.d[3], ws.d[0], ws.d[2], ws.d[3], stride, pad, 0, 0, 1};
     mk_conv_init(&cv);
     return cv;
 }
@@ -166,9 +166,9 @@ mela_node op_conv_dw(mela_graph *g, mela_node x, mela_node dy, mela_shape ws, in
     return graph_push(g, &n);
 }
 
-FWD(conv) { mk_conv cv = node_geom(g, n); mk_conv2d(y, x[0], x[1], &cv, scratch); return 0; }
-FWD(conv_dx) { mk_conv cv = node_geom(g, n); mk_conv2d_dx(y, x[0], x[1], &cv, scratch); return 0; }
-FWD(conv_dw) { mk_conv cv = node_geom(g, n); mk_conv2d_dw(y, x[0], x[1], &cv, scratch); return 0; }
+FWD(conv) { mk_conv cv = node_geom(g, n); cv.threads = threads; mk_conv2d(y, x[0], x[1], &cv, scratch); return 0; }
+FWD(conv_dx) { mk_conv cv = node_geom(g, n); cv.threads = threads; mk_conv2d_dx(y, x[0], x[1], &cv, scratch); return 0; }
+FWD(conv_dw) { mk_conv cv = node_geom(g, n); cv.threads = threads; mk_conv2d_dw(y, x[0], x[1], &cv, scratch); return 0; }
 
 /* conv(x, w), conv_dx(dy, w) and conv_dw(x, dy) are one trilinear form
  * <conv(x, w), dy> read three ways, so each one's gradients are the other

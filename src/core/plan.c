@@ -16,8 +16,6 @@
 #include "core/graph_impl.h"
 #include "kernels/kernels.h"
 
-void mela_set_blas_threads(int n) { mk_blas_threads(n); }
-void mela_set_kernel_threads(int n) { mk_set_threads(n); }
 void mela_parallel(int n, void *(*fn)(void *), void *jobs, size_t size) { mk_parallel(n, fn, jobs, size); }
 const char *mela_blas_core(void) { return mk_blas_core(); }
 
@@ -45,6 +43,7 @@ struct mela_exec {
     float *scratch;
     const float **val; /* per graph node */
     const float *params;
+    int threads;    /* for the chunks of each convolution */
     double *prof_s; /* per op type when profiling, else NULL */
     long *prof_n;
 };
@@ -225,6 +224,8 @@ size_t mela_plan_naive_bytes(const mela_plan *p) { return p->naive * sizeof(floa
 mela_exec *mela_exec_new(const mela_plan *p)
 {
     mela_exec *e = calloc(1, sizeof *e);
+    if (e)
+        e->threads = 1;
     if (!e)
         goto oom;
     e->p = p;
@@ -307,6 +308,9 @@ void mela_exec_bind_params(mela_exec *e, const float *flat)
         e->val[p->params[k]] = flat ? flat + p->g->nodes[p->params[k]].offset : NULL;
 }
 
+void mela_exec_set_threads(mela_exec *e, int n) { e->threads = n < 1 ? 1 : n > MK_MAX_THREADS ? MK_MAX_THREADS : n; }
+int mela_exec_threads(const mela_exec *e) { return e->threads; }
+
 int mela_exec_run(mela_exec *e)
 {
     const mela_plan *p = e->p;
@@ -324,7 +328,7 @@ int mela_exec_run(mela_exec *e)
         for (int j = 0; j < n->nin; j++)
             x[j] = e->val[n->in[j]];
         double t0 = e->prof_s ? seconds_now() : 0;
-        if (mela_ops[n->op].forward(g, n, (float *)e->val[i], x, e->scratch))
+        if (mela_ops[n->op].forward(g, n, (float *)e->val[i], x, e->scratch, e->threads))
             return -1;
         if (e->prof_s) {
             e->prof_s[n->op] += seconds_now() - t0;

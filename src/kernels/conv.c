@@ -52,7 +52,7 @@
 
 /* ------------------------------------------------------------------ threads */
 
-/* The chunks of a batch can run on several threads (mk_set_threads). The
+/* The chunks of a batch can run on several threads (mk_conv.threads). The
  * work is split the same way whatever the thread count: forward and dx
  * chunks write disjoint outputs, and dw sums its chunks into DW_GROUPS
  * partial sums (chunk c into group c % DW_GROUPS, in chunk order) added in
@@ -61,10 +61,6 @@
 #define DW_GROUPS 4
 #define PAR_MIN_FLOPS 4e6 /* below this, threads cost more than they save */
 
-static int kernel_threads = 1;
-
-void mk_set_threads(int n) { kernel_threads = n < 1 ? 1 : n > MK_MAX_THREADS ? MK_MAX_THREADS : n; }
-int mk_threads(void) { return kernel_threads; }
 
 typedef struct par_job {
     void (*fn)(void *ctx, int task, int tid);
@@ -81,9 +77,13 @@ static void *par_main(void *arg)
 }
 
 /* Runs fn(ctx, task, tid) for task 0..ntasks-1; task t on thread t % nthreads. */
-static void parallel(int ntasks, double flops, void (*fn)(void *, int, int), void *ctx)
+static void parallel(int threads, int ntasks, double flops, void (*fn)(void *, int, int), void *ctx)
 {
-    int nt = kernel_threads < ntasks ? kernel_threads : ntasks;
+    if (threads > MK_MAX_THREADS)
+        threads = MK_MAX_THREADS;
+    int nt = threads < ntasks ? threads : ntasks;
+    if (nt < 1)
+        nt = 1;
     if (flops < PAR_MIN_FLOPS)
         nt = 1;
     par_job jobs[MK_MAX_THREADS];
@@ -112,19 +112,20 @@ int mk_conv_init(mk_conv *cv)
  * that the transposed convolution of dx fits), output [N, M, OH, OW]. */
 typedef struct geom {
     int N, C, H, W, M, KH, KW, s, ph, pw, OH, OW;
+    int threads;
 } geom;
 
 static geom forward_geom(const mk_conv *cv)
 {
     return (geom){cv->N, cv->C, cv->H, cv->W, cv->OC, cv->KH, cv->KW, cv->stride, cv->pad, cv->pad,
-                  cv->OH, cv->OW};
+                  cv->OH, cv->OW, cv->threads};
 }
 
 /* dx of a stride-1 convolution as a forward convolution of dy. */
 static geom transposed_geom(const mk_conv *cv)
 {
     return (geom){cv->N, cv->OC, cv->OH, cv->OW, cv->C, cv->KH, cv->KW, 1, cv->KH - 1 - cv->pad,
-                  cv->KW - 1 - cv->pad, cv->H, cv->W};
+                  cv->KW - 1 - cv->pad, cv->H, cv->W, cv->threads};
 }
 
 /* The flipped kernel costs OC*C*KH*KW moves per call, which only pays when
@@ -347,7 +348,7 @@ static void lowered_conv(float *y, const float *x, const float *w, const geom *g
 {
     const int nb = chunk_images(g), nchunks = (g->N + nb - 1) / nb;
     conv_job j = {y, x, w, NULL, g, scratch};
-    parallel(nchunks, conv_flops(g), conv_chunk, &j);
+    parallel(g->threads, nchunks, conv_flops(g), conv_chunk, &j);
 }
 
 /* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
@@ -399,7 +400,7 @@ void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv,
     geom g = forward_geom(cv);
     const int nb = chunk_images(&g), nchunks = (cv->N + nb - 1) / nb;
     conv_job j = {dx, NULL, w, dy, &g, scratch};
-    parallel(nchunks, conv_flops(&g), dx_chunk, &j);
+    parallel(g.threads, nchunks, conv_flops(&g), dx_chunk, &j);
 }
 
 /* dw[OC,C,KH,KW] = sum over n of dy[n] (x) x[n], the gradient of <y, dy> */
@@ -433,7 +434,7 @@ void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv,
     const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = chunk_images(&g);
     const int nchunks = (cv->N + nb - 1) / nb, ngroups = nchunks < DW_GROUPS ? nchunks : DW_GROUPS;
     conv_job j = {NULL, x, NULL, dy, &g, scratch};
-    parallel(ngroups, conv_flops(&g), dw_group, &j);
+    parallel(g.threads, ngroups, conv_flops(&g), dw_group, &j);
     const float *part = scratch + MK_MAX_THREADS * lowered_scratch(&g);
     const size_t n = (size_t)OC * K;
     memcpy(dw, part, n * sizeof *dw);

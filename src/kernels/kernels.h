@@ -18,8 +18,10 @@
 
 /* ------------------------------------------------------------------- GEMM */
 
-/* Sets the number of threads OpenBLAS may use inside one GEMM. */
-void mk_blas_threads(int n);
+/* The number of threads OpenBLAS may use inside one GEMM: set (n >= 1) and
+ * read. A process-wide setting of OpenBLAS's: callers restore it. */
+void mk_blas_set_threads(int n);
+int mk_blas_threads(void);
 /* OpenBLAS's kernel family (openblas_get_corename). */
 const char *mk_blas_core(void);
 /* Runs fn on jobs[0..n) (each job_size bytes): job 0 on the calling thread,
@@ -45,14 +47,12 @@ typedef struct mk_conv {
     int OC, KH, KW;
     int stride, pad;
     int OH, OW;
+    int threads; /* threads for the chunks of this convolution (0 or 1: the
+                  * caller's alone; at most MK_MAX_THREADS). Results are the
+                  * same for any count (see conv.c). */
 } mk_conv;
 
-/* Threads for the chunks of one convolution (1..MK_MAX_THREADS; default 1).
- * Results are the same for any count (see conv.c). A process-wide setting,
- * like OpenBLAS's own: the learners set it before running a batch of tasks. */
 #define MK_MAX_THREADS 4
-void mk_set_threads(int n);
-int mk_threads(void);
 
 /* Fills OH and OW from the rest; returns 0, or -1 if the output would be empty. */
 int mk_conv_init(mk_conv *cv);

@@ -1,13 +1,16 @@
-/* threads.c - the thread count of the BLAS library. mela runs the tasks of a
- * meta-batch on its own threads and keeps each GEMM on one thread, so that
- * results do not depend on how OpenBLAS would split a product. */
+/* threads.c - threads: the thread count of the BLAS library (mela runs the
+ * tasks of a meta-batch on its own threads and keeps each GEMM on one thread
+ * while it does, restoring the caller's count after), and the one place
+ * where threads are started. */
 #include <cblas.h>
 #include <pthread.h>
 #include <stdlib.h>
 
 #include "kernels/kernels.h"
 
-void mk_blas_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+void mk_blas_set_threads(int n) { openblas_set_num_threads(n < 1 ? 1 : n); }
+
+int mk_blas_threads(void) { return openblas_get_num_threads(); }
 
 const char *mk_blas_core(void) { return openblas_get_corename(); }
 

@@ -67,6 +67,45 @@ static mela_node minibatch(mela_graph *g, mela_node x, int n, int b, int s)
     return mela_concat(g, mela_slice(g, x, start, n - start), mela_slice(g, x, 0, b - (n - start)));
 }
 
+/* The step of adapted view j at inner step s for its gradient d: a learned
+ * rate times d (Meta-SGD, MAML++'s LSLR), Reptile's inner Adam, or alpha d. */
+static mela_node inner_step(const mela_gbml *gb, mela_graph *g, const mela_node *w, mela_node d, int j,
+                            int s, mela_node *vel)
+{
+    const mela_gbml_config *c = &gb->c;
+    if (c->learner == MELA_LEARNER_METASGD)
+        return mela_mul(g, w[gb->lr_first + j], d);
+    if (c->lslr)
+        return mela_mul(g, w[gb->lr_first + (s < gb->lr_steps ? s : gb->lr_steps - 1) * gb->nadapt + j], d);
+    if (c->learner == MELA_LEARNER_REPTILE && c->inner_adam) {
+        /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2 */
+        const float b2 = 0.999f;
+        mela_node g2 = mela_scale(g, mela_square(g, d), 1 - b2);
+        vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
+        float corr = 1.0f / (1.0f - powf(b2, (float)(s + 1)));
+        mela_node den = mela_add_scalar(g, mela_sqrt(g, mela_scale(g, vel[j], corr)), 1e-8f);
+        return mela_scale(g, mela_div(g, d, den), c->inner_lr);
+    }
+    return mela_scale(g, d, c->inner_lr);
+}
+
+/* The query outputs after adaptation: all queries in one batch, or (non-
+ * transductive evaluation) each query alone with the support set. */
+static mela_node query_out(const mela_gbml *gb, mela_graph *g, const task_graph *o, const mela_node *fast,
+                           const mela_node *w, int steps, int ns, int nq, mela_node fq, int alone)
+{
+    if (!alone)
+        return forward_at(gb, g, fast, w, steps, o->xq, fq);
+    mela_node rows = MELA_NONE;
+    for (int j = 0; j < nq; j++) {
+        mela_node x = mela_concat(g, o->xs, mela_slice(g, o->xq, j, 1));
+        mela_node h = gb->c.learner == MELA_LEARNER_ANIL ? mela_model_body(gb->m, g, w, x) : MELA_NONE;
+        mela_node r = mela_slice(g, forward_at(gb, g, fast, w, steps, x, h), ns, 1);
+        rows = j ? mela_concat(g, rows, r) : r;
+    }
+    return rows;
+}
+
 /* Builds the inner loop with `steps` steps. meta: the training graph (the
  * gradient of the meta-loss with respect to every view; Reptile: theta - phi
  * per view); first_order: inner gradients as constants. */
@@ -81,12 +120,11 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
     mela_node w[TP_MAXV], fast[TP_MAXV], gr[TP_MAXV], vel[TP_MAXV], ad[TP_MAXV];
     for (int i = 0; i < gb->nviews; i++)
         w[i] = mela_param(g, gb->L, i);
-    int K = !meta && c->test_shots > 0 ? c->test_shots : c->shots;
-    int ns = c->regression ? K : c->ways * K;
-    int q = !meta && c->test_queries > 0 ? c->test_queries : c->queries;
-    int nq = c->regression ? q : c->ways * q;
-    if (!meta && c->query_total > 0)
-        nq = c->query_total;
+    const mela_task_spec *ts = meta ? &c->train : &c->test; /* test: zeros resolved in _new */
+    int ns = c->regression ? ts->shots : c->train.ways * ts->shots;
+    int nq = c->regression ? ts->queries : c->train.ways * ts->queries;
+    if (ts->query_rows > 0)
+        nq = ts->query_rows;
     o->xs = mela_input(g, "x_support", mela_model_input_shape(m, ns));
     o->xq = mela_input(g, "x_query", mela_model_input_shape(m, nq));
     o->ys = mela_input(g, "y_support", c->regression ? MELA_SHAPE(ns, 1) : MELA_SHAPE(ns));
@@ -112,24 +150,8 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
         if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;
         for (int j = 0; j < gb->nadapt; j++) {
-            int v = gb->adapt[j];
             mela_node d = first_order || reptile ? mela_stop_gradient(g, gr[j]) : gr[j];
-            mela_node step;
-            if (c->learner == MELA_LEARNER_METASGD)
-                step = mela_mul(g, w[gb->lr_first + j], d);
-            else if (c->lslr)
-                step = mela_mul(g, w[gb->lr_first + (s < gb->lr_steps ? s : gb->lr_steps - 1) * gb->nadapt + j], d);
-            else if (reptile && c->inner_adam) {
-                /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2 */
-                const float b2 = 0.999f;
-                mela_node g2 = mela_scale(g, mela_square(g, d), 1 - b2);
-                vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
-                float corr = 1.0f / (1.0f - powf(b2, (float)(s + 1)));
-                mela_node den = mela_add_scalar(g, mela_sqrt(g, mela_scale(g, vel[j], corr)), 1e-8f);
-                step = mela_scale(g, mela_div(g, d, den), c->inner_lr);
-            } else
-                step = mela_scale(g, d, c->inner_lr);
-            ad[j] = fast[v] = mela_sub(g, fast[v], step);
+            ad[j] = fast[gb->adapt[j]] = mela_sub(g, fast[gb->adapt[j]], inner_step(gb, g, w, d, j, s, vel));
         }
         if (msl && s < steps - 1) { /* the query loss after every step but the last */
             mela_node lq = task_loss(gb, g, forward_at(gb, g, fast, w, s + 1, o->xq, fq), o->yq);
@@ -138,19 +160,7 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
             metaloss = metaloss == MELA_NONE ? t : mela_add(g, metaloss, t);
         }
     }
-    if (!meta && c->nontransductive && !c->regression) {
-        /* each query alone with the support set in one batch */
-        mela_node rows = MELA_NONE;
-        for (int j = 0; j < nq; j++) {
-            mela_node x = mela_concat(g, o->xs, mela_slice(g, o->xq, j, 1));
-            mela_node h = anil ? mela_model_body(m, g, w, x) : MELA_NONE;
-            mela_node r = mela_slice(g, forward_at(gb, g, fast, w, steps, x, h), ns, 1);
-            rows = j ? mela_concat(g, rows, r) : r;
-        }
-        o->out = rows;
-    } else {
-        o->out = forward_at(gb, g, fast, w, steps, o->xq, fq);
-    }
+    o->out = query_out(gb, g, o, fast, w, steps, ns, nq, fq, !meta && c->nontransductive && !c->regression);
     o->loss = task_loss(gb, g, o->out, o->yq);
     o->acc = c->regression ? MELA_NONE : mela_accuracy(g, o->out, o->yq);
     if (!meta)
@@ -189,20 +199,22 @@ static int add_view(mela_layout *L, const char *fmt, int s, const char *name, me
     return mela_layout_add(L, buf, shape);
 }
 
-mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
+/* What is wrong with a configuration, or NULL. */
+static const char *config_error(const mela_gbml_config *c)
 {
     const char *why = NULL;
-    int nout = mela_model_outputs(m);
     int reptile = c->learner == MELA_LEARNER_REPTILE;
     if (c->learner < MELA_LEARNER_MAML || c->learner > MELA_LEARNER_REPTILE)
         why = "unknown learner";
-    else if (c->shots < 1 || c->test_shots < 0)
+    else if (c->train.shots < 1 || c->test.shots < 0)
         why = "shots must be at least 1";
-    else if (c->queries < 1)
+    else if (c->train.queries < 1 || c->test.queries < 0)
         why = "queries must be at least 1";
+    else if (!c->regression && c->test.ways != 0 && c->test.ways != c->train.ways)
+        why = "test ways must equal the training ways (the head has one output per class)";
     else if (c->steps < 0 || c->test_steps < 0 || c->steps > 100 || c->test_steps > 100)
         why = "inner steps must be in 0..100";
-    else if (!c->regression && c->ways < 2)
+    else if (!c->regression && c->train.ways < 2)
         why = "ways must be at least 2";
     else if (!(c->inner_lr > 0) || c->inner_lr > 100)
         why = "the inner learning rate must be in (0, 100]";
@@ -216,14 +228,68 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
         why = "Reptile needs at least one inner step";
     else if (c->inner_batch < 0 || c->test_inner_batch < 0)
         why = "inner batches must be >= 0 (0: the whole support set)";
+    return why;
+}
+
+/* What is meta-learned: the model's views; the learned rates (Meta-SGD
+ * "lr.<view>", LSLR "lr.stepS.<view>"); per-step batch-norm copies (BNWB).
+ * Also which views the inner loop adapts. Returns 1, or 0 when a view could
+ * not be added. */
+static int build_layout(mela_gbml *gb)
+{
+    int ok = 1;
+    const mela_layout *ml = mela_model_layout(gb->m);
+    gb->nmodel = mela_layout_count(ml);
+    for (int i = 0; i < gb->nmodel; i++)
+        mela_layout_add(gb->L, mela_layout_name(ml, i), mela_layout_shape(ml, i));
+    int first = gb->c.learner == MELA_LEARNER_ANIL ? mela_model_head_first(gb->m) : 0;
+    for (int i = first; i < gb->nmodel; i++) {
+        if (gb->c.bnwb && is_bn(ml, i))
+            gb->bn[gb->nbn++] = i; /* per-step copies instead of inner-loop updates */
+        else
+            gb->adapt[gb->nadapt++] = i;
+    }
+    gb->lr_first = mela_layout_count(gb->L);
+    if (gb->c.learner == MELA_LEARNER_METASGD) {
+        gb->lr_steps = 1;
+        for (int j = 0; j < gb->nadapt; j++) {
+            char name[128];
+            snprintf(name, sizeof name, "lr.%s", mela_layout_name(ml, gb->adapt[j]));
+            ok &= mela_layout_add(gb->L, name, mela_layout_shape(ml, gb->adapt[j])) >= 0;
+        }
+    } else if (gb->c.lslr) {
+        gb->lr_steps = gb->c.steps > 0 ? gb->c.steps : 1;
+        for (int s = 0; s < gb->lr_steps; s++)
+            for (int j = 0; j < gb->nadapt; j++)
+                ok &= add_view(gb->L, "lr.step%d.%s", s, mela_layout_name(ml, gb->adapt[j]),
+                               MELA_SHAPE(1)) >= 0;
+    }
+    gb->bn_first = mela_layout_count(gb->L);
+    if (gb->c.bnwb) {
+        gb->bn_steps = gb->c.steps + 1;
+        for (int s = 0; s < gb->bn_steps; s++)
+            for (int k = 0; k < gb->nbn; k++) {
+                char fmt[140];
+                snprintf(fmt, sizeof fmt, "%s.step%%d%%s", mela_layout_name(ml, gb->bn[k]));
+                ok &= add_view(gb->L, fmt, s, "", mela_layout_shape(ml, gb->bn[k])) >= 0;
+            }
+    }
+    return ok;
+}
+
+mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
+{
+    const char *why = config_error(c);
+    int nout = mela_model_outputs(m);
     if (why) {
-        mela_set_error("learner: %s (ways %d, shots %d, queries %d, steps %d/%d, inner lr %g)", why,
-                       c->ways, c->shots, c->queries, c->steps, c->test_steps, (double)c->inner_lr);
+        mela_set_error("learner: %s (ways %d/%d, shots %d/%d, queries %d/%d, steps %d/%d, inner lr %g)",
+                       why, c->train.ways, c->test.ways, c->train.shots, c->test.shots, c->train.queries,
+                       c->test.queries, c->steps, c->test_steps, (double)c->inner_lr);
         return NULL;
     }
-    if (nout != (c->regression ? 1 : c->ways)) {
+    if (nout != (c->regression ? 1 : c->train.ways)) {
         mela_set_error("learner: the model has %d outputs but the task needs %d", nout,
-                       c->regression ? 1 : c->ways);
+                       c->regression ? 1 : c->train.ways);
         return NULL;
     }
     mela_gbml *gb = calloc(1, sizeof *gb);
@@ -234,43 +300,11 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
     }
     gb->m = m;
     gb->c = *c;
-    const mela_layout *ml = mela_model_layout(m);
-    gb->nmodel = mela_layout_count(ml);
-    for (int i = 0; i < gb->nmodel; i++)
-        mela_layout_add(gb->L, mela_layout_name(ml, i), mela_layout_shape(ml, i));
-    int first = c->learner == MELA_LEARNER_ANIL ? mela_model_head_first(m) : 0;
-    for (int i = first; i < gb->nmodel; i++) {
-        if (c->bnwb && is_bn(ml, i))
-            gb->bn[gb->nbn++] = i; /* per-step copies instead of inner-loop updates */
-        else
-            gb->adapt[gb->nadapt++] = i;
-    }
-    int ok = 1;
-    gb->lr_first = mela_layout_count(gb->L);
-    if (c->learner == MELA_LEARNER_METASGD) {
-        gb->lr_steps = 1;
-        for (int j = 0; j < gb->nadapt; j++) {
-            char name[128];
-            snprintf(name, sizeof name, "lr.%s", mela_layout_name(ml, gb->adapt[j]));
-            ok &= mela_layout_add(gb->L, name, mela_layout_shape(ml, gb->adapt[j])) >= 0;
-        }
-    } else if (c->lslr) {
-        gb->lr_steps = c->steps > 0 ? c->steps : 1;
-        for (int s = 0; s < gb->lr_steps; s++)
-            for (int j = 0; j < gb->nadapt; j++)
-                ok &= add_view(gb->L, "lr.step%d.%s", s, mela_layout_name(ml, gb->adapt[j]),
-                               MELA_SHAPE(1)) >= 0;
-    }
-    gb->bn_first = mela_layout_count(gb->L);
-    if (c->bnwb) {
-        gb->bn_steps = c->steps + 1;
-        for (int s = 0; s < gb->bn_steps; s++)
-            for (int k = 0; k < gb->nbn; k++) {
-                char fmt[140];
-                snprintf(fmt, sizeof fmt, "%s.step%%d%%s", mela_layout_name(ml, gb->bn[k]));
-                ok &= add_view(gb->L, fmt, s, "", mela_layout_shape(ml, gb->bn[k])) >= 0;
-            }
-    }
+    mela_task_spec *te = &gb->c.test; /* zeros: as in meta-training */
+    te->ways = gb->c.train.ways;
+    te->shots = te->shots > 0 ? te->shots : gb->c.train.shots;
+    te->queries = te->queries > 0 ? te->queries : gb->c.train.queries;
+    int ok = build_layout(gb);
     gb->nviews = mela_layout_count(gb->L);
     int nsteps = c->steps > 0 ? c->steps : 1;
     gb->step_w = calloc(nsteps, sizeof *gb->step_w);
@@ -291,12 +325,16 @@ mela_gbml *mela_gbml_new(const mela_model *m, const mela_gbml_config *c)
 }
 
 const mela_layout *mela_gbml_layout(const mela_gbml *gb) { return gb->L; }
+taskpool *mela_gbml_pool_(mela_gbml *gb) { return &gb->tp; }
 const mela_gbml_config *mela_gbml_config_of(const mela_gbml *gb) { return &gb->c; }
 size_t mela_gbml_arena_bytes(const mela_gbml *gb) { return mela_plan_arena_bytes(gb->tp.train.p); }
 int mela_gbml_steps(const mela_gbml *gb) { return mela_plan_steps(gb->tp.train.p); }
 void mela_gbml_set_profiling(mela_gbml *gb, int on) { tp_set_profiling(&gb->tp, on); }
 void mela_gbml_profile(const mela_gbml *gb, double *s, long *c) { tp_profile(&gb->tp, s, c); }
-int mela_gbml_reserve(mela_gbml *gb, int slots) { return tp_reserve(&gb->tp, slots); }
+int mela_gbml_reserve(mela_gbml *gb, int slots, int kernel_threads)
+{
+    return tp_reserve_threads(&gb->tp, slots, kernel_threads);
+}
 
 int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task, int slot,
                        double *loss, double *acc, float *out)

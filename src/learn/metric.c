@@ -82,13 +82,14 @@ static mela_graph *graph_with_params(const mela_metric *mt, task_graph *o, mela_
     return g;
 }
 
-static int build_episode(mela_metric *mt, task_graph *o, int N, int K, int Q, int total, int train)
+static int build_episode(mela_metric *mt, task_graph *o, const mela_task_spec *t, int train)
 {
     mela_node w[TP_MAXV];
     mela_graph *g = graph_with_params(mt, o, w);
     if (!g)
         return -1;
-    int ns = N * K, nq = total > 0 ? total : N * Q;
+    int N = t->ways, K = t->shots;
+    int ns = N * K, nq = t->query_rows > 0 ? t->query_rows : N * t->queries;
     o->xs = mela_input(g, "x_support", mela_model_input_shape(mt->m, ns));
     o->ys = mela_input(g, "y_support", MELA_SHAPE(ns));
     o->xq = mela_input(g, "x_query", mela_model_input_shape(mt->m, nq));
@@ -153,9 +154,10 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
         why = "unknown metric learner";
     else if (mela_model_outputs(m) != 0)
         why = "the embedding model must have no head (nout = 0)";
-    else if (c->test_ways < 2 || c->test_shots < 1 || c->test_queries < 1)
+    else if (c->test.ways < 2 || c->test.shots < 1 || c->test.queries < 1)
         why = "test episodes need at least 2 ways, 1 shot and 1 query";
-    else if (c->kind != MELA_METRIC_SIAMESE && (c->ways < 2 || c->shots < 1 || c->queries < 1))
+    else if (c->kind != MELA_METRIC_SIAMESE &&
+             (c->train.ways < 2 || c->train.shots < 1 || c->train.queries < 1))
         why = "training episodes need at least 2 ways, 1 shot and 1 query";
     else if (c->kind == MELA_METRIC_SIAMESE && c->pairs < 2)
         why = "Siamese training needs at least 2 pairs per batch";
@@ -166,8 +168,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
         why = "the embedding model does not say its feature size";
     if (why) {
         mela_set_error("metric learner: %s (ways %d/%d, shots %d/%d, queries %d/%d, pairs %d)", why,
-                       c->ways, c->test_ways, c->shots, c->test_shots, c->queries, c->test_queries,
-                       c->pairs);
+                       c->train.ways, c->test.ways, c->train.shots, c->test.shots, c->train.queries,
+                       c->test.queries, c->pairs);
         return NULL;
     }
     mela_metric *mt = calloc(1, sizeof *mt);
@@ -194,8 +196,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
     mt->nviews = mela_layout_count(mt->L);
     mt->tp.L = mt->L;
     int rc = c->kind == MELA_METRIC_SIAMESE ? build_pairs(mt, &mt->tp.train)
-                                             : build_episode(mt, &mt->tp.train, c->ways, c->shots, c->queries, 0, 1);
-    if (rc || build_episode(mt, &mt->tp.eval, c->test_ways, c->test_shots, c->test_queries, c->query_total, 0) ||
+                                             : build_episode(mt, &mt->tp.train, &c->train, 1);
+    if (rc || build_episode(mt, &mt->tp.eval, &c->test, 0) ||
         tp_reserve(&mt->tp, 1)) {
         mela_metric_free(mt);
         return NULL;
@@ -204,6 +206,7 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
 }
 
 const mela_layout *mela_metric_layout(const mela_metric *mt) { return mt->L; }
+taskpool *mela_metric_pool_(mela_metric *mt) { return &mt->tp; }
 
 void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
 {
@@ -221,7 +224,10 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
         theta[mela_layout_offset(mt->L, mt->nmodel)] = mt->c.scale;
 }
 
-int mela_metric_reserve(mela_metric *mt, int slots) { return tp_reserve(&mt->tp, slots); }
+int mela_metric_reserve(mela_metric *mt, int slots, int kernel_threads)
+{
+    return tp_reserve_threads(&mt->tp, slots, kernel_threads);
+}
 
 int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks, int threads,
                      float *grad, double *loss, double *acc)

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mela_learn.h"
+#include "learn/learner.h"
 
 enum { T_INT, T_LL, T_FLOAT, T_STR, T_LEARNER };
 
@@ -26,15 +26,15 @@ typedef struct option {
 static const option options[] = {
     {"learner", T_LEARNER, F(learner), 0, 0, "maml | fomaml | metasgd | anil | mamlpp | reptile | protonet | matchnet | siamese"},
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
-    {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip"},
+    {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip (the library has no default)"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
     {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (background; 10+10 evaluation alphabets, within-alphabet episodes)"},
-    {"ways", T_INT, F(gb.ways), 1, 1000, "N: classes per task"},
-    {"shots", T_INT, F(gb.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
-    {"queries", T_INT, F(gb.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
-    {"test_queries", T_INT, F(test_queries), 1, 1000, "query examples per class at test time (sinusoid: points)"},
-    {"test_ways", T_INT, F(test_ways), 0, 1000, "ways of validation and test episodes (0: as --ways; metric learners may differ)"},
-    {"test_shots", T_INT, F(test_shots), 0, 1000, "shots of validation and test episodes (0: as --shots)"},
+    {"ways", T_INT, F(train.ways), 1, 1000, "N: classes per task"},
+    {"shots", T_INT, F(train.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
+    {"queries", T_INT, F(train.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
+    {"test_queries", T_INT, F(test.queries), 1, 1000, "query examples per class at test time (sinusoid: points)"},
+    {"test_ways", T_INT, F(test.ways), 0, 1000, "ways of validation and test episodes (0: as --ways; metric learners may differ)"},
+    {"test_shots", T_INT, F(test.shots), 0, 1000, "shots of validation and test episodes (0: as --shots)"},
     {"pairs", T_INT, F(pairs), 0, 100000, "Siamese: pairs per training batch (half same class, half different)"},
     {"augment", T_INT, F(augment), 0, 1, "Siamese: 1 = Koch's random affine distortions of training pairs"},
     {"scale", T_FLOAT, F(scale), 1e-3, 1000, "Matching: attention softmax(scale * cosine) (1: Vinyals et al.)"},
@@ -42,19 +42,19 @@ static const option options[] = {
     {"lr_decay_every", T_INT, F(lr_decay_every), 0, 100000000, "halve outer_lr every N iterations (0: never)"},
     {"cosine_lr", T_INT, F(cosine_lr), 0, 1, "1: cosine annealing of outer_lr to min_lr over the run (MAML++)"},
     {"min_lr", T_FLOAT, F(min_lr), 0, 1, "the end of the cosine annealing"},
-    {"lslr", T_INT, F(gb.lslr), 0, 1, "MAML++: 1 = learned per-layer, per-step inner rates"},
-    {"msl", T_INT, F(gb.msl), 0, 1, "MAML++: 1 = multi-step loss (query loss after every step, weights annealed)"},
+    {"lslr", T_INT, F(lslr), 0, 1, "MAML++: 1 = learned per-layer, per-step inner rates"},
+    {"msl", T_INT, F(msl), 0, 1, "MAML++: 1 = multi-step loss (query loss after every step, weights annealed)"},
     {"msl_anneal", T_INT, F(msl_anneal), -1, 100000000, "MAML++: iterations over which the step weights move to the last step (-1: a tenth of the run)"},
-    {"bnwb", T_INT, F(gb.bnwb), 0, 1, "MAML++: 1 = per-step batch-norm weights and biases"},
+    {"bnwb", T_INT, F(bnwb), 0, 1, "MAML++: 1 = per-step batch-norm weights and biases"},
     {"da_until", T_INT, F(da_until), -1, 100000000, "MAML++: first-order meta-gradients until this iteration, exact after (0: off, -1: a third of the run)"},
-    {"inner_adam", T_INT, F(gb.inner_adam), 0, 1, "Reptile: 1 = inner Adam (beta1 = 0) instead of SGD"},
-    {"inner_batch", T_INT, F(gb.inner_batch), 0, 100000, "support rows per inner step in meta-training (0: all; Reptile: minibatches of the shuffled support)"},
-    {"test_inner_batch", T_INT, F(gb.test_inner_batch), 0, 100000, "support rows per inner step at validation and test (0: all)"},
-    {"nontransductive", T_INT, F(gb.nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
-    {"steps", T_INT, F(gb.steps), 0, 100, "inner gradient steps in meta-training"},
-    {"test_steps", T_INT, F(gb.test_steps), 0, 100, "inner gradient steps at validation and test"},
-    {"inner_lr", T_FLOAT, F(gb.inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
-    {"first_order", T_INT, F(gb.first_order), 0, 1, "1: drop the second-order terms of the meta-gradient"},
+    {"inner_adam", T_INT, F(inner_adam), 0, 1, "Reptile: 1 = inner Adam (beta1 = 0) instead of SGD"},
+    {"inner_batch", T_INT, F(inner_batch), 0, 100000, "support rows per inner step in meta-training (0: all; Reptile: minibatches of the shuffled support)"},
+    {"test_inner_batch", T_INT, F(test_inner_batch), 0, 100000, "support rows per inner step at validation and test (0: all)"},
+    {"nontransductive", T_INT, F(nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
+    {"steps", T_INT, F(steps), 0, 100, "inner gradient steps in meta-training"},
+    {"test_steps", T_INT, F(test_steps), 0, 100, "inner gradient steps at validation and test"},
+    {"inner_lr", T_FLOAT, F(inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
+    {"first_order", T_INT, F(first_order), 0, 1, "1: drop the second-order terms of the meta-gradient"},
     {"outer_lr", T_FLOAT, F(outer_lr), 1e-8, 1, "Adam step size of the meta-update"},
     {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
     {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
@@ -69,14 +69,10 @@ static const option options[] = {
     {"val_every", T_INT, F(val_every), 0, 100000000, "iterations between validations and checkpoints (0: only at the end)"},
     {"val_episodes", T_INT, F(val_episodes), 1, 100000, "validation episodes"},
     {"test_episodes", T_INT, F(test_episodes), 1, 1000000, "test episodes (the papers: 600)"},
-    {"out_dir", T_STR, F(out_dir), 0, 0, "where checkpoints and metrics are written"},
+    {"out_dir", T_STR, F(out_dir), 0, 0, "where checkpoints and metrics are written (\"\": nowhere)"},
 };
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
-
-static const char *learners[] = {"maml", "fomaml", "metasgd", "anil", "protonet", "matchnet", "siamese",
-                                 "mamlpp", "reptile"};
-#define NLEARNERS (int)(sizeof learners / sizeof learners[0])
 
 int mela_run_set(mela_run_config *rc, const char *key, const char *value)
 {
@@ -108,17 +104,10 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
         return 0;
     }
     case T_LEARNER:
-        for (int i = 0; i < NLEARNERS; i++)
-            if (!strcmp(value, learners[i])) {
-                snprintf(rc->learner, sizeof rc->learner, "%s", value);
-                rc->gb.learner = i == 3 ? MELA_LEARNER_ANIL : i == 2 ? MELA_LEARNER_METASGD
-                               : i == 8 ? MELA_LEARNER_REPTILE : MELA_LEARNER_MAML;
-                rc->gb.first_order = i == 1 || (i >= 4 && i <= 6);
-                rc->metric = i >= 4 && i <= 6;
-                return 0;
-            }
-        return mela_set_error("learner: '%s' is not one of maml, fomaml, metasgd, anil, protonet, "
-                              "matchnet, siamese", value);
+        if (!learner_def_find(value))
+            return -1;
+        snprintf(rc->learner, sizeof rc->learner, "%s", value);
+        return 0;
     default:
         if (strlen(value) >= o->size)
             return mela_set_error("%s: '%s' is longer than %zu characters", key, value, o->size - 1);
@@ -144,133 +133,78 @@ const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t 
     return o->key;
 }
 
-int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways)
+/* What every run starts from, whatever the learner. */
+static void run_defaults(mela_run_config *rc, const char *learner, const char *ds)
 {
     memset(rc, 0, sizeof *rc);
-    if (mela_run_set(rc, "learner", learner ? learner : "maml"))
-        return -1;
-    const char *ds = dataset ? dataset : "omniglot";
+    snprintf(rc->learner, sizeof rc->learner, "%s", learner);
     snprintf(rc->dataset, sizeof rc->dataset, "%s", ds);
     snprintf(rc->split, sizeof rc->split, "vinyals");
+    snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", learner, ds);
     rc->scale = 1.0f;
-    snprintf(rc->data_dir, sizeof rc->data_dir, "../shared/data/omniglot");
-    snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", rc->learner, ds);
     rc->outer_lr = 0.001f;
     rc->threads = 2;
     rc->seed = 1;
     rc->test_seed = 0;
     rc->val_episodes = 100;
     rc->test_episodes = 600;
-    if (!strcmp(ds, "sinusoid")) {
-        snprintf(rc->model, sizeof rc->model, "mlp");
-        rc->gb.regression = 1;
-        rc->gb.ways = 1;
-        rc->gb.shots = 10;
-        rc->gb.queries = 10;
-        rc->test_queries = 100;
-        rc->gb.steps = 1;
-        rc->gb.test_steps = 10;
-        rc->gb.inner_lr = 0.01f;
-        rc->meta_batch = 25;
-        rc->iterations = 70000;
-        rc->val_every = 1000;
-        if (!strcmp(rc->learner, "reptile")) { /* 5 SGD steps of 0.02, meta step 1 annealed to 0 */
-            rc->gb.steps = 5;
-            rc->gb.inner_lr = 0.02f;
-            rc->outer_lr = 1.0f;
-        }
-        return 0;
-    }
-    if (strcmp(ds, "omniglot"))
-        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
+}
+
+/* Sinusoids (Finn et al. 2017): the 1-40-40-1 MLP, K = 10, one step of 0.01
+ * (ten at test), meta-batch 25, 70,000 iterations. */
+static void sinusoid_defaults(mela_run_config *rc)
+{
+    snprintf(rc->model, sizeof rc->model, "mlp");
+    rc->train = (mela_task_spec){1, 10, 10, 0};
+    rc->test.queries = 100;
+    rc->steps = 1;
+    rc->test_steps = 10;
+    rc->inner_lr = 0.01f;
+    rc->meta_batch = 25;
+    rc->iterations = 70000;
+    rc->val_every = 1000;
+}
+
+/* Omniglot: Finn et al.'s network, Conv-4 of 64 filters with stride-2
+ * convolutions, on 28x28 images. */
+static void omniglot_defaults(mela_run_config *rc)
+{
     snprintf(rc->model, sizeof rc->model, "conv4");
     rc->width = 64;
     rc->depth = 4;
-    rc->maxpool = 0; /* Finn et al.'s Omniglot network uses stride-2 convolutions */
+    rc->maxpool = 0;
     rc->image_size = 28;
-    if (rc->metric) {
-        /* Snell et al. / Vinyals et al.: Conv-4 with 2x2 max-pool, a 64-d embedding */
-        int test_ways = ways > 0 ? ways : 5;
-        rc->maxpool = 1;
-        rc->gb.shots = 1;
-        rc->test_queries = 15;
-        rc->meta_batch = 1;
-        rc->iterations = 10000;
-        rc->val_every = 500;
-        rc->lr_decay_every = 2000;
-        rc->gb.inner_lr = 0.01f; /* unused */
-        rc->gb.test_steps = rc->gb.steps = 0;
-        if (!strcmp(rc->learner, "protonet")) {
-            rc->gb.ways = 60; /* Snell et al. train 60-way with 5 queries per class */
-            rc->gb.queries = 5;
-            rc->test_ways = test_ways;
-        } else if (!strcmp(rc->learner, "matchnet")) {
-            rc->gb.ways = test_ways;
-            rc->gb.queries = 5;
-        } else { /* siamese: Koch et al.'s protocol, 20-way within-alphabet one-shot */
-            snprintf(rc->split, sizeof rc->split, "lake");
-            rc->gb.ways = ways > 0 ? ways : 20;
-            rc->gb.queries = 1;
-            rc->test_queries = 1;
-            rc->pairs = 128;
-            rc->augment = 1;
-            rc->lr_decay_every = 0;
-        }
-        return 0;
-    }
-    rc->gb.ways = ways > 0 ? ways : 5;
-    rc->gb.shots = 1;
-    rc->gb.queries = 1;
-    rc->test_queries = 15;
-    rc->iterations = 60000;
-    rc->val_every = 500;
-    if (!strcmp(rc->learner, "mamlpp")) {
-        /* Antoniou et al. (2019): 5 steps, every switch on; their epoch-based
-         * schedules scaled to the run, whatever its length (-1: msl over the
-         * first tenth, first order for the first third), outer lr
-         * cosine-annealed to 1e-5 */
-        rc->gb.steps = rc->gb.test_steps = 5;
-        rc->gb.inner_lr = 0.1f;
-        rc->meta_batch = rc->gb.ways >= 20 ? 8 : 16;
-        rc->gb.lslr = rc->gb.msl = rc->gb.bnwb = rc->gb.da = 1;
-        rc->msl_anneal = -1;
-        rc->da_until = -1;
-        rc->cosine_lr = 1;
-        rc->min_lr = 1e-5f;
-        return 0;
-    }
-    if (!strcmp(rc->learner, "reptile")) {
-        /* Nichol et al. (2018), Omniglot: inner Adam (beta1 0) on 10-shot
-         * training tasks in minibatches (5-way: 5 steps of 10 rows, rate
-         * 0.001; 20-way: 10 steps of 20 rows, rate 0.0005: one epoch of the
-         * support either way), 50 steps at test on minibatches of 5 (20-way:
-         * 10), meta-batch 5, meta step 1 annealed linearly to 0, 100,000
-         * (20-way: 200,000) iterations */
-        int big = rc->gb.ways >= 20;
-        rc->gb.inner_adam = 1;
-        rc->gb.inner_lr = big ? 0.0005f : 0.001f;
-        rc->gb.shots = 10;
-        rc->test_shots = 1;
-        rc->gb.steps = big ? 10 : 5;
-        rc->gb.inner_batch = big ? 20 : 10;
-        rc->gb.test_steps = 50;
-        rc->gb.test_inner_batch = big ? 10 : 5;
-        rc->meta_batch = 5;
-        rc->outer_lr = 1.0f;
-        rc->iterations = big ? 200000 : 100000;
-        return 0;
-    }
-    if (rc->gb.ways >= 20) {
-        rc->gb.steps = rc->gb.test_steps = 5;
-        rc->gb.inner_lr = 0.1f;
-        rc->meta_batch = 16;
-    } else {
-        rc->gb.steps = 1;
-        rc->gb.test_steps = 3;
-        rc->gb.inner_lr = 0.4f;
-        rc->meta_batch = 32;
-    }
+}
+
+int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways)
+{
+    const char *ds = dataset ? dataset : "omniglot";
+    const learner_def *d = learner_def_find(learner ? learner : "maml");
+    if (!d)
+        return -1;
+    run_defaults(rc, d->info.name, ds);
+    if (!strcmp(ds, "sinusoid"))
+        sinusoid_defaults(rc);
+    else if (!strcmp(ds, "omniglot"))
+        omniglot_defaults(rc);
+    else
+        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
+    d->defaults(rc, ways);
     return 0;
+}
+
+int mela_run_regression(const mela_run_config *rc) { return !strcmp(rc->dataset, "sinusoid"); }
+
+mela_task_spec mela_run_test_spec(const mela_run_config *rc)
+{
+    mela_task_spec t = rc->test;
+    if (t.ways == 0)
+        t.ways = rc->train.ways;
+    if (t.shots == 0)
+        t.shots = rc->train.shots;
+    if (t.queries == 0)
+        t.queries = rc->train.queries;
+    return t;
 }
 
 int mela_run_msl_anneal(const mela_run_config *rc)
@@ -283,42 +217,37 @@ int mela_run_da_until(const mela_run_config *rc)
     return rc->da_until >= 0 ? rc->da_until : rc->iterations / 3;
 }
 
+static int omniglot_check(const mela_run_config *rc)
+{
+    if (strcmp(rc->model, "conv4"))
+        return mela_set_error("dataset omniglot needs the conv4 model (got %s)", rc->model);
+    if (rc->width < 1 || rc->depth < 1 || rc->image_size < 4)
+        return mela_set_error("conv4 needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
+                              rc->width, rc->depth, rc->image_size);
+    if (rc->train.ways < 2)
+        return mela_set_error("ways: %d (classification needs at least 2)", rc->train.ways);
+    if (strcmp(rc->split, "vinyals") && strcmp(rc->split, "lake"))
+        return mela_set_error("split: '%s' is not one of vinyals, lake", rc->split);
+    return 0;
+}
+
 int mela_run_check(const mela_run_config *rc)
 {
+    const learner_def *d = learner_def_find(rc->learner);
+    if (!d)
+        return -1;
     if (strcmp(rc->model, "conv4") && strcmp(rc->model, "mlp"))
         return mela_set_error("model: '%s' is not one of conv4, mlp", rc->model);
     if (!strcmp(rc->dataset, "sinusoid")) {
-        if (rc->metric)
-            return mela_set_error("learner %s classifies; the sinusoid tasks are regression", rc->learner);
-        if (!rc->gb.regression || strcmp(rc->model, "mlp"))
+        if (strcmp(rc->model, "mlp"))
             return mela_set_error("dataset sinusoid needs the mlp model (got %s)", rc->model);
     } else if (!strcmp(rc->dataset, "omniglot")) {
-        if (rc->gb.regression || strcmp(rc->model, "conv4"))
-            return mela_set_error("dataset omniglot needs the conv4 model (got %s)", rc->model);
-        if (rc->width < 1 || rc->depth < 1 || rc->image_size < 4)
-            return mela_set_error("conv4 needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
-                                  rc->width, rc->depth, rc->image_size);
-        if (rc->gb.ways < 2)
-            return mela_set_error("ways: %d (classification needs at least 2)", rc->gb.ways);
-        if (strcmp(rc->split, "vinyals") && strcmp(rc->split, "lake"))
-            return mela_set_error("split: '%s' is not one of vinyals, lake", rc->split);
-        if (rc->metric && !rc->maxpool && rc->depth < 4)
-            return mela_set_error("metric learners use the max-pool Conv-4 embedding");
-        if (!rc->metric && rc->test_ways && rc->test_ways != rc->gb.ways)
-            return mela_set_error("test_ways %d must equal ways %d for %s: its head has one output "
-                                  "per class", rc->test_ways, rc->gb.ways, rc->learner);
-        if ((rc->scale != 1 || rc->learn_scale) && strcmp(rc->learner, "matchnet"))
-            return mela_set_error("scale %g / learn_scale %d: the attention scale is matchnet's",
-                                  (double)rc->scale, rc->learn_scale);
-        if (!strcmp(rc->learner, "siamese") && rc->pairs < 2)
-            return mela_set_error("pairs: %d (Siamese training needs at least 2)", rc->pairs);
+        if (omniglot_check(rc))
+            return -1;
     } else {
         return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", rc->dataset);
     }
-    if (rc->gb.shots < 1)
-        return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->gb.shots);
-    if (rc->da_until != 0 && !rc->gb.da)
-        return mela_set_error("da_until %d needs the mamlpp learner's derivative-order annealing (da)",
-                              rc->da_until);
-    return 0;
+    if (rc->train.shots < 1)
+        return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->train.shots);
+    return d->check(rc);
 }

@@ -7,7 +7,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "learn/taskpool.h"
+
+int tp_blas_hold(void)
+{
+    int prev = mk_blas_threads();
+    if (prev != 1)
+        mk_blas_set_threads(1);
+    return prev;
+}
+
+void tp_blas_release(int prev)
+{
+    if (prev != 1 && prev >= 1)
+        mk_blas_set_threads(prev);
+}
 
 int tp_compile(task_graph *o, int mode, int nw, const mela_node *w)
 {
@@ -72,6 +87,16 @@ void tp_profile(const taskpool *gb, double *seconds, long *calls)
     }
     free(s);
     free(c);
+}
+
+int tp_reserve_threads(taskpool *tp, int slots, int kernel_threads)
+{
+    if (tp_reserve(tp, slots))
+        return -1;
+    for (int i = 0; i < slots; i++)
+        if (tp->ee[i])
+            mela_exec_set_threads(tp->ee[i], kernel_threads);
+    return 0;
 }
 
 int tp_reserve(taskpool *gb, int slots)
@@ -183,7 +208,8 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
     if (tp_reserve(gb, threads))
         return -1;
     /* spare threads go inside the tasks' convolutions (same results) */
-    mela_set_kernel_threads(all > n ? all / n : 1);
+    for (int k = 0; k < threads; k++)
+        mela_exec_set_threads(gb->et[k], all > n ? all / n : 1);
     double *tl = calloc(2 * (size_t)n, sizeof *tl);
     job *jobs = calloc(threads, sizeof *jobs);
     if (!tl || !jobs) {
@@ -192,7 +218,9 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
     }
     for (int k = 0; k < threads; k++)
         jobs[k] = (job){gb, theta, tasks, n, k, threads, 0, tl, tl + n, ""};
+    int blas = tp_blas_hold();
     mela_parallel(threads, worker, jobs, sizeof *jobs);
+    tp_blas_release(blas);
     int rc = 0;
     for (int k = 0; k < threads && !rc; k++)
         if (jobs[k].rc)

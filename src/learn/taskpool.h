@@ -40,11 +40,20 @@ enum { TP_GRAD_NONE, TP_GRAD_LOSS, TP_GRAD_GIVEN };
 int tp_compile(task_graph *o, int mode, int nw, const mela_node *w);
 void tp_free(taskpool *tp);
 int tp_reserve(taskpool *tp, int slots);
+/* ... and the evaluation executors give kernel_threads to their convolutions. */
+int tp_reserve_threads(taskpool *tp, int slots, int kernel_threads);
+/* OpenBLAS on one thread for a while: returns the caller's count, which
+ * tp_blas_release puts back (see mela.h on threads). */
+int tp_blas_hold(void);
+void tp_blas_release(int prev);
 int tp_evaluate(taskpool *tp, const float *theta, const mela_task *task, int slot, double *loss,
                 double *acc, float *out);
 int tp_grad(taskpool *tp, const float *theta, int n, const mela_task *tasks, int threads,
             float *grad, double *loss, double *acc);
 void tp_set_profiling(taskpool *tp, int on);
+/* The training pool of a learner (MAML++'s exact one when it has two). */
+taskpool *mela_gbml_pool_(mela_gbml *gb);
+taskpool *mela_metric_pool_(mela_metric *mt);
 void tp_profile(const taskpool *tp, double *seconds, long *calls);
 
 #endif

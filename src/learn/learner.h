@@ -1,0 +1,65 @@
+/*
+ * learner.h - the learner table: what each learner brings to the one
+ * interface of mela_learner_* (mela_learn.h). A new learner is a file that
+ * defines a learner_def and one line in the table of learner.c.
+ */
+#ifndef MELA_LEARNER_H
+#define MELA_LEARNER_H
+
+#include "mela_learn.h"
+
+typedef struct learner_def learner_def;
+
+struct mela_learner {
+    const learner_def *def;
+    mela_run_config rc;
+    int query_rows;      /* as mela_learner_new */
+    mela_model *model;
+    void *impl;          /* the def's own learner (mela_gbml, mela_metric) */
+    const mela_layout *L;
+    size_t size;         /* floats of theta */
+    float *grad;         /* this iteration's meta-gradient (size) */
+    mela_adam adam;      /* the outer optimiser (Reptile: its t only) */
+    float *msl_w;        /* MAML++ step weights (steps) */
+};
+
+struct learner_def {
+    mela_learner_info info;
+    /* Its papers' settings over the dataset's defaults (run_config.c);
+     * ways is what the user asked for (0: the learner's choice). */
+    void (*defaults)(mela_run_config *rc, int ways);
+    /* Its own rules on a configuration (the generic ones are checked). */
+    int (*check)(const mela_run_config *rc);
+    /* Builds l->model and l->impl, sets l->L; query_rows as mela_learner_new. */
+    int (*open)(mela_learner *l, int query_rows);
+    void (*close)(mela_learner *l);
+    void (*init)(mela_learner *l, float *theta, mela_rng *r);
+    /* Its training (train = 1) or evaluation tasks (seed and slots left alone). */
+    void (*tasks)(const mela_learner *l, int train, mela_tasks_opts *o);
+    /* Meta-iteration it: the meta-gradient into l->grad, and the update. */
+    int (*grad)(mela_learner *l, const float *theta, int it, int n, const mela_task *tasks,
+                double *loss, double *acc);
+    void (*update)(mela_learner *l, float *theta, int it);
+    int (*reserve)(mela_learner *l, int slots, int kernel_threads);
+    /* Raw outputs into out (logits, log-probabilities, mean p(same) or
+     * predictions); probabilities() turns rows x N of them into what
+     * mela_learner_evaluate promises (NULL: they are that already). */
+    int (*evaluate)(mela_learner *l, const float *theta, const mela_task *t, int slot, double *loss,
+                    double *acc, float *out);
+    void (*probabilities)(const mela_learner *l, float *out, int rows, int N);
+    int (*compare)(mela_learner *l, const float *theta, const float *a, const float *b, double *p);
+    struct taskpool *(*pool)(mela_learner *l); /* its training executors */
+};
+
+/* The shared parts the defs are made of (learner.c). */
+void learner_adam_update(mela_learner *l, float *theta, int it); /* with rc's lr schedule */
+void learner_softmax_rows(float *z, int rows, int N);
+/* The model of rc: the MLP (sinusoids) or Conv-4 with nout outputs. */
+mela_model *learner_model(const mela_run_config *rc, int nout);
+
+extern const learner_def learner_maml, learner_fomaml, learner_metasgd, learner_anil,
+    learner_mamlpp, learner_reptile, learner_protonet, learner_matchnet, learner_siamese;
+
+const learner_def *learner_def_find(const char *name);
+
+#endif
