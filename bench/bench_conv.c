@@ -24,16 +24,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "core/sys.h"
 #include "kernels/kernels.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -93,9 +86,9 @@ static double time_kernel(enum kernel k, const mk_conv *cv, int reps)
     double *t = malloc(sizeof(double) * (size_t)reps);
     run_kernel(k, &b, cv); /* warm-up: page faults, BLAS thread start-up */
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = mela_sys_now();
         run_kernel(k, &b, cv);
-        t[r] = now() - t0;
+        t[r] = mela_sys_now() - t0;
     }
     double m = median(t, reps);
     free(t);
@@ -117,10 +110,10 @@ static double sgemm_seconds(int M, int N, int K, int reps)
     double *t = malloc(sizeof(double) * (size_t)reps);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
     for (int r = 0; r < reps; r++) {
-        double t0 = now();
+        double t0 = mela_sys_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C,
                     N);
-        t[r] = now() - t0;
+        t[r] = mela_sys_now() - t0;
     }
     double m = median(t, reps);
     free(A), free(B), free(C), free(t);

@@ -5,18 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "core/sys.h"
 #include "mela.h"
 #include "mela_data.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 static double episodes_per_s(const mela_dataset *ds, const mela_split *sp, int N, int K, int Q)
 {
@@ -25,12 +18,12 @@ static double episodes_per_s(const mela_dataset *ds, const mela_split *sp, int N
         fprintf(stderr, "%s\n", mela_last_error());
         return 0;
     }
-    double sink = 0, t0 = now(), t;
+    double sink = 0, t0 = mela_sys_now(), t;
     int n = 0;
     do {
         for (int k = 0; k < 100; k++, n++)
             sink += mela_sampler_episode(s, 1, (uint64_t)n)->x_query[0];
-        t = now() - t0;
+        t = mela_sys_now() - t0;
     } while (t < 1.0);
     mela_sampler_free(s);
     if (sink < 0)
@@ -50,17 +43,17 @@ int main(int argc, char **argv)
     }
     mela_omniglot_opts o = {0};
     o.cache_dir = cache;
-    double t0 = now();
+    double t0 = mela_sys_now();
     mela_dataset *ds = mela_omniglot_load(dir, &o); /* cold: empty cache dir */
-    double cold = now() - t0;
+    double cold = mela_sys_now() - t0;
     if (!ds) {
         fprintf(stderr, "%s\n", mela_last_error());
         return 1;
     }
     mela_dataset_free(ds);
-    t0 = now();
+    t0 = mela_sys_now();
     ds = mela_omniglot_load(dir, &o);
-    double warm = now() - t0;
+    double warm = mela_sys_now() - t0;
     if (!ds || ds->cache_state != MELA_CACHE_HIT) {
         fprintf(stderr, "warm load failed: %s\n", mela_last_error());
         return 1;

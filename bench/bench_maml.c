@@ -10,16 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
+#include "core/sys.h"
 #include "mela_learn.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -103,13 +96,13 @@ int main(int argc, char **argv)
         if (profile)
             mela_learner_set_profiling(l, 1);
         for (int i = -2; i < reps; i++) {
-            double t0 = now();
+            double t0 = mela_sys_now();
             if (mela_learner_step(l, theta, i + 3, s.meta_batch, tasks, NULL, NULL)) {
                 fprintf(stderr, "bench_maml: %s\n", mela_last_error());
                 return 1;
             }
             if (i >= 0)
-                t[i] = now() - t0;
+                t[i] = mela_sys_now() - t0;
         }
         qsort(t, reps, sizeof *t, cmp);
         double med = t[reps / 2];

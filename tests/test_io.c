@@ -53,25 +53,6 @@ static void spit(const char *path, const void *buf, size_t len)
     fclose(f);
 }
 
-static void remove_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *e;
-        while ((e = readdir(d))) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-                continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            remove_tree(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* Number of entries of dir whose name contains part. */
 static int count_entries(const char *dir, const char *part)
 {
@@ -672,6 +653,6 @@ int main(void)
     test_atomic_save();
     test_metrics();
     test_plot();
-    remove_tree(tmp);
+    check_rm_rf(tmp);
     return check_finish();
 }

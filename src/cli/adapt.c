@@ -1,6 +1,5 @@
 /* adapt.c - `mela adapt`: a checkpoint, a folder of labelled support images
  * and query images in; a label and class scores per query out. */
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "core/sys.h"
 #include "mela_learn.h"
 
 static void adapt_help(void)
@@ -38,12 +38,25 @@ static int is_image(const char *name)
     return dot && (!strcasecmp(dot, ".png") || !strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"));
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Appends one path to the list. */
+static int push(char ***list, int *n, int *cap, char *path)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    if (!path)
+        return -1;
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 16;
+        char **l = realloc(*list, c * sizeof *l);
+        if (!l) {
+            free(path);
+            return -1;
+        }
+        *list = l, *cap = c;
+    }
+    (*list)[(*n)++] = path;
+    return 0;
 }
 
-/* Appends path (a file) or the images of path (a folder, sorted). */
+/* Appends path (a file) or the images of path (a folder, sorted by name). */
 static int add_query(const char *path, char ***list, int *n, int *cap)
 {
     struct stat st;
@@ -51,37 +64,29 @@ static int add_query(const char *path, char ***list, int *n, int *cap)
         fprintf(stderr, "mela adapt: %s: no such file or folder\n", path);
         return -1;
     }
-    char **found = NULL;
-    int nf = 0;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)))
-            if (e->d_name[0] != '.' && is_image(e->d_name)) {
-                char **f = realloc(found, (nf + 1) * sizeof *found);
-                if (!f)
-                    break;
-                found = f;
-                size_t len = strlen(path) + strlen(e->d_name) + 2;
-                found[nf] = malloc(len);
-                snprintf(found[nf++], len, "%s/%s", path, e->d_name);
-            }
-        if (d)
-            closedir(d);
-        qsort(found, nf, sizeof *found, cmp_str);
-    } else {
-        found = malloc(sizeof *found);
-        found[nf++] = strdup(path);
+    if (!S_ISDIR(st.st_mode))
+        return push(list, n, cap, strdup(path));
+    char **names;
+    int nn, before = *n, rc = 0;
+    if (mela_sys_list_dir(path, &names, &nn)) {
+        fprintf(stderr, "mela adapt: %s\n", mela_last_error());
+        return -1;
     }
-    for (int i = 0; i < nf; i++) {
-        if (*n == *cap) {
-            *cap = *cap ? 2 * *cap : 16;
-            *list = realloc(*list, *cap * sizeof **list);
-        }
-        (*list)[(*n)++] = found[i];
+    for (int i = 0; i < nn && !rc; i++) {
+        if (!is_image(names[i]))
+            continue;
+        size_t len = strlen(path) + strlen(names[i]) + 2;
+        char *full = malloc(len);
+        if (full)
+            snprintf(full, len, "%s/%s", path, names[i]);
+        rc = push(list, n, cap, full);
     }
-    free(found);
-    return 0;
+    mela_sys_free_names(names, nn);
+    if (!rc && *n == before) {
+        fprintf(stderr, "mela adapt: %s holds no PNG or JPEG images\n", path);
+        return -1;
+    }
+    return rc;
 }
 
 int cli_adapt(int argc, char **argv)

@@ -5,8 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/sys.h"
 #include "cli/cli.h"
 #include "mela_nn.h"
 
@@ -21,13 +21,6 @@ static void demo_help(void)
            "  --seed S    random seed (default 1)\n"
            "  --lr LR     Adam learning rate (default 0.003, in (0, 1])\n"
            "  -h, --help  show this help\n");
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
 int cli_demo(int argc, char **argv)
@@ -100,7 +93,7 @@ int cli_demo(int argc, char **argv)
     const mela_layout *L = mela_model_layout(m);
     printf("mela demo: %s, %zu parameters, Adam lr %g, %ld steps\n", mela_model_describe(m), size,
            lr, steps);
-    double t0 = now(), avg = 0;
+    double t0 = mela_sys_now(), avg = 0;
     for (long s = 1; s <= steps; s++) {
         for (int i = 0; i < B; i++) {
             xs[i] = -5.0f + 10.0f * mela_rng_uniform(&r);
@@ -117,7 +110,7 @@ int cli_demo(int argc, char **argv)
         avg += mela_exec_value(e, loss)[0];
         long every = steps >= 10 ? steps / 10 : 1;
         if (s % every == 0 || s == steps) {
-            double el = now() - t0;
+            double el = mela_sys_now() - t0;
             printf("step %6ld  mse %.5f  %.0f steps/s\n", s, avg / (double)(s % every ? s % every : every),
                    s / el);
             avg = 0;

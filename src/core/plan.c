@@ -11,9 +11,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/graph_impl.h"
+#include "core/sys.h"
 #include "kernels/kernels.h"
 
 void mela_parallel(int n, void *(*fn)(void *), void *jobs, size_t size) { mk_parallel(n, fn, jobs, size); }
@@ -271,13 +271,6 @@ void mela_exec_profile(const mela_exec *e, double *seconds, long *calls)
 int mela_op_count(void) { return OP_COUNT; }
 const char *mela_op_name(int i) { return i >= 0 && i < OP_COUNT ? mela_ops[i].name : "none"; }
 
-static double seconds_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 void mela_exec_free(mela_exec *e)
 {
     if (!e)
@@ -327,11 +320,11 @@ int mela_exec_run(mela_exec *e)
         const float *x[3] = {NULL, NULL, NULL};
         for (int j = 0; j < n->nin; j++)
             x[j] = e->val[n->in[j]];
-        double t0 = e->prof_s ? seconds_now() : 0;
+        double t0 = e->prof_s ? mela_sys_now() : 0;
         if (mela_ops[n->op].forward(g, n, (float *)e->val[i], x, e->scratch, e->threads))
             return -1;
         if (e->prof_s) {
-            e->prof_s[n->op] += seconds_now() - t0;
+            e->prof_s[n->op] += mela_sys_now() - t0;
             e->prof_n[n->op]++;
         }
     }

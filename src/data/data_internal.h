@@ -1,6 +1,6 @@
 /* data_internal.h - helpers shared by the files of src/data: a growable
- * dataset under construction, file slurping and small string tools. Not
- * installed; the public API is include/mela_data.h. */
+ * dataset under construction and small string tools (files and directories
+ * are core/sys.h's). Not installed; the public API is include/mela_data.h. */
 #ifndef MELA_DATA_INTERNAL_H
 #define MELA_DATA_INTERNAL_H
 
@@ -33,13 +33,6 @@ void dsb_abort(ds_builder *b);
 
 /* Appends dataset src (classes, groups by name, images) to b. -1 on OOM. */
 int dsb_append(ds_builder *b, const mela_dataset *src, int set);
-
-/* Reads a whole file into a malloc'ed buffer (+1 byte, NUL-terminated).
- * Returns 0, or -1 with errno kept and no error message set. */
-int read_whole_file(const char *path, uint8_t **data, size_t *size);
-
-/* malloc'ed copy of s[0..n) with a terminating NUL; NULL on OOM. */
-char *str_ndup(const char *s, size_t n);
 
 /* Case-insensitive check that name ends with ext (".png"). */
 int ends_with_ci(const char *name, const char *ext);

@@ -1,8 +1,6 @@
 /* dataset.c - the in-memory dataset: building one class and image at a time,
  * lookup, freeing; plus the hash and small helpers the loaders share. It does
  * not read any file format itself (omniglot.c and folder.c do). */
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -65,7 +63,7 @@ int dsb_group(ds_builder *b, const char *name)
             return g;
     if (grow((void **)&ds->groups, &b->cap_groups, ds->ngroups + 1, sizeof(char *)))
         return -1;
-    char *s = str_ndup(name, strlen(name));
+    char *s = strdup(name);
     if (!s)
         return -1;
     ds->groups[ds->ngroups] = s;
@@ -78,7 +76,7 @@ int dsb_class(ds_builder *b, const char *name, int group, int id, int set)
     if (grow((void **)&ds->classes, &b->cap_classes, ds->nclasses + 1, sizeof(mela_class)))
         return -1;
     mela_class *c = &ds->classes[ds->nclasses];
-    c->name = str_ndup(name, strlen(name));
+    c->name = strdup(name);
     if (!c->name)
         return -1;
     c->group = group;
@@ -166,60 +164,6 @@ int mela_dataset_find(const mela_dataset *ds, const char *group, const char *nam
 }
 
 /* ------------------------------------------------------------------ helpers */
-
-int read_whole_file(const char *path, uint8_t **data, size_t *size)
-{
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return -1;
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *buf = malloc(cap + 1);
-    if (!buf) {
-        fclose(f);
-        errno = ENOMEM;
-        return -1;
-    }
-    for (;;) {
-        if (n == cap) {
-            uint8_t *q = realloc(buf, cap * 2 + 1);
-            if (!q) {
-                free(buf);
-                fclose(f);
-                errno = ENOMEM;
-                return -1;
-            }
-            buf = q;
-            cap *= 2;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        errno = EIO;
-        return -1;
-    }
-    buf[n] = 0;
-    *data = buf;
-    *size = n;
-    return 0;
-}
-
-char *str_ndup(const char *s, size_t n)
-{
-    char *p = malloc(n + 1);
-    if (!p)
-        return NULL;
-    memcpy(p, s, n);
-    p[n] = 0;
-    return p;
-}
 
 int ends_with_ci(const char *name, const char *ext)
 {

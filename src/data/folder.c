@@ -1,62 +1,18 @@
 /* folder.c - a dataset from the user's own folder tree root/<class>/<image>
  * (PNG or JPEG, grey or colour), resized with the area filter. No cache:
  * user folders are small, and the files are read as they are. */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/sys.h"
 #include "data/data_internal.h"
-
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static void free_names(char **v, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(v[i]);
-    free(v);
-}
 
 /* Sorted names in dir (no dot entries); 0, or -1 with the error set. */
 static int list_dir(const char *dir, char ***names, int *n)
 {
-    *names = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d)
-        return mela_set_error("folder: %s: cannot open directory (%s)", dir, strerror(errno));
-    int cap = 0;
-    char **v = NULL;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char **q = realloc(v, sizeof *v * (size_t)cap);
-            if (!q)
-                goto oom;
-            v = q;
-        }
-        if (!(v[*n] = str_ndup(de->d_name, strlen(de->d_name))))
-            goto oom;
-        (*n)++;
-    }
-    closedir(d);
-    if (*n)
-        qsort(v, (size_t)*n, sizeof *v, name_cmp);
-    *names = v;
-    return 0;
-oom:
-    closedir(d);
-    free_names(v, *n);
-    *n = 0;
-    return mela_set_error("folder: %s: out of memory", dir);
+    return mela_sys_list_dir(dir, names, n) ? mela_sys_error_context("folder") : 0;
 }
 
 static char *join(const char *a, const char *b)
@@ -84,8 +40,8 @@ static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_
     int h, w, rc = -1;
     char what[4200];
     snprintf(what, sizeof what, "folder: %s", path);
-    if (read_whole_file(path, &data, &size))
-        return mela_set_error("%s: cannot read (%s)", what, strerror(errno));
+    if (mela_sys_read_file(path, &data, &size))
+        return mela_sys_error_context("folder");
     if (mela_image_decode(data, size, what, C, &pix, &h, &w))
         goto done;
     plane = malloc((size_t)h * w);
@@ -145,8 +101,8 @@ int mela_image_info(const char *path, int *h, int *w, int *colour)
     size_t size = 0;
     char what[4200];
     snprintf(what, sizeof what, "image %s", path);
-    if (read_whole_file(path, &data, &size))
-        return mela_set_error("%s: cannot read (%s)", what, strerror(errno));
+    if (mela_sys_read_file(path, &data, &size))
+        return mela_sys_error_context("image");
     int rc = mela_image_decode(data, size, what, 3, &pix, h, w);
     if (rc == 0) {
         *colour = 0;
@@ -214,7 +170,7 @@ mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags)
             free(fpath);
             fpath = NULL;
         }
-        free_names(files, nfiles);
+        mela_sys_free_names(files, nfiles);
         files = NULL;
         nfiles = 0;
         free(cdir);
@@ -224,13 +180,13 @@ mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags)
         mela_set_error("folder: %s: no class folders (expected %s/<class>/<image>)", root, root);
         goto fail;
     }
-    free_names(classes, ncls);
+    mela_sys_free_names(classes, ncls);
     return dsb_finish(&b);
 fail:
     free(fpath);
     free(cdir);
-    free_names(files, nfiles);
-    free_names(classes, ncls);
+    mela_sys_free_names(files, nfiles);
+    mela_sys_free_names(classes, ncls);
     dsb_abort(&b);
     return NULL;
 }

@@ -17,10 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zip.h>
 
+#include "core/sys.h"
 #include "data/data_internal.h"
 
 #define CACHE_MAGIC "MELAOMNI"
@@ -51,7 +50,7 @@ static int entry_cmp(const void *a, const void *b)
  * a fresh allocation; 1 when it is such a path, 0 when not, -1 on OOM. */
 static int split_entry(const char *name, entry *e)
 {
-    char *s = str_ndup(name, strlen(name));
+    char *s = strdup(name);
     if (!s)
         return -1;
     char *part[5];
@@ -287,29 +286,6 @@ static void put_str(wbuf *w, const char *s)
     put(w, s, l);
 }
 
-/* mkdir -p; 0 or -1. */
-static int make_dirs(const char *dir)
-{
-    char *s = str_ndup(dir, strlen(dir));
-    if (!s)
-        return -1;
-    for (char *p = s + 1;; p++) {
-        if (*p == '/' || *p == 0) {
-            char c = *p;
-            *p = 0;
-            if (mkdir(s, 0755) && errno != EEXIST) {
-                free(s);
-                return -1;
-            }
-            *p = c;
-            if (!c)
-                break;
-        }
-    }
-    free(s);
-    return 0;
-}
-
 /* Writes the cache atomically; 0, or -1 (the caller only notes it). */
 static int cache_write(const char *cache_dir, const char *file, const mela_dataset *ds,
                        uint64_t src_size, uint64_t src_hash)
@@ -346,37 +322,19 @@ static int cache_write(const char *cache_dir, const char *file, const mela_datas
         put(&hdr, "", 1);
 
     int rc = -1;
-    char *tmp = NULL;
-    FILE *f = NULL;
-    size_t need = strlen(cache_dir) + strlen(file) + 32;
-    tmp = malloc(need);
-    if (hdr.oom || !tmp || make_dirs(cache_dir))
+    size_t need = strlen(cache_dir) + strlen(file) + 2;
+    char *path = malloc(need), *tmp;
+    if (hdr.oom || !path || mela_sys_mkdirs(cache_dir))
         goto done;
-    snprintf(tmp, need, "%s/.%s.XXXXXX", cache_dir, file);
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        goto done;
-    f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        unlink(tmp);
-        goto done;
+    snprintf(path, need, "%s/%s", cache_dir, file);
+    int fd = mela_sys_temp_open(path, &tmp);
+    if (fd >= 0) {
+        int ok = mela_sys_write_all(fd, tmp, hdr.p, hdr.n) == 0 &&
+                 mela_sys_write_all(fd, tmp, pay.p, pay.n) == 0;
+        rc = mela_sys_temp_finish(fd, tmp, path, ok);
     }
-    int ok = fwrite(hdr.p, 1, hdr.n, f) == hdr.n && fwrite(pay.p, 1, pay.n, f) == pay.n;
-    ok = (fclose(f) == 0) && ok;
-    char *final = malloc(need);
-    if (ok && final) {
-        snprintf(final, need, "%s/%s", cache_dir, file);
-        ok = rename(tmp, final) == 0;
-    } else {
-        ok = 0;
-    }
-    free(final);
-    if (!ok)
-        unlink(tmp);
-    rc = ok ? 0 : -1;
 done:
-    free(tmp);
+    free(path);
     free(hdr.p);
     free(pay.p);
     return rc;
@@ -435,7 +393,7 @@ static mela_dataset *cache_read(const char *cpath, int set, int H, int W, uint64
 {
     uint8_t *data = NULL;
     size_t size = 0;
-    if (read_whole_file(cpath, &data, &size))
+    if (mela_sys_read_file(cpath, &data, &size))
         return NULL;
     rbuf r = {data, size, 0, 0};
     char magic[8];
@@ -519,14 +477,14 @@ static mela_dataset *load_archive(const char *dir, int set, int H, int W, const 
     uint8_t *bytes = NULL;
     size_t size = 0;
     mela_dataset *ds = NULL;
-    if (read_whole_file(path, &bytes, &size)) {
+    if (mela_sys_read_file(path, &bytes, &size)) {
         if (errno == ENOENT)
             mela_set_error("omniglot: %s: not found; the official archives "
                            "images_background.zip and images_evaluation.zip are at "
                            "https://github.com/brendenlake/omniglot (python/) and belong in %s",
                            path, dir);
         else
-            mela_set_error("omniglot: %s: cannot read (%s)", path, strerror(errno));
+            mela_sys_error_context("omniglot");
         free(path);
         return NULL;
     }
@@ -575,7 +533,7 @@ mela_dataset *mela_omniglot_load(const char *dir, const mela_omniglot_opts *opts
     }
     char *cache_dir = NULL;
     if (!o.no_cache) {
-        cache_dir = o.cache_dir ? str_ndup(o.cache_dir, strlen(o.cache_dir)) : default_cache_dir();
+        cache_dir = o.cache_dir ? strdup(o.cache_dir) : default_cache_dir();
         if (!cache_dir) {
             mela_set_error("omniglot: out of memory");
             return NULL;

@@ -2,11 +2,11 @@
  * files, Finn's 1,200 / 423 rule, Lake's background / evaluation, and "all
  * classes". Also renders one image of a split class with its rotation.
  * Sampling episodes from a split is episode.c's job. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sys.h"
 #include "data/data_internal.h"
 
 static mela_split *split_new(const char *name, int cap)
@@ -52,8 +52,8 @@ static mela_split *read_vinyals(const mela_dataset *ds, const char *dir, const c
     uint8_t *text = NULL;
     size_t size = 0;
     mela_split *sp = NULL;
-    if (read_whole_file(path, &text, &size)) {
-        mela_set_error("split %s: %s: cannot read (%s)", name, path, strerror(errno));
+    if (mela_sys_read_file(path, &text, &size)) {
+        mela_sys_error_context("split %s", name);
         goto done;
     }
     int lines = 1;

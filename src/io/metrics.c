@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "core/sys.h"
 #include "io/json.h"
 #include "mela_io.h"
 
@@ -19,40 +19,6 @@ struct mela_metrics {
     int nkeys; /* 0 until the first record */
     char **keys;
 };
-
-/* mkdir -p: every missing directory along path; 0 or -1 with the error set. */
-static int make_dirs(const char *path)
-{
-    char *p = strdup(path);
-    if (!p)
-        return mela_set_error("metrics: out of memory");
-    size_t n = strlen(p);
-    while (n > 1 && p[n - 1] == '/')
-        p[--n] = '\0';
-    for (char *s = p + 1;; s++) {
-        int last = *s == '\0';
-        if (*s != '/' && !last)
-            continue;
-        *s = '\0';
-        if (mkdir(p, 0777) != 0 && errno != EEXIST) {
-            int e = errno;
-            mela_set_error("metrics: cannot create directory %s (%s)", p, strerror(e));
-            free(p);
-            return -1;
-        }
-        struct stat st;
-        if (stat(p, &st) != 0 || !S_ISDIR(st.st_mode)) {
-            mela_set_error("metrics: %s exists and is not a directory", p);
-            free(p);
-            return -1;
-        }
-        if (last)
-            break;
-        *s = '/';
-    }
-    free(p);
-    return 0;
-}
 
 static char *join(const char *dir, const char *stem, const char *ext)
 {
@@ -90,8 +56,10 @@ mela_metrics *mela_metrics_open(const char *dir, const char *stem)
                        dir ? dir : "NULL", stem ? stem : "NULL");
         return NULL;
     }
-    if (make_dirs(dir) < 0)
+    if (mela_sys_mkdirs(dir) < 0) {
+        mela_sys_error_context("metrics");
         return NULL;
+    }
     mela_metrics *m = calloc(1, sizeof *m);
     if (!m || !(m->jsonl_path = join(dir, stem, ".jsonl")) ||
         !(m->csv_path = join(dir, stem, ".csv"))) {

@@ -13,16 +13,13 @@
  * and shape is checked before a float is copied. Only F32 is read: mela
  * computes in float32, and silently converting a half-precision file would
  * hide a mistake rather than fix one. */
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "core/sys.h"
 #include "io/json.h"
 #include "mela_io.h"
 
@@ -76,22 +73,6 @@ static uint64_t get_le64(const unsigned char *p)
 
 /* ------------------------------------------------------------------ saving */
 
-static int write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 0;
-}
-
 /* The JSON header, unpadded, in *h; 0 or -1 with the error set. */
 static int build_header(jbuf *h, const char *path, const mela_layout *L, int nmeta,
                         const char *const *keys, const char *const *values)
@@ -144,12 +125,13 @@ static int build_header(jbuf *h, const char *path, const mela_layout *L, int nme
     return 0;
 }
 
-/* Header and data to fd; -1 with errno set. */
-static int write_checkpoint(int fd, const jbuf *h, const mela_layout *L, const float *theta)
+/* Header and data to fd (the file tmp); 0 or -1 with the error set. */
+static int write_checkpoint(int fd, const char *tmp, const jbuf *h, const mela_layout *L,
+                            const float *theta)
 {
     unsigned char len[8];
     put_le64(len, h->len);
-    if (write_all(fd, len, 8) < 0 || write_all(fd, h->p, h->len) < 0)
+    if (mela_sys_write_all(fd, tmp, len, 8) < 0 || mela_sys_write_all(fd, tmp, h->p, h->len) < 0)
         return -1;
     enum { CHUNK = 4096 };
     unsigned char buf[CHUNK * 4];
@@ -163,26 +145,11 @@ static int write_checkpoint(int fd, const jbuf *h, const mela_layout *L, const f
                 memcpy(&bits, &x[s + k], 4);
                 put_le32(buf + 4 * k, bits);
             }
-            if (write_all(fd, buf, 4 * m) < 0)
+            if (mela_sys_write_all(fd, tmp, buf, 4 * m) < 0)
                 return -1;
         }
     }
     return 0;
-}
-
-/* Makes the rename itself durable; a failure here loses nothing. */
-static void sync_parent_dir(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir)
-        return;
-    int fd = open(dir, O_RDONLY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-    free(dir);
 }
 
 int mela_checkpoint_save(const char *path, const mela_layout *L, const float *theta, int nmeta,
@@ -202,49 +169,14 @@ int mela_checkpoint_save(const char *path, const mela_layout *L, const float *th
         io_jbuf_free(&h);
         return -1;
     }
-    size_t tlen = strlen(path) + 32;
-    char *tmp = malloc(tlen);
-    if (!tmp) {
-        io_jbuf_free(&h);
-        return mela_set_error("checkpoint %s: out of memory", path);
+    char *tmp;
+    int fd = mela_sys_temp_open(path, &tmp), rc = -1;
+    if (fd >= 0) {
+        int ok = write_checkpoint(fd, tmp, &h, L, theta) == 0;
+        rc = mela_sys_temp_finish(fd, tmp, path, ok);
     }
-    snprintf(tmp, tlen, "%s.tmp.%ld", path, (long)getpid());
-
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        int e = errno;
-        mela_set_error("checkpoint %s: cannot create %s (%s)", path, tmp, strerror(e));
-        free(tmp);
-        io_jbuf_free(&h);
-        return -1;
-    }
-    const char *step = "write";
-    int ok = write_checkpoint(fd, &h, L, theta) == 0;
-    if (ok) {
-        step = "sync";
-        ok = fsync(fd) == 0;
-    }
-    int e = errno;
-    if (close(fd) != 0 && ok) {
-        e = errno;
-        step = "close";
-        ok = 0;
-    }
-    if (ok) {
-        step = "rename";
-        ok = rename(tmp, path) == 0;
-        e = errno;
-    }
-    if (!ok) {
-        mela_set_error("checkpoint %s: cannot %s %s (%s)", path, step,
-                       strcmp(step, "rename") ? tmp : "the temp file over it", strerror(e));
-        unlink(tmp);
-    } else {
-        sync_parent_dir(path);
-    }
-    free(tmp);
     io_jbuf_free(&h);
-    return ok ? 0 : -1;
+    return rc ? mela_sys_error_context("checkpoint") : 0;
 }
 
 /* ----------------------------------------------------------------- reading */
@@ -287,42 +219,8 @@ static int ck_error(const char *path, const char *fmt, ...)
 
 static int read_file(const char *path, mela_checkpoint *ck)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ck_error(path, "cannot open (%s)", strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return ck_error(path, "cannot stat (%s)", strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ck_error(path, "not a regular file");
-    }
-    size_t size = (size_t)st.st_size;
-    ck->file = malloc(size ? size : 1);
-    if (!ck->file) {
-        close(fd);
-        return ck_error(path, "out of memory for %zu bytes", size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t k = read(fd, ck->file + got, size - got);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0) {
-            int e = errno;
-            close(fd);
-            return ck_error(path, "read failed (%s)", strerror(e));
-        }
-        if (k == 0)
-            break; /* shrank while we read: judged by what we got */
-        got += (size_t)k;
-    }
-    close(fd);
-    ck->size = got;
-    return 0;
+    return mela_sys_read_file(path, &ck->file, &ck->size) ? mela_sys_error_context("checkpoint")
+                                                          : 0;
 }
 
 /* One tensor entry of the header; its name is taken over from the tree. */

@@ -7,17 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/sys.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* ------------------------------------------------------------------- data */
 
@@ -237,7 +230,7 @@ static int fit_begin(mela_run *r, fit *f)
         return -1;
     mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
     mela_learner_init(r->l, r->theta, &init);
-    f->t0 = now();
+    f->t0 = mela_sys_now();
     return 0;
 }
 
@@ -278,7 +271,7 @@ static int fit_report(mela_run *r, fit *f, int it, mela_progress_fn fn, void *ct
     mela_progress *p = &f->p;
     p->iteration = it;
     p->loss = f->sum_loss / f->nsum, p->acc = f->sum_acc / f->nsum;
-    p->seconds = now() - f->t0;
+    p->seconds = mela_sys_now() - f->t0;
     p->tasks_per_second = (double)it * r->rc.meta_batch / p->seconds;
     p->eta = p->seconds / it * (r->rc.iterations - it);
     f->sum_loss = f->sum_acc = 0, f->nsum = 0;

@@ -1,0 +1,245 @@
+/* sys.c - the operating-system helpers of sys.h: clock, directories, whole
+ * files, atomic replacement. Messages name the path and say why; the layer
+ * that called adds what it was doing (mela_sys_error_context). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/sys.h"
+#include "mela.h"
+
+/* "cannot <what> <path> (<reason>)" with errno e kept for the caller. */
+static int fail(int e, const char *what, const char *path)
+{
+    mela_set_error("cannot %s %s (%s)", what, path, strerror(e));
+    errno = e;
+    return -1;
+}
+
+double mela_sys_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+int mela_sys_error_context(const char *fmt, ...)
+{
+    char what[512], why[1024];
+    snprintf(why, sizeof why, "%s", mela_last_error()); /* set_error overwrites it */
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return mela_set_error("%s: %s", what, why);
+}
+
+int mela_sys_mkdirs(const char *path)
+{
+    if (!*path)
+        return fail(ENOENT, "create directory", "''");
+    char *p = strdup(path);
+    if (!p)
+        return fail(ENOMEM, "create directory", path);
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/')
+        p[--n] = '\0';
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        struct stat st;
+        int rc = 0, made = mkdir(p, 0777) == 0;
+        if (!made && errno != EEXIST)
+            rc = fail(errno, "create directory", p);
+        else if (!made && (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))) /* a file in the way */
+            rc = fail(ENOTDIR, "create directory", p);
+        if (rc || !c) {
+            int e = errno;
+            free(p);
+            errno = e;
+            return rc;
+        }
+        *s = c;
+    }
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void mela_sys_free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int mela_sys_list_dir(const char *dir, char ***names, int *n)
+{
+    *names = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return fail(errno, "open directory", dir);
+    int cap = 0;
+    char **v = NULL;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (de->d_name[0] == '.')
+            continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **q = realloc(v, sizeof *v * (size_t)cap);
+            if (!q)
+                goto oom;
+            v = q;
+        }
+        if (!(v[*n] = strdup(de->d_name)))
+            goto oom;
+        (*n)++;
+    }
+    closedir(d);
+    if (*n)
+        qsort(v, (size_t)*n, sizeof *v, name_cmp);
+    *names = v;
+    return 0;
+oom:
+    closedir(d);
+    mela_sys_free_names(v, *n);
+    *n = 0;
+    return fail(ENOMEM, "list directory", dir);
+}
+
+int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(errno, "open", path);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return fail(e, "stat", path);
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        mela_set_error("cannot read %s: not a regular file", path);
+        errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        return -1;
+    }
+    /* Room for the size stat gave and one byte more, so that reading the
+     * whole file takes no realloc; a file that grows meanwhile still fits. */
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    uint8_t *buf = malloc(cap + 1);
+    int e = buf ? 0 : ENOMEM;
+    while (!e) {
+        if (n == cap) {
+            uint8_t *q = realloc(buf, 2 * cap + 1);
+            if (!q) {
+                e = ENOMEM;
+                break;
+            }
+            buf = q;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + n, cap - n);
+        if (k < 0 && errno != EINTR)
+            e = errno;
+        else if (k == 0)
+            break;
+        else if (k > 0)
+            n += (size_t)k;
+    }
+    close(fd);
+    if (e) {
+        free(buf);
+        return fail(e, "read", path);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+int mela_sys_temp_open(const char *path, char **tmp)
+{
+    size_t n = strlen(path) + 32;
+    *tmp = malloc(n);
+    if (!*tmp)
+        return fail(ENOMEM, "create a temp file for", path);
+    snprintf(*tmp, n, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(*tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fail(errno, "create", *tmp);
+        free(*tmp);
+        *tmp = NULL;
+    }
+    return fd;
+}
+
+int mela_sys_write_all(int fd, const char *name, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return fail(errno, "write", name);
+        }
+        p += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Makes a rename durable; a failure here loses nothing, so it is not one. */
+static void sync_parent_dir(const char *path)
+{
+    char *dir = strdup(path);
+    if (!dir)
+        return;
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = '\0'; /* "/x" -> "/" */
+    int fd = open(slash ? dir : ".", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+    free(dir);
+}
+
+int mela_sys_temp_finish(int fd, char *tmp, const char *path, int ok)
+{
+    int rc = ok ? 0 : -1;
+    if (rc == 0 && fsync(fd) != 0)
+        rc = fail(errno, "sync", tmp);
+    if (close(fd) != 0 && rc == 0)
+        rc = fail(errno, "finish writing", tmp);
+    if (rc == 0 && rename(tmp, path) != 0) {
+        int e = errno;
+        rc = mela_set_error("cannot rename %s over %s (%s)", tmp, path, strerror(e));
+        errno = e;
+    }
+    int e = errno;
+    if (rc == 0)
+        sync_parent_dir(path);
+    else
+        unlink(tmp);
+    free(tmp);
+    errno = e;
+    return rc;
+}
