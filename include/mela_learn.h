@@ -230,6 +230,8 @@ typedef struct mela_run_config {
     int learn_scale;       /* Matching: 1 = the multiplier is learned */
     /* the outer loop */
     float outer_lr;        /* Adam (Reptile: the meta step, annealed to 0) */
+    float clip_grad;       /* the meta-gradient (Reptile: the meta-step direction)
+                            * scaled to this global L2 norm when above it (0: off) */
     int lr_decay_every;    /* halve outer_lr every this many iterations (0: never) */
     int cosine_lr;         /* cosine annealing of outer_lr to min_lr over the run (MAML++) */
     float min_lr;
@@ -325,10 +327,12 @@ void mela_learner_init(mela_learner *l, float *theta, mela_rng *r);
  * flags, pairs; seed 0 and slots 1 (the caller sets both). */
 void mela_learner_tasks(const mela_learner *l, int train, mela_tasks_opts *o);
 /* Meta-iteration `it` (1..rc.iterations; schedules depend on it) on tasks
- * [0..n) on rc.threads threads: the meta-gradient (or Reptile's direction)
- * and the outer update of theta. Mean query loss and accuracy into *loss,
- * *acc (either may be NULL). The same bits for any thread count. Returns 0
- * or -1; a non-finite loss is an error and leaves theta unchanged. */
+ * [0..n) on rc.threads threads: the meta-gradient (or Reptile's direction),
+ * clipped to rc.clip_grad (mela_clip_grad_norm), and the outer update of
+ * theta. Mean query loss and accuracy into *loss, *acc (either may be
+ * NULL). The same bits for any thread count. Returns 0 or -1; a non-finite
+ * loss or meta-gradient is an error naming the iteration (and the view) and
+ * leaves theta and the optimiser unchanged. */
 int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_task *tasks,
                       double *loss, double *acc);
 /* Makes `slots` evaluation slots (executors), each giving kernel_threads

@@ -124,6 +124,12 @@ int mela_adam_init(mela_adam *a, size_t n, float lr);
 void mela_adam_free(mela_adam *a);
 void mela_adam_step(mela_adam *a, float *theta, const float *grad);
 
+/* Gradient clipping by the global L2 norm: when max > 0 and the norm of the
+ * n floats of g is above max, g is scaled by max / norm. Returns the norm
+ * before clipping (computed in double), which is NaN or infinite exactly
+ * when g holds a NaN or an infinity; g is then left as it is. */
+double mela_clip_grad_norm(float *g, size_t n, float max);
+
 MELA_EXPORT_END
 #ifdef __cplusplus
 }

@@ -166,11 +166,113 @@ static void test_blas_threads(void)
     synth_close(&d);
 }
 
+/* Clipping by the global L2 norm, by hand: (3, 4, 0) has norm 5. */
+static void test_clip_by_hand(void)
+{
+    float g[3] = {3, 4, 0};
+    CHECK(mela_clip_grad_norm(g, 3, 10) == 5 && g[0] == 3 && g[1] == 4 && g[2] == 0,
+          "a norm below clip_grad changes nothing: %g %g %g", g[0], g[1], g[2]);
+    CHECK(mela_clip_grad_norm(g, 3, 5) == 5 && g[0] == 3 && g[1] == 4, "a norm equal to it neither");
+    CHECK(mela_clip_grad_norm(g, 3, 0) == 5 && g[0] == 3 && g[1] == 4, "0 is off");
+    float s = (float)(1.0 / 5.0);
+    CHECK(mela_clip_grad_norm(g, 3, 1) == 5 && g[0] == 3 * s && g[1] == 4 * s && g[2] == 0,
+          "a norm above is scaled to clip_grad: %.9g %.9g", g[0], g[1]);
+    float h[2] = {1, NAN};
+    CHECK(isnan(mela_clip_grad_norm(h, 2, 1)) && h[0] == 1, "a NaN makes the norm NaN, nothing scaled");
+    h[1] = INFINITY;
+    CHECK(isinf(mela_clip_grad_norm(h, 2, 1)) && h[0] == 1, "an infinity makes it infinite");
+}
+
+/* One Reptile step on sinusoids (theta -= outer_lr * direction, plain SGD,
+ * outer_lr 1 at iteration 1) from the seed-3 weights with clip_grad clip:
+ * the step, its norm in *norm, the start in theta0 (size floats). */
+static float *reptile_delta(float clip, float *theta0, size_t size, double *norm)
+{
+    mela_run_config rc;
+    mela_run_defaults(&rc, "reptile", "sinusoid", 0);
+    rc.clip_grad = clip;
+    rc.threads = 1;
+    mela_learner *l = mela_learner_new(&rc, 0);
+    float *theta = calloc(size, sizeof *theta), *d = calloc(2 * size, sizeof *d);
+    mela_rng r = mela_rng_new(3);
+    mela_learner_init(l, theta, &r);
+    memcpy(theta0, theta, size * sizeof *theta);
+    mela_tasks_opts o;
+    mela_learner_tasks(l, 1, &o);
+    o.seed = 4;
+    mela_tasks *ts = mela_tasks_new(NULL, NULL, &o);
+    mela_task t;
+    mela_tasks_get(ts, 0, 0, &t);
+    CHECK(mela_learner_step(l, theta, 1, 1, &t, NULL, NULL) == 0, "reptile step: %s", mela_last_error());
+    double ss = 0;
+    for (size_t i = 0; i < size; i++) {
+        d[i] = theta[i] - theta0[i];
+        ss += (double)d[i] * d[i];
+    }
+    *norm = sqrt(ss);
+    /* a NaN weight, which the relu hides from the loss but not from the
+     * direction: an error naming the iteration and the view, theta untouched */
+    theta[0] = NAN;
+    memcpy(d + size, theta, size * sizeof *theta);
+    mela_tasks_get(ts, 0, 1, &t);
+    CHECK(mela_learner_step(l, theta, 2, 1, &t, NULL, NULL) == -1 &&
+              strstr(mela_last_error(), "iteration 2: the meta-gradient of 'fc1.weight' holds nan") &&
+              !memcmp(theta + 1, d + size + 1, (size - 1) * sizeof *theta),
+          "a NaN in the direction stops the step: %s", mela_last_error());
+    mela_tasks_free(ts);
+    free(theta);
+    mela_learner_free(l);
+    return d;
+}
+
+static void test_clip_step(void)
+{
+    mela_run_config rc;
+    mela_run_defaults(&rc, "reptile", "sinusoid", 0);
+    mela_learner *l = mela_learner_new(&rc, 0);
+    size_t n = mela_layout_size(mela_learner_layout(l));
+    mela_learner_free(l);
+    float *theta0 = calloc(n, sizeof *theta0);
+    double norm, norm2, norm3;
+    float *off = reptile_delta(0, theta0, n, &norm);
+    float *above = reptile_delta((float)(2 * norm), theta0, n, &norm2);
+    CHECK(norm > 0 && !memcmp(off, above, n * sizeof *off), "clip_grad above the norm (%g) changes nothing",
+          norm);
+    float *half = reptile_delta((float)(norm / 2), theta0, n, &norm3);
+    int ok = 1;
+    for (size_t i = 0; i < n; i++)
+        ok &= fabsf(half[i] - 0.5f * off[i]) <= 1e-6f * (1 + fabsf(theta0[i]));
+    CHECK(ok && fabs(norm3 - norm / 2) < 1e-4 * norm, "clip_grad at half the norm halves the step (%g -> %g)",
+          norm, norm3);
+    free(off), free(above), free(half), free(theta0);
+
+    /* a NaN output bias makes the loss NaN: an error naming the iteration */
+    mela_run_defaults(&rc, "maml", "sinusoid", 0);
+    l = mela_learner_new(&rc, 0);
+    const mela_layout *L = mela_learner_layout(l);
+    float *theta = calloc(mela_layout_size(L), sizeof *theta);
+    mela_rng r = mela_rng_new(1);
+    mela_learner_init(l, theta, &r);
+    theta[mela_layout_offset(L, mela_layout_count(L) - 1)] = NAN;
+    mela_tasks_opts o;
+    mela_learner_tasks(l, 1, &o);
+    mela_tasks *ts = mela_tasks_new(NULL, NULL, &o);
+    mela_task t;
+    mela_tasks_get(ts, 0, 0, &t);
+    CHECK(mela_learner_step(l, theta, 7, 1, &t, NULL, NULL) == -1 &&
+              strstr(mela_last_error(), "iteration 7: training loss is nan"), "a NaN loss: %s", mela_last_error());
+    mela_tasks_free(ts);
+    free(theta);
+    mela_learner_free(l);
+}
+
 int main(void)
 {
     test_table();
     test_state("maml");
     test_state("protonet");
     test_blas_threads();
+    test_clip_by_hand();
+    test_clip_step();
     return check_finish();
 }

@@ -111,6 +111,33 @@ void mela_learner_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     l->def->tasks(l, train, o);
 }
 
+const char *learner_nonfinite(const mela_layout *L, const float *x, float *value)
+{
+    for (int v = 0; v < mela_layout_count(L); v++) {
+        const float *p = x + mela_layout_offset(L, v);
+        size_t n = mela_shape_numel(mela_layout_shape(L, v));
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(p[i])) {
+                *value = p[i];
+                return mela_layout_name(L, v);
+            }
+    }
+    return NULL;
+}
+
+/* The meta-gradient checked in one pass (its norm is finite exactly when
+ * every value is) and clipped to clip_grad, before it reaches theta. */
+static int grad_guard(mela_learner *l, int it)
+{
+    double norm = mela_clip_grad_norm(l->grad, l->size, l->rc.clip_grad);
+    if (isfinite(norm))
+        return 0;
+    float bad = NAN;
+    const char *view = learner_nonfinite(l->L, l->grad, &bad);
+    return mela_set_error("iteration %d: the meta-gradient of '%s' holds %g; lower inner_lr or "
+                          "outer_lr", it, view ? view : "?", (double)bad);
+}
+
 int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_task *tasks,
                       double *loss, double *acc)
 {
@@ -118,7 +145,9 @@ int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_t
     if (l->def->grad(l, theta, it, n, tasks, &ls, &ac))
         return -1;
     if (!isfinite(ls))
-        return mela_set_error("iteration %d: the meta-loss is %g; lower inner_lr or outer_lr", it, ls);
+        return mela_set_error("iteration %d: training loss is %g; lower inner_lr or outer_lr", it, ls);
+    if (grad_guard(l, it))
+        return -1;
     l->def->update(l, theta, it);
     if (loss)
         *loss = ls;

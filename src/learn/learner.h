@@ -62,4 +62,8 @@ extern const learner_def learner_maml, learner_fomaml, learner_metasgd, learner_
 
 const learner_def *learner_def_find(const char *name);
 
+/* The view of the first non-finite value of x (a buffer of layout L), that
+ * value in *value; NULL when every value is finite. */
+const char *learner_nonfinite(const mela_layout *L, const float *x, float *value);
+
 #endif

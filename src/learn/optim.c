@@ -42,3 +42,17 @@ void mela_adam_step(mela_adam *a, float *theta, const float *grad)
         theta[i] -= a->lr * (a->m[i] * c1) / (sqrtf(a->v[i] * c2) + a->eps);
     }
 }
+
+double mela_clip_grad_norm(float *g, size_t n, float max)
+{
+    double ss = 0; /* a float squared fits a double: only NaN or inf make it non-finite */
+    for (size_t i = 0; i < n; i++)
+        ss += (double)g[i] * g[i];
+    double norm = sqrt(ss);
+    if (isfinite(norm) && max > 0 && norm > max) {
+        float s = (float)(max / norm);
+        for (size_t i = 0; i < n; i++)
+            g[i] *= s;
+    }
+    return norm;
+}

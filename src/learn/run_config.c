@@ -56,6 +56,7 @@ static const option options[] = {
     {"inner_lr", T_FLOAT, F(inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
     {"first_order", T_INT, F(first_order), 0, 1, "1: drop the second-order terms of the meta-gradient"},
     {"outer_lr", T_FLOAT, F(outer_lr), 1e-8, 1, "Adam step size of the meta-update"},
+    {"clip_grad", T_FLOAT, F(clip_grad), 0, 1e30, "clip the meta-gradient (Reptile: the meta-step direction) to this global L2 norm (0: off)"},
     {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
     {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
     {"model", T_STR, F(model), 0, 0, "conv4 | mlp (mlp: 1-40-40-1 for sinusoids)"},
