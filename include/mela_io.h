@@ -136,6 +136,16 @@ mela_metrics *mela_metrics_open(const char *dir, const char *stem);
  * CSV as RFC 4180 says. Returns 0 or -1. */
 int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const double *values);
 
+/* Continues the log of an interrupted run: keeps the first n records of
+ * dir/stem.jsonl and dir/stem.csv, cuts whatever was written after them
+ * (records of iterations the run will do again) and appends from there.
+ * The records have the keys keys[0..nkeys) (the CSV must start with their
+ * header line). n = 0 is mela_metrics_open. Returns the log, or NULL with a
+ * message naming the file when it is missing, has another header or holds
+ * fewer than n records. */
+mela_metrics *mela_metrics_resume(const char *dir, const char *stem, long n, int nkeys,
+                                  const char *const *keys);
+
 /* Closes both files and frees m; NULL is fine. Returns 0, or -1 when the
  * last data could not be written (m is freed all the same). */
 int mela_metrics_close(mela_metrics *m);

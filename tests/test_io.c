@@ -576,6 +576,47 @@ static void test_metrics(void)
     CHECK(mela_metrics_close(NULL) == 0, "close NULL");
 }
 
+/* Resuming a log: the records after the saved position (and a half-written
+ * one) are cut, new ones follow; a log too short or of other keys is refused. */
+static void test_metrics_resume(void)
+{
+    char dir[600], jp[700], cp[700];
+    snprintf(dir, sizeof dir, "%s/logs/resume", tmp);
+    snprintf(jp, sizeof jp, "%s/m.jsonl", dir);
+    snprintf(cp, sizeof cp, "%s/m.csv", dir);
+    const char *keys[] = {"it", "loss"};
+    double v[4][2] = {{1, 0.5}, {2, 0.25}, {3, 0.125}, {4, 2}};
+    mela_metrics *m = mela_metrics_open(dir, "m");
+    for (int i = 0; i < 3; i++)
+        CHECK(mela_metrics_write(m, 2, keys, v[i]) == 0, "write %d: %s", i, mela_last_error());
+    mela_metrics_close(m);
+    FILE *f = fopen(jp, "a"); /* a kill in the middle of a record */
+    fputs("{\"it\":4,\"lo", f);
+    fclose(f);
+    m = mela_metrics_resume(dir, "m", 2, 2, keys);
+    CHECK(m && mela_metrics_write(m, 2, keys, v[3]) == 0, "resume after 2: %s", mela_last_error());
+    CHECK(mela_metrics_close(m) == 0, "close");
+    size_t n;
+    char *t = (char *)slurp(jp, &n);
+    CHECK(t && !strcmp(t, "{\"it\":1,\"loss\":0.5}\n{\"it\":2,\"loss\":0.25}\n{\"it\":4,\"loss\":2}\n"),
+          "jsonl after resume:\n%s", t ? t : "(null)");
+    free(t);
+    t = (char *)slurp(cp, &n);
+    CHECK(t && !strcmp(t, "it,loss\n1,0.5\n2,0.25\n4,2\n"), "csv after resume:\n%s", t ? t : "(null)");
+    free(t);
+    CHECK(mela_metrics_resume(dir, "m", 4, 2, keys) == NULL && has(mela_last_error(), "m.jsonl") &&
+              has(mela_last_error(), "holds 3"), "a log shorter than the state: %s", mela_last_error());
+    const char *other[] = {"it", "acc"};
+    CHECK(mela_metrics_resume(dir, "m", 1, 2, other) == NULL && has(mela_last_error(), "m.csv") &&
+              has(mela_last_error(), "header"), "a log of other keys: %s", mela_last_error());
+    CHECK(mela_metrics_resume(dir, "none", 1, 2, keys) == NULL && has(mela_last_error(), "none.jsonl"),
+          "a missing log: %s", mela_last_error());
+    m = mela_metrics_resume(dir, "m", 0, 2, keys);
+    CHECK(m && mela_metrics_close(m) == 0 && (t = (char *)slurp(cp, &n)) && n == 0,
+          "resume after 0 records starts afresh");
+    free(t);
+}
+
 /* ------------------------------------------------------------------- plots */
 
 static void test_plot(void)
@@ -652,6 +693,7 @@ int main(void)
     test_broken_files();
     test_atomic_save();
     test_metrics();
+    test_metrics_resume();
     test_plot();
     check_rm_rf(tmp);
     return check_finish();

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/sys.h"
 #include "io/json.h"
@@ -49,7 +50,8 @@ int mela_metrics_close(mela_metrics *m)
     return rc;
 }
 
-mela_metrics *mela_metrics_open(const char *dir, const char *stem)
+/* A log of dir/stem with its paths, no file open yet. */
+static mela_metrics *metrics_new(const char *dir, const char *stem)
 {
     if (!dir || !*dir || !stem || !*stem || strchr(stem, '/')) {
         mela_set_error("metrics: need a directory and a file stem without '/' (got %s, %s)",
@@ -67,6 +69,14 @@ mela_metrics *mela_metrics_open(const char *dir, const char *stem)
         mela_set_error("metrics: out of memory");
         return NULL;
     }
+    return m;
+}
+
+mela_metrics *mela_metrics_open(const char *dir, const char *stem)
+{
+    mela_metrics *m = metrics_new(dir, stem);
+    if (!m)
+        return NULL;
     const char *bad = NULL;
     if (!(m->jsonl = fopen(m->jsonl_path, "w")))
         bad = m->jsonl_path;
@@ -105,6 +115,35 @@ static void csv_number(jbuf *b, double v)
         io_jbuf_puts(b, v > 0 ? "inf" : "-inf");
     else
         io_jbuf_printf(b, "%.9g", v);
+}
+
+/* The keys of the first record become the log's. */
+static int keep_keys(mela_metrics *m, int n, const char *const *keys)
+{
+    m->keys = calloc((size_t)n, sizeof *m->keys);
+    if (!m->keys)
+        return mela_set_error("metrics: out of memory");
+    for (int i = 0; i < n; i++) {
+        if (!(m->keys[i] = strdup(keys[i]))) {
+            for (int j = 0; j < i; j++)
+                free(m->keys[j]);
+            free(m->keys);
+            m->keys = NULL;
+            return mela_set_error("metrics: out of memory");
+        }
+    }
+    m->nkeys = n;
+    return 0;
+}
+
+static void csv_header(jbuf *b, int n, const char *const *keys)
+{
+    for (int i = 0; i < n; i++) {
+        if (i)
+            io_jbuf_puts(b, ",");
+        csv_field(b, keys[i]);
+    }
+    io_jbuf_puts(b, "\n");
 }
 
 /* The keys of a record: valid, distinct, and the same as the first record's. */
@@ -158,21 +197,8 @@ int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const do
     if (check_keys(m, n, keys) < 0)
         return -1;
     int first = m->nkeys == 0;
-    if (first) {
-        m->keys = calloc((size_t)n, sizeof *m->keys);
-        if (!m->keys)
-            return mela_set_error("metrics: out of memory");
-        for (int i = 0; i < n; i++) {
-            if (!(m->keys[i] = strdup(keys[i]))) {
-                for (int j = 0; j < i; j++)
-                    free(m->keys[j]);
-                free(m->keys);
-                m->keys = NULL;
-                return mela_set_error("metrics: out of memory");
-            }
-        }
-        m->nkeys = n;
-    }
+    if (first && keep_keys(m, n, keys) < 0)
+        return -1;
     jbuf js = {0}, cs = {0};
     io_jbuf_puts(&js, "{");
     for (int i = 0; i < n; i++) {
@@ -183,14 +209,8 @@ int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const do
         io_jbuf_number(&js, values[i]);
     }
     io_jbuf_puts(&js, "}\n");
-    if (first) {
-        for (int i = 0; i < n; i++) {
-            if (i)
-                io_jbuf_puts(&cs, ",");
-            csv_field(&cs, keys[i]);
-        }
-        io_jbuf_puts(&cs, "\n");
-    }
+    if (first)
+        csv_header(&cs, n, keys);
     for (int i = 0; i < n; i++) {
         if (i)
             io_jbuf_puts(&cs, ",");
@@ -208,4 +228,62 @@ int mela_metrics_write(mela_metrics *m, int n, const char *const *keys, const do
     io_jbuf_free(&js);
     io_jbuf_free(&cs);
     return rc;
+}
+
+/* Keeps the first `lines` lines of path (after `header`, which must start
+ * it, when not NULL) and opens it to append after them. */
+static FILE *keep_lines(const char *path, long lines, const char *header, long records)
+{
+    uint8_t *p;
+    size_t size, off = 0, hlen = header ? strlen(header) : 0;
+    if (mela_sys_read_file(path, &p, &size) < 0) {
+        mela_sys_error_context("metrics");
+        return NULL;
+    }
+    long seen = 0;
+    for (; off < size && seen < lines; off++)
+        seen += p[off] == '\n';
+    int bad_header = header && (size < hlen || memcmp(p, header, hlen));
+    free(p);
+    if (bad_header) {
+        mela_set_error("metrics %s: the header is not \"%.*s\" (not this run's log?)", path,
+                       (int)(hlen ? hlen - 1 : 0), header);
+        return NULL;
+    }
+    if (seen < lines) {
+        mela_set_error("metrics %s: holds %ld complete records, the run continues after %ld (the file "
+                       "was cut or replaced)", path, seen - (lines - records), records);
+        return NULL;
+    }
+    FILE *f = NULL;
+    if (truncate(path, (off_t)off) != 0 || !(f = fopen(path, "a")))
+        mela_set_error("metrics %s: cannot reopen (%s)", path, strerror(errno));
+    return f;
+}
+
+mela_metrics *mela_metrics_resume(const char *dir, const char *stem, long n, int nkeys,
+                                  const char *const *keys)
+{
+    if (n == 0)
+        return mela_metrics_open(dir, stem);
+    mela_metrics *m = metrics_new(dir, stem);
+    if (!m)
+        return NULL;
+    jbuf h = {0};
+    if (n < 0 || nkeys < 1 || !keys)
+        mela_set_error("metrics %s: resuming needs n >= 0 and the keys (got %ld, %d)", m->jsonl_path,
+                       n, nkeys);
+    else if (check_keys(m, nkeys, keys) == 0 && keep_keys(m, nkeys, keys) == 0) {
+        csv_header(&h, nkeys, keys);
+        if (h.failed)
+            mela_set_error("metrics: out of memory");
+        else if ((m->jsonl = keep_lines(m->jsonl_path, n, NULL, n)))
+            m->csv = keep_lines(m->csv_path, n + 1, h.p, n);
+    }
+    io_jbuf_free(&h);
+    if (!m->csv) {
+        mela_metrics_close(m);
+        return NULL;
+    }
+    return m;
 }
