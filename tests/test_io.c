@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "core/sys.h"
 #include "io/json.h"
 #include "mela.h"
 #include "mela_io.h"
@@ -617,6 +618,41 @@ static void test_metrics_resume(void)
     free(t);
 }
 
+/* A directory held by one user at a time; the temp files of killed writers
+ * removed, and nothing else. */
+static void test_dir_lock_and_temps(void)
+{
+    char dir[600], p[700];
+    snprintf(dir, sizeof dir, "%s/rundir", tmp);
+    mkdir(dir, 0755);
+    int a = mela_sys_lock_dir(dir);
+    CHECK(a >= 0, "lock: %s", mela_last_error());
+    CHECK(mela_sys_lock_dir(dir) == -1 && has(mela_last_error(), "in use") && has(mela_last_error(), dir),
+          "a second holder is refused: %s", mela_last_error());
+    close(a);
+    a = mela_sys_lock_dir(dir);
+    CHECK(a >= 0, "free again once closed: %s", mela_last_error());
+    close(a);
+    snprintf(p, sizeof p, "%s/none", dir);
+    CHECK(mela_sys_lock_dir(p) == -1 && has(mela_last_error(), "none"), "a missing directory: %s",
+          mela_last_error());
+    const char *gone[] = {"state.safetensors.tmp.123", "a.tmp.1.tmp.77"};
+    const char *kept[] = {"x.tmp", "tmp.5", "a.tmp.12x", "b.tmp.", "metrics.csv"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, gone[i]);
+        fclose(fopen(p, "w"));
+    }
+    for (int i = 0; i < 5; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, kept[i]);
+        fclose(fopen(p, "w"));
+    }
+    snprintf(p, sizeof p, "%s/sub.tmp.3", dir); /* a directory: not a temp file */
+    mkdir(p, 0755);
+    CHECK(mela_sys_remove_temps(dir) == 0, "remove temps: %s", mela_last_error());
+    CHECK(count_entries(dir, "") == 6 && count_entries(dir, ".tmp.123") == 0 &&
+              count_entries(dir, ".tmp.77") == 0, "only the temp files went (%d left)", count_entries(dir, ""));
+}
+
 /* ------------------------------------------------------------------- plots */
 
 static void test_plot(void)
@@ -694,6 +730,7 @@ int main(void)
     test_atomic_save();
     test_metrics();
     test_metrics_resume();
+    test_dir_lock_and_temps();
     test_plot();
     check_rm_rf(tmp);
     return check_finish();

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -241,5 +242,62 @@ int mela_sys_temp_finish(int fd, char *tmp, const char *path, int ok)
         unlink(tmp);
     free(tmp);
     errno = e;
+    return rc;
+}
+
+int mela_sys_lock_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(errno, "open directory", dir);
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK) {
+            mela_set_error("%s is in use by another process (a run is writing there)", dir);
+            errno = e;
+            return -1;
+        }
+        return fail(e, "lock directory", dir);
+    }
+    return fd;
+}
+
+/* "NAME.tmp.<digits>", as mela_sys_temp_open names its files. */
+static int is_temp_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp."), *next;
+    while (t && (next = strstr(t + 1, ".tmp.")))
+        t = next;
+    if (!t || t == name || !t[5])
+        return 0;
+    for (const char *p = t + 5; *p; p++)
+        if (*p < '0' || *p > '9')
+            return 0;
+    return 1;
+}
+
+int mela_sys_remove_temps(const char *dir)
+{
+    char **names;
+    int n, rc = 0;
+    if (mela_sys_list_dir(dir, &names, &n) < 0)
+        return -1;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (!is_temp_name(names[i]))
+            continue;
+        size_t len = strlen(dir) + strlen(names[i]) + 2;
+        char *path = malloc(len);
+        if (!path) {
+            rc = fail(ENOMEM, "remove temp files in", dir);
+            break;
+        }
+        snprintf(path, len, "%s/%s", dir, names[i]);
+        struct stat st;
+        if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) != 0 && errno != ENOENT)
+            rc = fail(errno, "remove", path);
+        free(path);
+    }
+    mela_sys_free_names(names, n);
     return rc;
 }

@@ -47,4 +47,15 @@ int mela_sys_write_all(int fd, const char *name, const void *buf, size_t n);
  * the error of the failed write as it is. Frees tmp. 0 or -1. */
 int mela_sys_temp_finish(int fd, char *tmp, const char *path, int ok);
 
+/* Holds dir for one user at a time (an advisory lock of the directory that
+ * the system drops when the holder exits, however it ends): the descriptor
+ * to close to let go, or -1 naming dir (another process holds it, or it
+ * cannot be opened). */
+int mela_sys_lock_dir(const char *dir);
+
+/* Removes the temp files ("NAME.tmp.<pid>") that writers killed before
+ * mela_sys_temp_finish left in dir; call it holding the lock of dir, when
+ * nobody else writes there. 0, or -1 naming the file. */
+int mela_sys_remove_temps(const char *dir);
+
 #endif
