@@ -3,7 +3,8 @@
  * Meta-SGD's learned rates, ANIL), first-order MAML differing from them,
  * thread-count independence, a seeded 5-way 1-shot training on synthetic
  * classes that must end well above chance, and a train -> checkpoint ->
- * reload -> eval round trip; bad configurations fail with a message. */
+ * reload -> eval round trip; bad configurations fail with a message, and a
+ * checkpoint whose weights do not fit its configuration before any data. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,6 +231,63 @@ static void test_bad_config(void)
           "missing data is an error before training: %s", mela_last_error());
 }
 
+/* A checkpoint of a run with its metadata edited (key = value). */
+static void edit_meta(const char *from, const char *to, const char *key, const char *value)
+{
+    mela_checkpoint *ck = mela_checkpoint_open(from);
+    mela_layout *L = mela_layout_new();
+    for (int i = 0; i < mela_checkpoint_count(ck); i++)
+        mela_layout_add(L, mela_checkpoint_name(ck, i), mela_checkpoint_shape(ck, i));
+    float *theta = calloc(mela_layout_size(L), sizeof *theta);
+    for (int i = 0; i < mela_checkpoint_count(ck); i++)
+        mela_checkpoint_tensor(ck, i, theta + mela_layout_offset(L, i));
+    int n = mela_checkpoint_meta_count(ck);
+    const char **k = calloc(n, sizeof *k), **v = calloc(n, sizeof *v);
+    for (int i = 0; i < n; i++) {
+        k[i] = mela_checkpoint_meta_key(ck, i);
+        v[i] = strcmp(k[i], key) ? mela_checkpoint_meta_value(ck, i) : value;
+    }
+    CHECK(mela_checkpoint_save(to, L, theta, n, k, v) == 0, "edit: %s", mela_last_error());
+    free(k), free(v), free(theta);
+    mela_layout_free(L);
+    mela_checkpoint_close(ck);
+}
+
+/* eval reads the checkpoint before the data: with data_dir a folder that
+ * does not exist, a checkpoint whose weights do not fit its image_size
+ * fails on the weights, never on the data. */
+static void test_eval_checks_first(void)
+{
+    char dir[] = "/tmp/mela-learn-XXXXXX", run[64], best[700], bad[700];
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(run, sizeof run, "%s/fomaml", dir);
+    synth_data d;
+    synth_open(&d, 21);
+    mela_run_config rc;
+    synth_config(&rc, "fomaml", 2);
+    rc.train = (mela_task_spec){5, 1, 2, 0};
+    rc.meta_batch = 2;
+    snprintf(rc.out_dir, sizeof rc.out_dir, "%s", run);
+    mela_run_data data = {d.ds, &d.train, &d.test, &d.test};
+    mela_run *r = mela_run_open(&rc, &data);
+    CHECK(r && mela_run_fit(r, 1, NULL, NULL) == 0, "fomaml: %s", mela_last_error());
+    mela_run_close(r);
+    snprintf(best, sizeof best, "%s/best.safetensors", run);
+    snprintf(bad, sizeof bad, "%s/bad.safetensors", run);
+    const char *over[] = {"data_dir=/nonexistent-omniglot"};
+    mela_eval_result res;
+    edit_meta(best, bad, "image_size", "16");
+    CHECK(mela_run_eval(bad, 1, over, 4, -1, &res) == -1 && strstr(mela_last_error(), "image_size 16") &&
+              !strstr(mela_last_error(), "nonexistent"), "weights that do not fit: %s", mela_last_error());
+    edit_meta(best, bad, "image_size", "512");
+    CHECK(mela_run_eval(bad, 1, over, 4, -1, &res) == -1 && strstr(mela_last_error(), "image_size 512") &&
+              !strstr(mela_last_error(), "nonexistent"), "image_size 512: %s", mela_last_error());
+    CHECK(mela_run_eval(best, 1, over, 4, -1, &res) == -1 && strstr(mela_last_error(), "nonexistent"),
+          "the checkpoint itself passes, then the data are missing: %s", mela_last_error());
+    synth_close(&d);
+    check_rm_rf(dir);
+}
+
 int main(void)
 {
     check_meta_grad("MAML 1 step", MELA_LEARNER_MAML, 1);
@@ -244,5 +302,6 @@ int main(void)
     test_short_training();
     test_run_round_trip();
     test_bad_config();
+    test_eval_checks_first();
     return check_finish();
 }

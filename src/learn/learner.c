@@ -40,13 +40,44 @@ const mela_learner_info *mela_learner_find(const char *name)
     return d ? &d->info : NULL;
 }
 
-mela_model *learner_model(const mela_run_config *rc, int nout)
+/* Learners that adapt have a head (one output per class; regression: 1),
+ * the others are an embedding. */
+mela_model *learner_model(const mela_run_config *rc)
 {
     if (!strcmp(rc->model, "mlp")) {
         int hidden[2] = {40, 40};
         return mela_mlp_new(1, hidden, 2, 1);
     }
+    const learner_def *d = learner_def_find(rc->learner);
+    int nout = d && d->info.adapts ? rc->train.ways : 0;
     return mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool);
+}
+
+int learner_check_weights(const mela_run_config *rc, const mela_checkpoint *ck, const char *path)
+{
+    if (mela_run_check(rc))
+        return -1;
+    mela_model *m = learner_model(rc);
+    if (!m)
+        return -1;
+    const mela_layout *L = mela_model_layout(m);
+    int rcode = 0;
+    for (int v = 0; v < mela_layout_count(L) && !rcode; v++) {
+        const char *name = mela_layout_name(L, v);
+        int i = mela_checkpoint_find(ck, name);
+        mela_shape want = mela_layout_shape(L, v);
+        char a[64], b[64];
+        if (i < 0)
+            rcode = mela_set_error("%s: the model's tensor '%s' is not in the checkpoint", path, name);
+        else if (!mela_shape_equal(mela_checkpoint_shape(ck, i), want))
+            rcode = mela_set_error("%s: tensor '%s' has shape %s, but the configuration in its "
+                                   "metadata (model %s, image_size %d, width %d, depth %d) makes %s",
+                                   path, name, mela_shape_str(mela_checkpoint_shape(ck, i), a, sizeof a),
+                                   rc->model, rc->image_size, rc->width, rc->depth,
+                                   mela_shape_str(want, b, sizeof b));
+    }
+    mela_model_free(m);
+    return rcode;
 }
 
 void mela_learner_free(mela_learner *l)

@@ -6,6 +6,7 @@
 #ifndef MELA_LEARNER_H
 #define MELA_LEARNER_H
 
+#include "mela_io.h"
 #include "mela_learn.h"
 
 typedef struct learner_def learner_def;
@@ -54,8 +55,14 @@ struct learner_def {
 /* The shared parts the defs are made of (learner.c). */
 void learner_adam_update(mela_learner *l, float *theta, int it); /* with rc's lr schedule */
 void learner_softmax_rows(float *z, int rows, int N);
-/* The model of rc: the MLP (sinusoids) or Conv-4 with nout outputs. */
-mela_model *learner_model(const mela_run_config *rc, int nout);
+/* The model of rc: the MLP (sinusoids) or Conv-4 with a head of ways
+ * outputs (learners that adapt) or none (an embedding). */
+mela_model *learner_model(const mela_run_config *rc);
+/* Checks rc, then that checkpoint ck (path, for messages) holds every view
+ * of rc's model with its shape: cheap (no plans, no executors), so that a
+ * checkpoint whose weights do not fit its configuration is refused before
+ * anything large is built or loaded. 0 or -1 naming the tensor. */
+int learner_check_weights(const mela_run_config *rc, const mela_checkpoint *ck, const char *path);
 
 extern const learner_def learner_maml, learner_fomaml, learner_metasgd, learner_anil,
     learner_mamlpp, learner_reptile, learner_protonet, learner_matchnet, learner_siamese;

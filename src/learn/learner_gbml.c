@@ -100,7 +100,7 @@ static int gbml_open(mela_learner *l, int query_rows, int learner, int first_ord
 {
     const mela_run_config *rc = &l->rc;
     int regression = mela_run_regression(rc);
-    if (!(l->model = learner_model(rc, regression ? 1 : rc->train.ways)))
+    if (!(l->model = learner_model(rc)))
         return -1;
     mela_gbml_config c = {
         .learner = learner, .first_order = first_order || rc->first_order, .regression = regression,

@@ -76,7 +76,7 @@ static mela_metric *mt_of(const mela_learner *l) { return l->impl; }
 static int metric_open(mela_learner *l, int query_rows, int kind)
 {
     const mela_run_config *rc = &l->rc;
-    if (!(l->model = learner_model(rc, 0)))
+    if (!(l->model = learner_model(rc)))
         return -1;
     mela_metric_config c = {.kind = kind, .train = rc->train, .test = mela_run_test_spec(rc),
                             .pairs = rc->pairs, .scale = rc->scale, .learn_scale = rc->learn_scale};

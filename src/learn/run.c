@@ -52,6 +52,17 @@ void mela_run_close(mela_run *r)
     free(r);
 }
 
+int run_load_data(mela_run *r)
+{
+    if (mela_run_regression(&r->rc))
+        return 0;
+    if (!r->data.ds && load_omniglot(r))
+        return -1;
+    if (!r->data.ds || !r->data.train || !r->data.val || !r->data.test)
+        return mela_set_error("run: a classification run needs a dataset and its train, val and test splits");
+    return 0;
+}
+
 mela_run *run_open_rows(const mela_run_config *rc, const mela_run_data *data, int load, int query_rows)
 {
     mela_run *r = calloc(1, sizeof *r);
@@ -69,12 +80,8 @@ mela_run *run_open_rows(const mela_run_config *rc, const mela_run_data *data, in
     }
     if (data)
         r->data = *data;
-    else if (load && !mela_run_regression(rc) && load_omniglot(r))
+    if (load && run_load_data(r))
         goto fail;
-    if (!mela_run_regression(rc) && load && (!r->data.ds || !r->data.train || !r->data.val || !r->data.test)) {
-        mela_set_error("run: a classification run needs a dataset and its train, val and test splits");
-        goto fail;
-    }
     return r;
 fail:
     mela_run_close(r);

@@ -225,6 +225,9 @@ static int omniglot_check(const mela_run_config *rc)
     if (rc->width < 1 || rc->depth < 1 || rc->image_size < 4)
         return mela_set_error("conv4 needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
                               rc->width, rc->depth, rc->image_size);
+    if (rc->image_size > 105) /* larger only upsamples, and decodes the whole set that large */
+        return mela_set_error("image_size %d: Omniglot's images are 105x105; use at most 105",
+                              rc->image_size);
     if (rc->train.ways < 2)
         return mela_set_error("ways: %d (classification needs at least 2)", rc->train.ways);
     if (strcmp(rc->split, "vinyals") && strcmp(rc->split, "lake"))

@@ -8,10 +8,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sys.h"
+#include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
 
-/* The run configuration stored in a checkpoint's metadata. */
+/* The run configuration stored in a checkpoint's metadata, checked. */
 static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
 {
     const char *fmt = mela_checkpoint_meta(ck, "format");
@@ -20,7 +22,7 @@ static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, m
     const char *ways = mela_checkpoint_meta(ck, "ways");
     if (mela_run_defaults(rc, mela_checkpoint_meta(ck, "learner"), mela_checkpoint_meta(ck, "dataset"),
                           ways ? atoi(ways) : 0))
-        return mela_set_error("%s: metadata: %s", path, mela_last_error());
+        return mela_sys_error_context("%s: metadata", path);
     char buf[600];
     for (int i = 0;; i++) {
         const char *k = mela_run_option(i, rc, buf, sizeof buf, NULL);
@@ -28,13 +30,18 @@ static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, m
             break;
         const char *v = mela_checkpoint_meta(ck, k);
         if (v && mela_run_set(rc, k, v))
-            return mela_set_error("%s: metadata %s", path, mela_last_error());
+            return mela_sys_error_context("%s: metadata", path);
     }
+    if (mela_run_check(rc))
+        return mela_sys_error_context("%s: its configuration", path);
     return 0;
 }
 
 /* A checkpoint's run, built (with query_rows, without data unless load) and
- * its weights read. Closes nothing it did not open. */
+ * its weights read. Everything about the checkpoint is checked before the
+ * data are loaded: the configuration, and its weights against the model
+ * (built alone first: a configuration the weights do not fit, such as
+ * another image_size, builds no executors). Closes nothing it did not open. */
 static mela_run *open_checkpoint(const char *path, mela_run_config *rc, int nover,
                                  const char *const *over, int load, int query_rows)
 {
@@ -55,8 +62,9 @@ static mela_run *open_checkpoint(const char *path, mela_run_config *rc, int nove
         if (mela_run_set(rc, key, eq + 1))
             goto done;
     }
-    if ((r = run_open_rows(rc, NULL, load, query_rows)) &&
-        mela_checkpoint_read(ck, mela_learner_layout(r->l), r->theta)) {
+    if (learner_check_weights(rc, ck, path) || !(r = run_open_rows(rc, NULL, 0, query_rows)))
+        goto done;
+    if (mela_checkpoint_read(ck, mela_learner_layout(r->l), r->theta) || (load && run_load_data(r))) {
         mela_run_close(r);
         r = NULL;
     }
@@ -211,7 +219,8 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
         return mela_set_error("adapt: no query images");
     mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
     mela_run_config rc;
-    int ok = ck && config_from_checkpoint(ck, checkpoint, &rc) == 0;
+    int ok = ck && config_from_checkpoint(ck, checkpoint, &rc) == 0 &&
+             learner_check_weights(&rc, ck, checkpoint) == 0;
     mela_checkpoint_close(ck);
     if (!ok)
         return -1;
