@@ -38,6 +38,8 @@
 #ifndef MELA_LEARN_H
 #define MELA_LEARN_H
 
+#include <signal.h>
+
 #include "mela.h"
 #include "mela_data.h"
 #include "mela_nn.h"
@@ -405,21 +407,60 @@ typedef struct mela_run mela_run;
 
 /* Builds the learner of rc and takes the data: `data` when given (it must
  * outlive the run: tests and programs with a dataset of their own), else
- * Omniglot from rc's data_dir and split, or nothing for sinusoids. NULL with
- * a message naming what failed. */
+ * Omniglot from rc's data_dir and split, or nothing for sinusoids. When
+ * out_dir is not "" it is checked first (created, written to) and held by
+ * the run until it is closed (a second process is refused). NULL with a
+ * message naming what failed. */
 mela_run *mela_run_open(const mela_run_config *rc, const mela_run_data *data);
 void mela_run_close(mela_run *r);
 mela_learner *mela_run_learner(mela_run *r);
 /* The current weights (layout mela_learner_layout; writable, e.g. to load). */
 float *mela_run_theta(mela_run *r);
-/* Meta-trains from a fresh initialisation (seed). When out_dir is not "":
- * writes out_dir/last.safetensors (every val_every iterations and at the
- * end), out_dir/best.safetensors (best validation) and
- * out_dir/metrics.jsonl and .csv. Reports progress every `report`
- * iterations and after each validation. Afterwards theta holds the final
- * weights. Returns 0 or -1 with a message; checkpoints written before a
- * failure stay in place. */
+/* Meta-trains from a fresh initialisation (seed), or continues a resumed
+ * run (mela_run_resume) or one that stopped (a second call goes on where
+ * the first stopped; after a complete run there is nothing to do). When
+ * out_dir is not "": writes out_dir/last.safetensors (every val_every
+ * iterations and at the end), out_dir/best.safetensors (best validation),
+ * out_dir/metrics.jsonl and .csv, and out_dir/state.safetensors, what the
+ * run continues from, at the start, at every validation and on a stop. A
+ * new run refuses an out_dir that holds a run (mela_run_saved). Reports
+ * progress every `report` iterations (< 1: every iteration; a resumed run:
+ * 0 keeps the interval it was started with) and after each validation.
+ * Afterwards theta holds the final weights. A non-finite training loss,
+ * meta-gradient or validation score stops the run with an error naming the
+ * iteration; nothing is written with a non-finite score or weights, so the
+ * files hold the last good state. Returns 0 when the run is complete, 1 when
+ * it stopped at a request (mela_run_set_stop; its state saved), or -1 with
+ * a message; files written before a failure stay in place. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx);
+
+/* Stopping a run cleanly: fit reads *flag after every iteration and, when it
+ * is non-zero, saves the state and returns 1. A signal handler may set it
+ * (the library installs none). NULL: no stopping. */
+void mela_run_set_stop(mela_run *r, volatile sig_atomic_t *flag);
+
+/* Continues the run saved in dir (dir/state.safetensors) exactly: it is
+ * rebuilt from the configuration it was started with, with its weights,
+ * optimiser, iteration, best score and metrics position, and the records
+ * written after that state are cut; mela_run_fit then carries on and leaves
+ * the same files as a run never interrupted (the metrics' seconds aside).
+ * `overrides` (key=value) may change only what results do not depend on:
+ * threads, data_dir and cache_dir; other keys are accepted only with the
+ * value they have (a longer run is another run: schedules depend on the
+ * number of iterations). Checkpoints written after a resume still record the
+ * configuration the run was started with. data: as mela_run_open. NULL with
+ * a message naming the file or the option. */
+mela_run *mela_run_resume(const char *dir, int nover, const char *const *overrides,
+                          const mela_run_data *data);
+/* 1 when dir holds a run's files (state, best or last checkpoint, metrics),
+ * 0 when it does not (or does not exist). */
+int mela_run_saved(const char *dir);
+/* Removes the files of the run in dir (those of mela_run_saved and the temp
+ * files of killed writers); the directory stays. 0, or -1 naming the file. */
+int mela_run_remove(const char *dir);
+/* Iterations done, and the configuration the run uses. */
+int mela_run_iteration(const mela_run *r);
+const mela_run_config *mela_run_config_of(const mela_run *r);
 /* Scores theta on `episodes` fixed test episodes (test_seed) of the test
  * split (0: rc's test_episodes). Returns 0 or -1. */
 int mela_run_test(mela_run *r, int episodes, mela_eval_result *res);

@@ -258,11 +258,13 @@ size_t mela_learner_arena_bytes(mela_learner *l)
 
 #define STATE_FORMAT "mela-learner-state-1"
 
-/* The optimiser's moments as two views of one layout. */
-static mela_layout *state_layout(const mela_learner *l)
+/* The optimiser's moments, after theta when with_theta, as views of one
+ * layout (flat: the layout's padding is kept as it is). */
+static mela_layout *state_layout(const mela_learner *l, int with_theta)
 {
     mela_layout *L = mela_layout_new();
-    if (L && (mela_layout_add(L, "adam.m", MELA_SHAPE((int)l->size)) < 0 ||
+    if (L && ((with_theta && mela_layout_add(L, "theta", MELA_SHAPE((int)l->size)) < 0) ||
+              mela_layout_add(L, "adam.m", MELA_SHAPE((int)l->size)) < 0 ||
               mela_layout_add(L, "adam.v", MELA_SHAPE((int)l->size)) < 0)) {
         mela_layout_free(L);
         return NULL;
@@ -270,25 +272,72 @@ static mela_layout *state_layout(const mela_learner *l)
     return L;
 }
 
-int mela_learner_save_state(const mela_learner *l, const char *path)
+int learner_state_save(const mela_learner *l, const char *path, const float *theta, int nmeta,
+                       const char *const *keys, const char *const *vals)
 {
-    mela_layout *L = state_layout(l);
+    mela_layout *L = state_layout(l, theta != NULL);
     float *buf = L ? calloc(mela_layout_size(L), sizeof *buf) : NULL;
-    if (!buf) {
-        mela_layout_free(L);
-        return mela_set_error("learner state: out of memory");
+    const char **k = calloc((size_t)nmeta + 3, sizeof *k), **v = calloc((size_t)nmeta + 3, sizeof *v);
+    int rc = -1, w = theta != NULL;
+    if (!buf || !k || !v) {
+        mela_set_error("learner state: out of memory");
+        goto done;
     }
-    memcpy(buf + mela_layout_offset(L, 0), l->adam.m, l->size * sizeof *buf);
-    memcpy(buf + mela_layout_offset(L, 1), l->adam.v, l->size * sizeof *buf);
+    if (theta)
+        memcpy(buf, theta, l->size * sizeof *buf);
+    memcpy(buf + mela_layout_offset(L, w), l->adam.m, l->size * sizeof *buf);
+    memcpy(buf + mela_layout_offset(L, w + 1), l->adam.v, l->size * sizeof *buf);
     char t[32], lr[32];
     snprintf(t, sizeof t, "%ld", (long)l->adam.t);
     snprintf(lr, sizeof lr, "%.9g", (double)l->adam.lr);
-    const char *keys[] = {"format", "learner", "adam_t", "adam_lr"};
-    const char *vals[] = {STATE_FORMAT, l->def->info.name, t, lr};
-    int rc = mela_checkpoint_save(path, L, buf, 4, keys, vals);
+    for (int i = 0; i < nmeta; i++)
+        k[i] = keys[i], v[i] = vals[i];
+    k[nmeta] = "learner", v[nmeta] = l->def->info.name;
+    k[nmeta + 1] = "adam_t", v[nmeta + 1] = t;
+    k[nmeta + 2] = "adam_lr", v[nmeta + 2] = lr;
+    rc = mela_checkpoint_save(path, L, buf, nmeta + 3, k, v) < 0 ? -1 : 0;
+done:
+    free(buf), free(k), free(v);
+    mela_layout_free(L);
+    return rc;
+}
+
+int learner_state_read(mela_learner *l, const mela_checkpoint *ck, const char *path, float *theta)
+{
+    mela_layout *L = state_layout(l, theta != NULL);
+    float *buf = L ? calloc(mela_layout_size(L), sizeof *buf) : NULL;
+    const char *who = mela_checkpoint_meta(ck, "learner");
+    const char *t = mela_checkpoint_meta(ck, "adam_t"), *lr = mela_checkpoint_meta(ck, "adam_lr");
+    char *end1 = NULL, *end2 = NULL;
+    long at = t ? strtol(t, &end1, 10) : -1;
+    float alr = lr ? strtof(lr, &end2) : NAN;
+    int rc = -1, w = theta != NULL;
+    if (!buf)
+        mela_set_error("learner state: out of memory");
+    else if (!who || !t || !lr)
+        mela_set_error("%s: not a learner state (no %s)", path, !who ? "learner" : !t ? "adam_t" : "adam_lr");
+    else if (strcmp(who, l->def->info.name))
+        mela_set_error("%s: the state of a %s learner, not of %s", path, who, l->def->info.name);
+    else if (*end1 || at < 0 || *end2 || !isfinite(alr))
+        mela_set_error("%s: adam_t '%s' or adam_lr '%s' is not a count or a number", path, t, lr);
+    else if (mela_checkpoint_read(ck, L, buf) == 0) {
+        if (theta)
+            memcpy(theta, buf, l->size * sizeof *buf);
+        memcpy(l->adam.m, buf + mela_layout_offset(L, w), l->size * sizeof *buf);
+        memcpy(l->adam.v, buf + mela_layout_offset(L, w + 1), l->size * sizeof *buf);
+        l->adam.t = at;
+        l->adam.lr = alr;
+        rc = 0;
+    }
     free(buf);
     mela_layout_free(L);
-    return rc < 0 ? -1 : 0;
+    return rc;
+}
+
+int mela_learner_save_state(const mela_learner *l, const char *path)
+{
+    const char *k[] = {"format"}, *v[] = {STATE_FORMAT};
+    return learner_state_save(l, path, NULL, 1, k, v);
 }
 
 int mela_learner_load_state(mela_learner *l, const char *path)
@@ -296,26 +345,12 @@ int mela_learner_load_state(mela_learner *l, const char *path)
     mela_checkpoint *ck = mela_checkpoint_open(path);
     if (!ck)
         return -1;
-    mela_layout *L = state_layout(l);
-    float *buf = L ? calloc(mela_layout_size(L), sizeof *buf) : NULL;
-    const char *fmt = mela_checkpoint_meta(ck, "format"), *who = mela_checkpoint_meta(ck, "learner");
-    const char *t = mela_checkpoint_meta(ck, "adam_t"), *lr = mela_checkpoint_meta(ck, "adam_lr");
+    const char *fmt = mela_checkpoint_meta(ck, "format");
     int rc = -1;
-    if (!buf)
-        mela_set_error("learner state: out of memory");
-    else if (!fmt || strcmp(fmt, STATE_FORMAT) || !who || !t || !lr)
+    if (!fmt || strcmp(fmt, STATE_FORMAT))
         mela_set_error("%s: not a learner state (format '%s')", path, fmt ? fmt : "none");
-    else if (strcmp(who, l->def->info.name))
-        mela_set_error("%s: the state of a %s learner, not of %s", path, who, l->def->info.name);
-    else if (mela_checkpoint_read(ck, L, buf) == 0) {
-        memcpy(l->adam.m, buf + mela_layout_offset(L, 0), l->size * sizeof *buf);
-        memcpy(l->adam.v, buf + mela_layout_offset(L, 1), l->size * sizeof *buf);
-        l->adam.t = atol(t);
-        l->adam.lr = strtof(lr, NULL);
-        rc = 0;
-    }
-    free(buf);
-    mela_layout_free(L);
+    else
+        rc = learner_state_read(l, ck, path, NULL);
     mela_checkpoint_close(ck);
     return rc;
 }

@@ -73,4 +73,15 @@ const learner_def *learner_def_find(const char *name);
  * value in *value; NULL when every value is finite. */
 const char *learner_nonfinite(const mela_layout *L, const float *x, float *value);
 
+/* The learner's own state (the outer optimiser: moments, step, rate) to
+ * path in one atomic file, with theta (views "theta", "adam.m", "adam.v";
+ * theta NULL: the moments only) and nmeta pairs of metadata before the
+ * learner's ("learner", "adam_t", "adam_lr"). 0 or -1. */
+int learner_state_save(const mela_learner *l, const char *path, const float *theta, int nmeta,
+                       const char *const *keys, const char *const *vals);
+/* Reads what learner_state_save wrote (theta NULL: without theta) from the
+ * open checkpoint ck (path for messages); checks that it is this learner's.
+ * Nothing changes on error. 0 or -1. */
+int learner_state_read(mela_learner *l, const mela_checkpoint *ck, const char *path, float *theta);
+
 #endif

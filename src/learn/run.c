@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/sys.h"
 #include "learn/run_impl.h"
@@ -49,6 +50,8 @@ void mela_run_close(mela_run *r)
         mela_split_free(r->own[i]);
     mela_dataset_free(r->own_ds);
     free(r->theta);
+    if (r->lock >= 0)
+        close(r->lock);
     free(r);
 }
 
@@ -70,7 +73,8 @@ mela_run *run_open_rows(const mela_run_config *rc, const mela_run_data *data, in
         mela_set_error("run: out of memory");
         return NULL;
     }
-    r->rc = *rc;
+    r->rc = r->meta = *rc;
+    r->lock = -1;
     if (!(r->l = mela_learner_new(rc, query_rows)))
         goto fail;
     r->theta = calloc(mela_layout_size(mela_learner_layout(r->l)), sizeof *r->theta);
@@ -88,13 +92,22 @@ fail:
     return NULL;
 }
 
+/* out_dir is checked (and held) before the data, which may take minutes. */
 mela_run *mela_run_open(const mela_run_config *rc, const mela_run_data *data)
 {
-    return run_open_rows(rc, data, 1, 0);
+    mela_run *r = run_open_rows(rc, data, 0, 0);
+    if (r && ((rc->out_dir[0] && run_dir_open(r)) || run_load_data(r))) {
+        mela_run_close(r);
+        return NULL;
+    }
+    return r;
 }
 
 mela_learner *mela_run_learner(mela_run *r) { return r->l; }
 float *mela_run_theta(mela_run *r) { return r->theta; }
+int mela_run_iteration(const mela_run *r) { return r->st.iteration; }
+const mela_run_config *mela_run_config_of(const mela_run *r) { return &r->rc; }
+void mela_run_set_stop(mela_run *r, volatile sig_atomic_t *flag) { r->stop = flag; }
 
 /* ------------------------------------------------------------- evaluation */
 
@@ -184,29 +197,6 @@ int mela_run_test(mela_run *r, int episodes, mela_eval_result *res)
     return 0;
 }
 
-/* ------------------------------------------------------------ checkpoints */
-
-/* Metadata of a checkpoint: every option, then the extra pairs. */
-static int save_checkpoint(const mela_run *r, const char *name, int iteration, double val)
-{
-    enum { MAXMETA = 80 };
-    char vals[MAXMETA][520], path[1100];
-    const char *keys[MAXMETA], *vp[MAXMETA];
-    int n = 0;
-    for (int i = 0; n < MAXMETA - 4; i++, n++) {
-        if (!(keys[n] = mela_run_option(i, &r->rc, vals[n], sizeof vals[n], NULL)))
-            break;
-        vp[n] = vals[n];
-    }
-    const char *extra[2][2] = {{"format", "mela-run-1"}, {"mela_version", mela_version()}};
-    for (int k = 0; k < 2; k++, n++)
-        keys[n] = extra[k][0], vp[n] = extra[k][1];
-    keys[n] = "iteration", snprintf(vals[n], sizeof vals[n], "%d", iteration), vp[n] = vals[n], n++;
-    keys[n] = "validation", snprintf(vals[n], sizeof vals[n], "%.9g", val), vp[n] = vals[n], n++;
-    snprintf(path, sizeof path, "%s/%s", r->rc.out_dir, name);
-    return mela_checkpoint_save(path, mela_learner_layout(r->l), r->theta, n, keys, vp);
-}
-
 /* --------------------------------------------------------------- the loop */
 
 typedef struct fit {
@@ -214,82 +204,135 @@ typedef struct fit {
     mela_task *tasks;
     mela_metrics *log;
     mela_progress p;
-    double t0, sum_loss, sum_acc;
-    int nsum;
+    run_state st; /* after the last iteration done */
+    int start;    /* the iteration this session began after */
+    double t0;    /* when it began */
 } fit;
 
+static const char *const metric_keys[] = {"iteration", "seconds", "loss", "acc", "val_loss", "val_acc"};
+
+/* The run's files: a new run refuses a directory that holds a run and saves
+ * its state before anything else (from then on a kill can be resumed); the
+ * metrics go on from the state's record. */
+static int fit_files(mela_run *r, fit *f)
+{
+    const char *dir = r->rc.out_dir;
+    if (!r->resumed) {
+        if (mela_run_saved(dir))
+            return mela_set_error("%s already holds a run: continue it (mela_run_resume) or remove it "
+                                  "first (mela_run_remove)", dir);
+        if (run_save_state(r, &f->st))
+            return -1;
+    }
+    f->log = mela_metrics_resume(dir, "metrics", f->st.metrics_rows, 6, metric_keys);
+    return f->log ? 0 : -1;
+}
+
 /* Validation episodes under test_seed (sinusoids: a stream of their own, so
- * that validation and test tasks differ), training tasks under seed. */
-static int fit_begin(mela_run *r, fit *f)
+ * that validation and test tasks differ), training tasks under seed; a new
+ * run starts from its initialisation, a resumed one from its state. */
+static int fit_begin(mela_run *r, fit *f, int report)
 {
     const mela_run_config *rc = &r->rc;
     int B = rc->meta_batch, T = rc->threads;
     uint64_t vseed = mela_run_regression(rc) ? (uint64_t)rc->test_seed ^ 0x76616cULL : (uint64_t)rc->test_seed;
     memset(f, 0, sizeof *f);
-    f->p = (mela_progress){.iterations = rc->iterations, .val_loss = NAN, .val_acc = NAN,
-                           .best_val = -INFINITY};
+    if (r->failed)
+        return mela_set_error("run: it failed after iteration %d; continue it from its directory "
+                              "(mela_run_resume)", r->st.iteration);
+    f->st = r->resumed ? r->st
+                       : (run_state){.report = 1, .best = -INFINITY, .val_loss = NAN, .val_acc = NAN};
+    if (report > 0 || !r->resumed)
+        f->st.report = report < 1 ? 1 : report;
+    f->start = f->st.iteration;
+    f->p = (mela_progress){.iterations = rc->iterations, .val_loss = f->st.val_loss,
+                           .val_acc = f->st.val_acc, .best_val = f->st.best};
     if (!(f->tasks = calloc(B, sizeof *f->tasks)))
         return mela_set_error("run: out of memory");
     if (!(f->train = run_tasks(r, 1, r->data.train, (uint64_t)rc->seed, B > T ? B : T)) ||
         !(f->val = run_tasks(r, 0, r->data.val, vseed, T)))
         return -1;
-    if (rc->out_dir[0] && !(f->log = mela_metrics_open(rc->out_dir, "metrics")))
+    if (!r->resumed) {
+        mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
+        mela_learner_init(r->l, r->theta, &init);
+    }
+    if (rc->out_dir[0] && fit_files(r, f))
         return -1;
-    mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
-    mela_learner_init(r->l, r->theta, &init);
     f->t0 = mela_sys_now();
     return 0;
 }
 
-static int fit_end(fit *f, int status)
+/* What the next fit continues from: the state reached, unless this one
+ * failed part way (theta may then be ahead of it). */
+static int fit_end(mela_run *r, fit *f, int status, int began)
 {
-    if (f->log && mela_metrics_close(f->log) && status == 0)
+    if (f->log && mela_metrics_close(f->log) && status >= 0)
         status = -1;
     mela_tasks_free(f->train);
     mela_tasks_free(f->val);
     free(f->tasks);
+    if (status >= 0) {
+        r->st = f->st;
+        r->st.seconds += mela_sys_now() - f->t0;
+        r->resumed = 1;
+    } else if (began) {
+        r->failed = 1;
+    }
     return status;
 }
 
-/* Validation: the score (accuracy; regression: -MSE), best and last. */
+/* Validation: the score (accuracy; regression: -MSE), best and last. A
+ * non-finite one stops the run before anything is written. */
 static int fit_validate(mela_run *r, fit *f, int it)
 {
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
     if (run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
-    f->p.val_loss = v.loss, f->p.val_acc = v.acc, f->p.validated = 1;
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
-    if (!rc->out_dir[0]) {
-        f->p.best_val = score > f->p.best_val ? score : f->p.best_val;
+    if (!isfinite(v.loss) || !isfinite(score))
+        return mela_set_error("iteration %d: validation loss is %s", it,
+                              run_nonfinite_name(isfinite(v.loss) ? score : v.loss));
+    f->st.val_loss = f->p.val_loss = v.loss;
+    f->st.val_acc = f->p.val_acc = v.acc;
+    f->p.validated = 1;
+    int better = score > f->st.best;
+    if (better)
+        f->st.best = f->p.best_val = score;
+    if (!rc->out_dir[0])
         return 0;
-    }
-    if (score > f->p.best_val) {
-        f->p.best_val = score;
-        if (save_checkpoint(r, "best.safetensors", it, score))
-            return -1;
-    }
-    return save_checkpoint(r, "last.safetensors", it, score);
+    if (better && run_save_checkpoint(r, "best.safetensors", it, score))
+        return -1;
+    return run_save_checkpoint(r, "last.safetensors", it, score);
 }
 
 /* Progress and a metrics row: the means since the last report. */
 static int fit_report(mela_run *r, fit *f, int it, mela_progress_fn fn, void *ctx)
 {
     mela_progress *p = &f->p;
+    double now = mela_sys_now() - f->t0;
     p->iteration = it;
-    p->loss = f->sum_loss / f->nsum, p->acc = f->sum_acc / f->nsum;
-    p->seconds = mela_sys_now() - f->t0;
-    p->tasks_per_second = (double)it * r->rc.meta_batch / p->seconds;
-    p->eta = p->seconds / it * (r->rc.iterations - it);
-    f->sum_loss = f->sum_acc = 0, f->nsum = 0;
-    const char *keys[] = {"iteration", "seconds", "loss", "acc", "val_loss", "val_acc"};
+    p->loss = f->st.sum_loss / f->st.nsum, p->acc = f->st.sum_acc / f->st.nsum;
+    p->seconds = f->st.seconds + now;
+    p->tasks_per_second = (double)(it - f->start) * r->rc.meta_batch / now;
+    p->eta = now / (it - f->start) * (r->rc.iterations - it);
+    f->st.sum_loss = f->st.sum_acc = 0, f->st.nsum = 0;
     double vals[] = {it, p->seconds, p->loss, p->acc, p->validated ? p->val_loss : NAN,
                      p->validated ? p->val_acc : NAN};
-    if (f->log && mela_metrics_write(f->log, 6, keys, vals))
+    if (f->log && mela_metrics_write(f->log, 6, metric_keys, vals))
         return -1;
+    f->st.metrics_rows += f->log != NULL;
     if (fn)
         fn(p, ctx);
     return 0;
+}
+
+/* The state after iteration it, with the time of this session so far. */
+static int fit_save(mela_run *r, fit *f)
+{
+    run_state st = f->st;
+    st.seconds += mela_sys_now() - f->t0;
+    return r->rc.out_dir[0] ? run_save_state(r, &st) : 0;
 }
 
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
@@ -297,23 +340,28 @@ int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
     const mela_run_config *rc = &r->rc;
     int B = rc->meta_batch, blas = tp_blas_hold();
     fit f;
-    int status = fit_begin(r, &f);
-    for (int it = 1; it <= rc->iterations && !status; it++) {
+    int status = fit_begin(r, &f, report), began = status == 0;
+    for (int it = f.start + 1; it <= rc->iterations && !status; it++) {
         for (int b = 0; b < B; b++)
             mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);
         double loss, acc;
         if ((status = mela_learner_step(r->l, r->theta, it, B, f.tasks, &loss, &acc)))
             break;
-        f.sum_loss += loss, f.sum_acc += acc, f.nsum++;
+        f.st.iteration = it;
+        f.st.sum_loss += loss, f.st.sum_acc += acc, f.st.nsum++;
         int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
+        int stop = r->stop && *r->stop;
         f.p.validated = 0;
         if (validate && (status = fit_validate(r, &f, it)))
             break;
-        if (it % (report < 1 ? 1 : report) == 0 || validate)
-            status = fit_report(r, &f, it, fn, ctx);
+        if ((it % f.st.report == 0 || validate) && (status = fit_report(r, &f, it, fn, ctx)))
+            break;
+        if ((validate || stop) && (status = fit_save(r, &f)))
+            break;
+        status = stop && it < rc->iterations; /* 1: stopped, the state saved */
     }
     tp_blas_release(blas);
-    return fit_end(&f, status);
+    return fit_end(r, &f, status, began);
 }
 
 int mela_run_train(const mela_run_config *rc, int report, mela_progress_fn fn, void *ctx)

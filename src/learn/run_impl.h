@@ -1,6 +1,7 @@
 /*
- * run_impl.h - what a run holds, shared by the training loop (run.c) and
- * the uses of a trained checkpoint (run_use.c).
+ * run_impl.h - what a run holds, shared by the training loop (run.c), what
+ * it leaves on disk (run_state.c) and the uses of a trained checkpoint
+ * (run_use.c).
  */
 #ifndef MELA_RUN_IMPL_H
 #define MELA_RUN_IMPL_H
@@ -8,13 +9,33 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
+/* Where a run stands after its last finished iteration, beyond theta and the
+ * learner's own state: with those, everything the rest of the run depends on
+ * (see run_state.c). */
+typedef struct run_state {
+    int iteration;             /* meta-iterations done */
+    int report;                /* the report interval */
+    double best;               /* best validation score (-inf: none yet) */
+    double val_loss, val_acc;  /* the latest validation (NaN: none yet) */
+    double sum_loss, sum_acc;  /* the report interval under way */
+    int nsum;
+    long metrics_rows;         /* records in metrics.jsonl and .csv */
+    double seconds;            /* training time so far, all sessions */
+} run_state;
+
 struct mela_run {
-    mela_run_config rc;
+    mela_run_config rc;   /* what this session runs with */
+    mela_run_config meta; /* what its files record: rc as the run was started */
     mela_learner *l;
     float *theta;
     mela_run_data data;   /* what the run uses */
     mela_dataset *own_ds; /* ... when it loaded them itself */
     mela_split *own[3];
+    int lock;             /* out_dir held while the run is open (-1: not) */
+    volatile sig_atomic_t *stop; /* polled after every iteration */
+    int resumed;          /* 1: fit continues from st */
+    int failed;           /* 1: a fit failed part way; theta is not st's */
+    run_state st;
 };
 
 /* mela_run_open with evaluation query sets of query_rows rows (0: N * Q);
@@ -24,5 +45,18 @@ mela_run *run_open_rows(const mela_run_config *rc, const mela_run_data *data, in
 int run_load_data(mela_run *r);
 mela_tasks *run_tasks(mela_run *r, int train, const mela_split *sp, uint64_t seed, int slots);
 int run_evaluate(mela_run *r, mela_tasks *ts, int n, mela_eval_result *res);
+
+/* run_state.c: the run configuration in a checkpoint's metadata. */
+int run_config_read(const mela_checkpoint *ck, const char *path, mela_run_config *rc);
+/* out_dir made, written to (a probe), held (mela_sys_lock_dir into
+ * r->lock) and rid of the temp files of killed writers. */
+int run_dir_open(mela_run *r);
+/* out_dir/name: theta with r->meta and the iteration and score as metadata;
+ * refused when theta holds a NaN or an infinity. */
+int run_save_checkpoint(const mela_run *r, const char *name, int iteration, double score);
+/* out_dir/state.safetensors: theta, the learner's state, st and r->meta. */
+int run_save_state(const mela_run *r, const run_state *st);
+/* "nan", "inf" or "-inf" for a non-finite x (glibc's %g can say "-nan"). */
+const char *run_nonfinite_name(double x);
 
 #endif

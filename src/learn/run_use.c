@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/sys.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
@@ -19,22 +18,7 @@ static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, m
     const char *fmt = mela_checkpoint_meta(ck, "format");
     if (!fmt || (strcmp(fmt, "mela-run-1") && strcmp(fmt, "mela-gbml-1")))
         return mela_set_error("%s: not a checkpoint of a mela run (format '%s')", path, fmt ? fmt : "none");
-    const char *ways = mela_checkpoint_meta(ck, "ways");
-    if (mela_run_defaults(rc, mela_checkpoint_meta(ck, "learner"), mela_checkpoint_meta(ck, "dataset"),
-                          ways ? atoi(ways) : 0))
-        return mela_sys_error_context("%s: metadata", path);
-    char buf[600];
-    for (int i = 0;; i++) {
-        const char *k = mela_run_option(i, rc, buf, sizeof buf, NULL);
-        if (!k)
-            break;
-        const char *v = mela_checkpoint_meta(ck, k);
-        if (v && mela_run_set(rc, k, v))
-            return mela_sys_error_context("%s: metadata", path);
-    }
-    if (mela_run_check(rc))
-        return mela_sys_error_context("%s: its configuration", path);
-    return 0;
+    return run_config_read(ck, path, rc);
 }
 
 /* A checkpoint's run, built (with query_rows, without data unless load) and
