@@ -1,16 +1,22 @@
 /* test_cli.c - the mela tool as a user runs it: help and version, every
  * subcommand's help, bad flags (exit 2, a message naming the flag), a short
  * sinusoid train + eval, and (when Omniglot is in MELA_SHARED_DATA) a short
- * Omniglot run whose checkpoint `mela adapt` applies to PNGs written here. */
+ * Omniglot run whose checkpoint `mela adapt` applies to PNGs written here;
+ * runs that lose nothing: killed (SIGKILL) and stopped (SIGTERM) runs resumed
+ * to the files of a run never interrupted, a used directory refused unless
+ * --overwrite, a diverging validation stopping the run with what was saved. */
 #include <png.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
+#include "runfiles.h"
 
 static const char *bin;
 
@@ -49,6 +55,152 @@ static void write_png(const char *path, int size, int seed)
     png_write_end(p, NULL);
     png_destroy_write_struct(&p, &info);
     fclose(f);
+}
+
+/* ------------------------------------------------------ runs that lose nothing */
+
+/* Starts "mela ARGS" with its output in log; the pid is mela's (exec). */
+static pid_t start(const char *log, const char *args)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "exec '%s' %s > '%s' 2>&1", bin, args, log);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Waits for pid after sending it sig (0: none) after delay seconds: its exit
+ * status, or -signal when a signal ended it. */
+static int finish(pid_t pid, int sig, double delay)
+{
+    if (sig) {
+        struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
+        nanosleep(&ts, NULL);
+        kill(pid, sig);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int exists(const char *dir, const char *name)
+{
+    char p[800];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return access(p, F_OK) == 0;
+}
+
+/* The value of a metadata key of a checkpoint, as an int (-1: none). */
+static int meta_int(const char *dir, const char *name, const char *key)
+{
+    char p[800], *t;
+    size_t n;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    int v = -1;
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":\"", key);
+    if ((t = rf_slurp(p, &n)) && strstr(t + 8, pat))
+        v = atoi(strstr(t + 8, pat) + strlen(pat));
+    free(t);
+    return v;
+}
+
+/* MAML on sinusoids killed (SIGKILL) at random moments and resumed on 1 or
+ * 2 threads until done; then stopped with SIGTERM and resumed; then the
+ * directory is refused for a new run unless --overwrite: each time the same
+ * files as the run never interrupted. */
+static void test_resume(const char *dir)
+{
+    static char out[1 << 16];
+    char rdir[600], ref[700], log[700], args[2048], why[1600];
+    snprintf(rdir, sizeof rdir, "%s/maml", dir);
+    snprintf(ref, sizeof ref, "%s/maml.ref", dir);
+    snprintf(log, sizeof log, "%s/log", dir);
+    snprintf(args, sizeof args, "train --dataset sinusoid --iterations 1500 --val-every 25 --val-episodes 10 "
+             "--report 10 --test-episodes 20 --threads 1 --out-dir %s", rdir);
+    double t0 = now();
+    CHECK(finish(start(log, args), 0, 0) == 0, "reference run");
+    double T = now() - t0;
+    CHECK(rename(rdir, ref) == 0, "rename");
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    int kills = 0, temps = 0, status = -1, k;
+    for (k = 0; k < 12 && status != 0; k++) {
+        char resume[800];
+        snprintf(resume, sizeof resume, "train --resume %s --threads %d", rdir, 1 + k % 2);
+        pid_t pid = start(log, exists(rdir, "state.safetensors") ? resume : args);
+        status = finish(pid, k < 10 ? SIGKILL : 0, T * (0.02 + 0.2 * rand() / RAND_MAX));
+        kills += status == -SIGKILL;
+        temps += status == -SIGKILL && rf_count_temps(rdir) > 0;
+    }
+    printf("maml: %d kills (%d in a save), %d sessions, seed %u, reference run %.2f s\n", kills, temps, k,
+           seed, T);
+    CHECK(status == 0 && kills >= 3, "killed %d times, then completed: exit %d", kills, status);
+    CHECK(rf_same_run(ref, rdir, why, sizeof why), "killed and resumed = never interrupted: %s", why);
+    CHECK(rf_count_temps(rdir) == 0, "no temp file left");
+
+    check_rm_rf(rdir);
+    status = finish(start(log, args), SIGTERM, T * 0.3);
+    size_t n;
+    char *msg = rf_slurp(log, &n);
+    CHECK(status == 128 + SIGTERM && msg && strstr(msg, "stopped (SIGTERM)") && strstr(msg, "--resume"),
+          "SIGTERM saves and says how to resume: %d %s", status, msg ? msg : "");
+    free(msg);
+    int at = meta_int(rdir, "state.safetensors", "iteration");
+    CHECK(at > 0 && at < 1500, "the state is saved where the run stopped: %d", at);
+    snprintf(args + 1000, 1000, "train --resume %s", rdir);
+    CHECK(run(out, sizeof out, "%s", args + 1000, 0) == 0 && strstr(out, "test: mse"), "resume: %s", out);
+    CHECK(rf_same_run(ref, rdir, why, sizeof why), "stopped and resumed = never interrupted: %s", why);
+
+    CHECK(run(out, sizeof out, "%s", args, 0) == 2 && strstr(out, "already holds a run") &&
+              strstr(out, "--resume") && strstr(out, "--overwrite"), "a used directory is refused: %s", out);
+    CHECK(rf_same_run(ref, rdir, why, sizeof why), "... and left as it was: %s", why);
+    CHECK(run(out, sizeof out, "%s --overwrite", args, 0) == 0, "--overwrite starts again: %s", out);
+    CHECK(rf_same_run(ref, rdir, why, sizeof why), "... and ends as the first time: %s", why);
+    CHECK(run(out, sizeof out, "train --resume %s --iterations 3000", rdir, 0) == 1 &&
+              strstr(out, "iterations"), "a resumed run keeps its length: %s", out);
+}
+
+/* A validation that diverges stops the rdir (exit 1) naming the iteration;
+ * what was saved before stays. */
+static void test_nan(const char *dir)
+{
+    static char out[1 << 16];
+    char args[1024], rdir[700];
+    snprintf(rdir, sizeof rdir, "%s/nan1", dir);
+    snprintf(args, sizeof args, "--dataset sinusoid --iterations 200 --val-every 20 --val-episodes 10 "
+             "--test-episodes 10 --threads 1 --inner-lr 100 --out-dir %s", rdir);
+    CHECK(run(out, sizeof out, "train %s", args, 0) == 1 && strstr(out, "iteration 20: validation loss is") &&
+              strstr(out, "no best.safetensors was written") && !strstr(out, "cannot open"),
+          "diverged at the first validation: %s", out);
+    CHECK(meta_int(rdir, "state.safetensors", "iteration") == 0 && !exists(rdir, "last.safetensors"),
+          "the state of iteration 0 is kept, no checkpoint written");
+    /* inner steps of 0.15: training goes on, the 30 steps of validation
+     * diverge after a few good validations */
+    snprintf(rdir, sizeof rdir, "%s/nan2", dir);
+    snprintf(args, sizeof args, "--dataset sinusoid --iterations 2000 --val-every 20 --val-episodes 10 "
+             "--test-episodes 10 --threads 1 --inner-lr 0.15 --test-steps 30 --out-dir %s", rdir);
+    int st = run(out, sizeof out, "train %s", args, 0);
+    const char *m = strstr(out, ": validation loss is ");
+    while (m && m > out && m[-1] != ' ') /* back to N of "iteration N: validation loss is" */
+        m--;
+    int it = m ? atoi(m) : -1;
+    int last = meta_int(rdir, "last.safetensors", "iteration");
+    CHECK(st == 1 && it > 0 && it % 20 == 0, "stopped, naming the iteration: %s", out);
+    CHECK(last < 0 || (last == it - 20 && meta_int(rdir, "state.safetensors", "iteration") == last &&
+                       meta_int(rdir, "best.safetensors", "iteration") <= last),
+          "last, best and state hold the last good validation (%d, before %d)", last, it);
 }
 
 int main(void)
@@ -161,6 +313,8 @@ int main(void)
     } else {
         printf("skipping the Omniglot part: %s not found\n", omni);
     }
+    test_resume(dir);
+    test_nan(dir);
     char rm[700];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     CHECK(system(rm) == 0, "cleanup");

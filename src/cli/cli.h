@@ -9,4 +9,8 @@ int cli_eval(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 
+/* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
+struct mela_run_config;
+void cli_curves_draw(const struct mela_run_config *rc);
+
 #endif

@@ -1,9 +1,12 @@
 /* train.c - `mela train` and `mela eval`: options in, progress, curves and
- * results out; the work is mela_run_* of the library. */
+ * results out; stopping on SIGINT/SIGTERM and resuming (--resume); the work
+ * is mela_run_* of the library. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "mela_io.h"
@@ -31,14 +34,16 @@ static void train_help(const char *learner, const char *dataset, int ways)
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways ? ways : 5))
         mela_run_defaults(&rc, "maml", "omniglot", 5);
-    printf("Usage: mela train [--key value]...\n"
+    printf("Usage: mela train [--key value]... [--overwrite]\n"
+           "       mela train --resume OUT_DIR [--threads N]\n"
            "\n"
            "Meta-trains a learner and writes OUT_DIR/best.safetensors (best validation),\n"
-           "OUT_DIR/last.safetensors and OUT_DIR/metrics.{jsonl,csv}. Then evaluates the best\n"
-           "checkpoint on the fixed test episodes. Defaults follow Finn et al. (2017) for the\n"
-           "chosen --learner, --dataset and --ways (maml: 5-way 1 step of 0.4, meta-batch 32; 20-way\n"
-           "gives 5 steps of 0.1 and meta-batch 16; sinusoid gives the 1-40-40-1 MLP, K = 10,\n"
-           "1 step of 0.01, meta-batch 25, 70,000 iterations).\n"
+           "OUT_DIR/last.safetensors, OUT_DIR/metrics.{jsonl,csv} and OUT_DIR/state.safetensors\n"
+           "(what --resume continues from; Ctrl-C or SIGTERM saves it and stops the run). Then\n"
+           "evaluates the best checkpoint on the fixed test episodes. Defaults follow Finn et\n"
+           "al. (2017) for the chosen --learner, --dataset and --ways (maml: 5-way 1 step of 0.4,\n"
+           "meta-batch 32; 20-way gives 5 steps of 0.1 and meta-batch 16; sinusoid gives the\n"
+           "1-40-40-1 MLP, K = 10, 1 step of 0.01, meta-batch 25, 70,000 iterations).\n"
            "\n"
            "Options (key: default for %s on %s, %d-way; 'mela train --learner L [--ways N]\n"
            "--help' shows L's):\n", rc.learner, rc.dataset, rc.train.ways);
@@ -71,7 +76,14 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
            "20-way within-alphabet one-shot.\n\n");
-    printf("  --report N         print progress every N iterations (default 100)\n"
+    printf("  --report N         print progress every N iterations (default 100; a resumed run\n"
+           "                     keeps its own unless given)\n"
+           "  --resume DIR       continue the run saved in DIR (stopped by Ctrl-C or SIGTERM, or\n"
+           "                     killed): it ends as if never interrupted. Its configuration is\n"
+           "                     the saved one; only --threads, --data-dir and --cache-dir may\n"
+           "                     change\n"
+           "  --overwrite        start again in an OUT_DIR that holds a run (its files removed);\n"
+           "                     without it (or --resume) such a directory is refused\n"
            "  -h, --help         show this help\n"
            "\n"
            "Examples:\n"
@@ -89,56 +101,10 @@ static void fmt_time(double s, char *buf, size_t n)
         snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
-/* What the progress reports leave: the learning curves, drawn at the end. */
-typedef struct curves {
-    const mela_run_config *rc;
-    double *x, *train, *vx, *val; /* every report; validations only */
-    int n, nv, cap;
-} curves;
-
-static void curves_add(curves *c, const mela_progress *p)
-{
-    if (c->n == c->cap) {
-        int cap = c->cap ? 2 * c->cap : 256;
-        double *b[4] = {realloc(c->x, cap * sizeof *c->x), realloc(c->train, cap * sizeof *c->x),
-                        realloc(c->vx, cap * sizeof *c->x), realloc(c->val, cap * sizeof *c->x)};
-        c->x = b[0] ? b[0] : c->x, c->train = b[1] ? b[1] : c->train;
-        c->vx = b[2] ? b[2] : c->vx, c->val = b[3] ? b[3] : c->val;
-        if (!b[0] || !b[1] || !b[2] || !b[3])
-            return; /* the curve misses a point; the run goes on */
-        c->cap = cap;
-    }
-    int reg = mela_run_regression(c->rc);
-    c->x[c->n] = p->iteration;
-    c->train[c->n++] = reg ? p->loss : p->acc;
-    if (p->validated) {
-        c->vx[c->nv] = p->iteration;
-        c->val[c->nv++] = reg ? p->val_loss : p->val_acc;
-    }
-}
-
-static void curves_draw(curves *c)
-{
-    const mela_run_config *rc = c->rc;
-    int reg = mela_run_regression(rc);
-    if (c->n > 0) {
-        mela_series ser[2] = {{reg ? "train query MSE" : "train query accuracy", c->x, c->train, c->n},
-                              {reg ? "validation MSE" : "validation accuracy", c->vx, c->val, c->nv}};
-        char path[600], title[200];
-        snprintf(path, sizeof path, "%s/curves.png", rc->out_dir);
-        snprintf(title, sizeof title, "%s on %s", rc->learner, rc->dataset);
-        if (mela_plot_png(path, title, "meta-iteration", 2, ser))
-            fprintf(stderr, "mela train: %s\n", mela_last_error());
-    }
-    free(c->x), free(c->train), free(c->vx), free(c->val);
-}
-
 static void progress(const mela_progress *p, void *ctx)
 {
-    curves *c = ctx;
-    int reg = mela_run_regression(c->rc);
+    int reg = mela_run_regression(ctx);
     char el[32], eta[32];
-    curves_add(c, p);
     fmt_time(p->seconds, el, sizeof el);
     fmt_time(p->eta, eta, sizeof eta);
     if (reg)
@@ -187,10 +153,142 @@ static void print_plan(const mela_run_config *rc)
     fflush(stdout);
 }
 
+/* SIGINT and SIGTERM ask the run to stop: it saves its state after the
+ * iteration under way. A second signal ends the process as the user meant. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    if (stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    stop_signal = sig;
+}
+
+static void catch_signals(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+/* After a failure: what the run directory still holds. */
+static void say_kept(const char *dir)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    if (access(path, F_OK) == 0)
+        fprintf(stderr, "mela train: %s keeps the last good state (best.safetensors, last.safetensors, "
+                "state.safetensors as of the last good validation)\n", dir);
+    else
+        fprintf(stderr, "mela train: no best.safetensors was written: the run failed before its first "
+                "good validation (%s keeps what it wrote before)\n", dir);
+}
+
+/* The run of r to its end (or a stop), the curves, then the test of its
+ * best checkpoint. Closes r. */
+static int train_run(mela_run *r, int report)
+{
+    const mela_run_config *rc = mela_run_config_of(r);
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s", rc->out_dir);
+    stop_signal = 0;
+    mela_run_set_stop(r, &stop_signal);
+    catch_signals(1);
+    int status = mela_run_fit(r, report, progress, (void *)rc);
+    catch_signals(0);
+    if (status < 0)
+        fprintf(stderr, "mela train: %s\n", mela_last_error());
+    if (dir[0])
+        cli_curves_draw(rc);
+    int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
+    mela_run_close(r);
+    if (status == 1) {
+        fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
+                "with 'mela train --resume %s'\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
+        return 128 + stop_signal;
+    }
+    if (status < 0) {
+        if (dir[0])
+            say_kept(dir);
+        return 1;
+    }
+    char path[700];
+    snprintf(path, sizeof path, "%s/best.safetensors", dir);
+    mela_eval_result res;
+    if (!dir[0])
+        return 0;
+    if (mela_run_eval(path, 0, NULL, test_episodes, -1, &res)) {
+        fprintf(stderr, "mela train: evaluating %s: %s\n", path, mela_last_error());
+        return 1;
+    }
+    print_result("test", &res);
+    return 0;
+}
+
+/* --resume DIR: the run saved there, with the options given as overrides
+ * (threads, data_dir and cache_dir may change; see mela_run_resume). */
+static int train_resume(const char *dir, int argc, char **argv, int report)
+{
+    char key[64];
+    const char **over = calloc(argc, sizeof *over);
+    char (*kv)[700] = calloc(argc, sizeof *kv);
+    int n = 0;
+    for (int i = 1; over && kv && i + 1 < argc; i += 2) {
+        opt_key(argv[i], key, sizeof key);
+        if (!strcmp(key, "report") || !strcmp(key, "resume"))
+            continue;
+        snprintf(kv[n], sizeof kv[n], "%s=%s", key, argv[i + 1]);
+        over[n] = kv[n], n++;
+    }
+    mela_run *r = over && kv ? mela_run_resume(dir, n, over, NULL) : NULL;
+    free(over), free(kv);
+    if (!r) {
+        fprintf(stderr, "mela train: %s\n", mela_last_error());
+        return 1;
+    }
+    int it = mela_run_iteration(r), all = mela_run_config_of(r)->iterations;
+    if (it < all)
+        printf("mela train: resuming %s after iteration %d of %d\n", dir, it, all);
+    else
+        printf("mela train: the run in %s is complete (%d iterations)\n", dir, all);
+    print_plan(mela_run_config_of(r));
+    return train_run(r, report);
+}
+
+/* A directory that holds a run is used again only when the user says how. */
+static int train_fresh(mela_run_config *rc, int overwrite, int report)
+{
+    if (rc->out_dir[0] && mela_run_saved(rc->out_dir)) {
+        if (!overwrite) {
+            fprintf(stderr, "mela train: %s already holds a run: continue it with 'mela train --resume %s', "
+                    "or start again there (its files replaced) with --overwrite\n", rc->out_dir, rc->out_dir);
+            return 2;
+        }
+        if (mela_run_remove(rc->out_dir)) {
+            fprintf(stderr, "mela train: %s\n", mela_last_error());
+            return 1;
+        }
+    }
+    print_plan(rc);
+    mela_run *r = mela_run_open(rc, NULL);
+    if (!r) {
+        fprintf(stderr, "mela train: %s\n", mela_last_error());
+        return 1;
+    }
+    return train_run(r, report);
+}
+
 int cli_train(int argc, char **argv)
 {
-    const char *learner = "maml", *dataset = "omniglot";
-    int ways = 0, test_ways = 0, report = 100; /* defaults follow the test ways when given */
+    const char *learner = "maml", *dataset = "omniglot", *resume = NULL;
+    int ways = 0, test_ways = 0, report = 0, overwrite = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
     for (int i = 1; i < argc; i++)
@@ -198,6 +296,10 @@ int cli_train(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i]))
             continue;
+        if (!strcmp(argv[i], "--overwrite")) {
+            overwrite = 1;
+            continue;
+        }
         if (!opt_key(argv[i], key, sizeof key) || i + 1 >= argc) {
             if (help)
                 continue;
@@ -208,12 +310,23 @@ int cli_train(int argc, char **argv)
         if (!strcmp(key, "dataset")) dataset = argv[i + 1];
         if (!strcmp(key, "ways") && !test_ways) ways = atoi(argv[i + 1]);
         if (!strcmp(key, "test_ways")) test_ways = ways = atoi(argv[i + 1]);
+        if (!strcmp(key, "resume")) resume = argv[i + 1];
+        if (!strcmp(key, "report") && (report = atoi(argv[i + 1])) < 1) {
+            fprintf(stderr, "mela train: --report %s must be at least 1\n", argv[i + 1]);
+            return 2;
+        }
         i++;
     }
     if (help) {
         train_help(learner, dataset, ways);
         return 0;
     }
+    if (resume && overwrite) {
+        fprintf(stderr, "mela train: --resume continues the run, --overwrite replaces it: give one\n");
+        return 2;
+    }
+    if (resume)
+        return train_resume(resume, argc, argv, report);
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways)) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
@@ -221,16 +334,12 @@ int cli_train(int argc, char **argv)
     }
     snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     for (int i = 1; i + 1 < argc; i += 2) {
-        opt_key(argv[i], key, sizeof key);
-        if (!strcmp(key, "report")) {
-            report = atoi(argv[i + 1]);
-            if (report < 1) {
-                fprintf(stderr, "mela train: --report %s must be at least 1\n", argv[i + 1]);
-                return 2;
-            }
+        if (!strcmp(argv[i], "--overwrite")) {
+            i--;
             continue;
         }
-        if (mela_run_set(&rc, key, argv[i + 1])) {
+        opt_key(argv[i], key, sizeof key);
+        if (strcmp(key, "report") && mela_run_set(&rc, key, argv[i + 1])) {
             fprintf(stderr, "mela train: %s\n", mela_last_error());
             return 2;
         }
@@ -239,23 +348,7 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
-    print_plan(&rc);
-    curves c = {.rc = &rc};
-    int failed = mela_run_train(&rc, report, progress, &c);
-    if (failed)
-        fprintf(stderr, "mela train: %s\n", mela_last_error());
-    curves_draw(&c);
-    if (failed)
-        return 1;
-    char path[600];
-    snprintf(path, sizeof path, "%s/best.safetensors", rc.out_dir);
-    mela_eval_result res;
-    if (mela_run_eval(path, 0, NULL, rc.test_episodes, -1, &res)) {
-        fprintf(stderr, "mela train: evaluating %s: %s\n", path, mela_last_error());
-        return 1;
-    }
-    print_result("test", &res);
-    return 0;
+    return train_fresh(&rc, overwrite, report ? report : 100);
 }
 
 static void eval_help(void)
