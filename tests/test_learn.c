@@ -226,9 +226,13 @@ static void test_bad_config(void)
     mela_model_free(m);
     mela_run_defaults(&rc, "maml", "omniglot", 5);
     snprintf(rc.data_dir, sizeof rc.data_dir, "/nonexistent");
-    snprintf(rc.out_dir, sizeof rc.out_dir, "/tmp/mela-never");
+    char dir[] = "/tmp/mela-never-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(rc.out_dir, sizeof rc.out_dir, "%s/run", dir);
     CHECK(mela_run_train(&rc, 1, NULL, NULL) == -1 && strstr(mela_last_error(), "/nonexistent"),
           "missing data is an error before training: %s", mela_last_error());
+    CHECK(!mela_run_saved(rc.out_dir), "... which writes nothing");
+    check_rm_rf(dir);
 }
 
 /* A checkpoint of a run with its metadata edited (key = value). */
