@@ -72,6 +72,8 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
            "20-way within-alphabet one-shot.\n\n");
     printf("  --report N         print progress every N iterations (default 100)\n"
+           "  --profile          at the end, where the time went: drawing tasks, forward and\n"
+           "                     backward, the optimiser, validation, and the top graph ops\n"
            "  -h, --help         show this help\n"
            "\n"
            "Examples:\n"
@@ -187,8 +189,88 @@ static void print_plan(const mela_run_config *rc)
     fflush(stdout);
 }
 
+/* Where a run's time went (--profile): the phases of the loop, then the
+ * graph ops of the training executors. */
+static void print_profile(mela_run *r, const mela_progress *p)
+{
+    double total = p->data_s + p->grad_s + p->update_s + p->validate_s;
+    if (!(total > 0))
+        return;
+    printf("\nprofile: %.2f s in the loop\n", total);
+    const char *what[] = {"drawing tasks", "forward and backward", "outer update (optimiser)", "validation"};
+    double s[] = {p->data_s, p->grad_s, p->update_s, p->validate_s};
+    for (int i = 0; i < 4; i++)
+        printf("  %-26s %8.3f s  %5.1f%%\n", what[i], s[i], 100 * s[i] / total);
+    int n = mela_op_count();
+    double *sec = calloc(n, sizeof *sec), ops = 0;
+    long *calls = calloc(n, sizeof *calls);
+    if (!sec || !calls) {
+        free(sec), free(calls);
+        return;
+    }
+    mela_learner_profile(mela_run_learner(r), sec, calls);
+    for (int i = 0; i < n; i++)
+        ops += sec[i];
+    printf("forward and backward by op (training executors, all threads):\n");
+    for (int shown = 0; shown < 12; shown++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (sec[i] > 0 && (best < 0 || sec[i] > sec[best]))
+                best = i;
+        if (best < 0)
+            break;
+        printf("  %-20s %8.3f s  %5.1f%%  %9ld calls  %9.1f us/call\n", mela_op_name(best), sec[best],
+               100 * sec[best] / ops, calls[best], 1e6 * sec[best] / calls[best]);
+        sec[best] = 0;
+    }
+    free(sec), free(calls);
+}
+
+typedef struct train_ctx {
+    curves c;
+    mela_progress last;
+} train_ctx;
+
+static void progress_kept(const mela_progress *p, void *ctx)
+{
+    train_ctx *t = ctx;
+    t->last = *p;
+    progress(p, &t->c);
+}
+
+/* The run itself: open, fit (with op timing when profiling), close. */
+static int train_run(const mela_run_config *rc, int report, curves *c, int profile)
+{
+    mela_run *r = mela_run_open(rc, NULL);
+    if (!r)
+        return -1;
+    train_ctx t = {.c = *c};
+    if (profile)
+        mela_learner_set_profiling(mela_run_learner(r), 1);
+    int status = mela_run_fit(r, report, progress_kept, &t);
+    *c = t.c;
+    if (profile && !status)
+        print_profile(r, &t.last);
+    mela_run_close(r);
+    return status;
+}
+
+/* Takes the flags without a value (--profile) out of argv. */
+static int take_flag(int *argc, char **argv, const char *flag)
+{
+    int found = 0, k = 1;
+    for (int i = 1; i < *argc; i++)
+        if (!strcmp(argv[i], flag))
+            found = 1;
+        else
+            argv[k++] = argv[i];
+    *argc = k;
+    return found;
+}
+
 int cli_train(int argc, char **argv)
 {
+    int profile = take_flag(&argc, argv, "--profile");
     const char *learner = "maml", *dataset = "omniglot";
     int ways = 0, test_ways = 0, report = 100; /* defaults follow the test ways when given */
     char key[64];
@@ -241,7 +323,7 @@ int cli_train(int argc, char **argv)
     }
     print_plan(&rc);
     curves c = {.rc = &rc};
-    int failed = mela_run_train(&rc, report, progress, &c);
+    int failed = train_run(&rc, report, &c, profile);
     if (failed)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
     curves_draw(&c);

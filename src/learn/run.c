@@ -208,6 +208,7 @@ typedef struct fit {
     mela_metrics *log;
     mela_progress p;
     double t0, sum_loss, sum_acc;
+    double step_s; /* in mela_learner_step: gradients and updates */
     int nsum;
 } fit;
 
@@ -249,8 +250,10 @@ static int fit_validate(mela_run *r, fit *f, int it)
 {
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
+    double t0 = mela_sys_now();
     if (run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
+    f->p.validate_s += mela_sys_now() - t0;
     f->p.val_loss = v.loss, f->p.val_acc = v.acc, f->p.validated = 1;
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
     if (!rc->out_dir[0]) {
@@ -270,6 +273,8 @@ static int fit_report(mela_run *r, fit *f, int it, mela_progress_fn fn, void *ct
 {
     mela_progress *p = &f->p;
     p->iteration = it;
+    p->update_s = mela_learner_update_seconds(r->l);
+    p->grad_s = f->step_s - p->update_s;
     p->loss = f->sum_loss / f->nsum, p->acc = f->sum_acc / f->nsum;
     p->seconds = mela_sys_now() - f->t0;
     p->tasks_per_second = (double)it * r->rc.meta_batch / p->seconds;
@@ -292,11 +297,14 @@ int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
     fit f;
     int status = fit_begin(r, &f);
     for (int it = 1; it <= rc->iterations && !status; it++) {
+        double t0 = mela_sys_now();
         for (int b = 0; b < B; b++)
             mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);
-        double loss, acc;
+        double loss, acc, t1 = mela_sys_now();
+        f.p.data_s += t1 - t0;
         if ((status = mela_learner_step(r->l, r->theta, it, B, f.tasks, &loss, &acc)))
             break;
+        f.step_s += mela_sys_now() - t1;
         f.sum_loss += loss, f.sum_acc += acc, f.nsum++;
         int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
         f.p.validated = 0;
