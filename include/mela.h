@@ -63,9 +63,11 @@ const char *mela_version(void);
 /*
  * Threads. mela never changes a process-wide thread setting for longer than
  * one of its own calls. What it does:
- *   - An executor (mela_exec) runs on the calling thread; the chunks of each
- *     convolution may use more threads, mela_exec_set_threads(e, n) (1 to 4,
- *     default 1). Results are the same bits for any count.
+ *   - An executor (mela_exec) runs on the calling thread; its big ops may
+ *     use more threads, mela_exec_set_threads(e, n) (1 to 4, default 1):
+ *     convolutions split their batch in chunks fixed by the shape, and
+ *     elementwise ops, batch norm, pooling and sums split their outputs.
+ *     Results are the same bits for any count.
  *   - The learners and runs (mela_learn.h) run the tasks of a batch on
  *     `threads` threads of their own (a setting of the run, or an argument),
  *     each with its own executor, and give spare threads to the convolutions
@@ -88,6 +90,11 @@ void mela_parallel(int n, void *(*fn)(void *job), void *jobs, size_t job_size);
  * CPUs it does not recognise, such as virtual machines that hide the model;
  * OPENBLAS_CORETYPE, read when the library loads, overrides its choice. */
 const char *mela_blas_core(void);
+/* What runs the convolutions: writes "oneDNN X.Y.Z" and returns 1 when mela
+ * is built with oneDNN (its JIT kernels serve the shapes where they win,
+ * mela's own im2col + sgemm kernels the rest), else "mela's im2col + sgemm"
+ * and returns 0. Results depend on it, never on the thread count. */
+int mela_conv_backend(char *buf, size_t n);
 
 /* ------------------------------------------------------------------ errors */
 
@@ -305,7 +312,9 @@ size_t mela_plan_arena_bytes(const mela_plan *p);
 size_t mela_plan_naive_bytes(const mela_plan *p);
 
 /* An executor holds one arena and scratch for a plan: one per thread. All
- * memory is allocated by mela_exec_new; mela_exec_run allocates nothing. */
+ * memory is allocated by mela_exec_new; mela_exec_run allocates nothing of
+ * its own (oneDNN, where it runs a convolution, makes and frees small objects
+ * per call). */
 typedef struct mela_exec mela_exec;
 
 mela_exec *mela_exec_new(const mela_plan *p);

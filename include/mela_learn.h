@@ -360,6 +360,8 @@ void mela_learner_set_profiling(mela_learner *l, int on);
 void mela_learner_profile(mela_learner *l, double *seconds, long *calls);
 /* Ops run per training task, and bytes of one training executor's arena. */
 int mela_learner_plan_steps(mela_learner *l);
+/* Seconds spent in outer updates (the optimiser) since the learner was made. */
+double mela_learner_update_seconds(const mela_learner *l);
 size_t mela_learner_arena_bytes(mela_learner *l);
 int mela_learner_load_state(mela_learner *l, const char *path);
 
@@ -372,6 +374,9 @@ typedef struct mela_progress {
     double seconds, eta;        /* elapsed, estimated remaining */
     double tasks_per_second;
     int validated;              /* 1 when this report follows a validation */
+    /* where the time went since the start (seconds): drawing tasks, the
+     * learners' forward and backward passes, the outer updates, validation */
+    double data_s, grad_s, update_s, validate_s;
 } mela_progress;
 
 typedef void (*mela_progress_fn)(const mela_progress *p, void *ctx);

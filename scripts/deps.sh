@@ -3,7 +3,7 @@
 # As root it installs what is missing with apt-get; otherwise it prints the
 # exact apt-get line to run and fails.
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev)
+pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

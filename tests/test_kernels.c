@@ -151,7 +151,7 @@ static void test_conv_init(void)
 
 /* Runs the three fast kernels and their refs on random data and checks them
  * against each other and the adjoint identities. Returns the scratch size. */
-static size_t test_conv_case(mela_rng *r, mk_conv cv, double atol)
+static size_t test_conv_impl(mela_rng *r, mk_conv cv, double atol)
 {
     if (mk_conv_init(&cv) != 0) {
         CHECK(0, "bad test shape");
@@ -194,8 +194,8 @@ static size_t test_conv_case(mela_rng *r, mk_conv cv, double atol)
     mk_conv2d_dw_ref(dwr, x, dy, &cv);
 
     char what[160];
-    int len = snprintf(what, sizeof what, "N=%d C=%d %dx%d OC=%d k=%dx%d s=%d p=%d", cv.N, cv.C,
-                       cv.H, cv.W, cv.OC, cv.KH, cv.KW, cv.stride, cv.pad);
+    int len = snprintf(what, sizeof what, "%s N=%d C=%d %dx%d OC=%d k=%dx%d s=%d p=%d",
+                       cv.own ? "own" : "fast", cv.N, cv.C, cv.H, cv.W, cv.OC, cv.KH, cv.KW, cv.stride, cv.pad);
     char *tail = what + len;
     size_t room = sizeof what - (size_t)len;
     snprintf(tail, room, " conv2d");
@@ -228,8 +228,36 @@ static size_t test_conv_case(mela_rng *r, mk_conv cv, double atol)
     return ns;
 }
 
+/* Both paths: mela's own kernels, and the fast path (oneDNN where it serves,
+ * when mela is built with it). Returns the own kernels' scratch. */
+static size_t test_conv_case(mela_rng *r, mk_conv cv, double atol)
+{
+    cv.own = 1;
+    size_t ns = test_conv_impl(r, cv, atol);
+    cv.own = 0;
+    test_conv_impl(r, cv, atol);
+    return ns;
+}
+
+/* With oneDNN built in, it serves the Conv-4 layers (a build that silently
+ * lost it would still pass every other check). */
+static void test_conv_backend(void)
+{
+    char name[64];
+    int dnnl = mela_conv_backend(name, sizeof name);
+    mk_conv cv = {.N = 20, .C = 64, .H = 14, .W = 14, .OC = 64, .KH = 3, .KW = 3, .stride = 1, .pad = 1};
+    mk_conv_init(&cv);
+    printf("convolutions: %s\n", name);
+    CHECK(mk_dnnl_serves(&cv, 0) == dnnl && mk_dnnl_serves(&cv, 1) == dnnl && mk_dnnl_serves(&cv, 2) == dnnl,
+          "%s serves the 64-channel Conv-4 layer: %d %d %d", name, mk_dnnl_serves(&cv, 0),
+          mk_dnnl_serves(&cv, 1), mk_dnnl_serves(&cv, 2));
+    cv.own = 1;
+    CHECK(!mk_dnnl_serves(&cv, 0), "own = 1 keeps mela's kernels");
+}
+
 static void test_conv(void)
 {
+    test_conv_backend();
     mela_rng r = mela_rng_new(2);
     /* N, C, H, W, OC, KH, KW, stride, pad */
     static const int cases[][9] = {

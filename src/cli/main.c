@@ -83,7 +83,9 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
-        printf("mela %s (OpenBLAS kernels: %s)\n", mela_version(), mela_blas_core());
+        char conv[64];
+        mela_conv_backend(conv, sizeof conv);
+        printf("mela %s (OpenBLAS kernels: %s; convolutions: %s)\n", mela_version(), mela_blas_core(), conv);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

@@ -83,7 +83,8 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "                     the saved one; only --threads, --data-dir and --cache-dir may\n"
            "                     change\n"
            "  --overwrite        start again in an OUT_DIR that holds a run (its files removed);\n"
-           "                     without it (or --resume) such a directory is refused\n"
+           "                     without it (or --resume) such a directory is refused\n"           "  --profile          at the end, where the time went: drawing tasks, forward and\n"
+           "                     backward, the optimiser, validation, and the top graph ops\n"
            "  -h, --help         show this help\n"
            "\n"
            "Examples:\n"
@@ -101,9 +102,17 @@ static void fmt_time(double s, char *buf, size_t n)
         snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
 }
 
+/* What the progress reports leave for the end: the last one (--profile). */
+typedef struct train_ctx {
+    const mela_run_config *rc;
+    mela_progress last;
+} train_ctx;
+
 static void progress(const mela_progress *p, void *ctx)
 {
-    int reg = mela_run_regression(ctx);
+    train_ctx *t = ctx;
+    t->last = *p;
+    int reg = mela_run_regression(t->rc);
     char el[32], eta[32];
     fmt_time(p->seconds, el, sizeof el);
     fmt_time(p->eta, eta, sizeof eta);
@@ -153,6 +162,56 @@ static void print_plan(const mela_run_config *rc)
     fflush(stdout);
 }
 
+/* Where a run's time went (--profile): the phases of the loop, then the
+ * graph ops of the training executors. */
+static void print_profile(mela_run *r, const mela_progress *p)
+{
+    double total = p->data_s + p->grad_s + p->update_s + p->validate_s;
+    if (!(total > 0))
+        return;
+    printf("\nprofile: %.2f s in the loop\n", total);
+    const char *what[] = {"drawing tasks", "forward and backward", "outer update (optimiser)", "validation"};
+    double s[] = {p->data_s, p->grad_s, p->update_s, p->validate_s};
+    for (int i = 0; i < 4; i++)
+        printf("  %-26s %8.3f s  %5.1f%%\n", what[i], s[i], 100 * s[i] / total);
+    int n = mela_op_count();
+    double *sec = calloc(n, sizeof *sec), ops = 0;
+    long *calls = calloc(n, sizeof *calls);
+    if (!sec || !calls) {
+        free(sec), free(calls);
+        return;
+    }
+    mela_learner_profile(mela_run_learner(r), sec, calls);
+    for (int i = 0; i < n; i++)
+        ops += sec[i];
+    printf("forward and backward by op (training executors, all threads):\n");
+    for (int shown = 0; shown < 12; shown++) {
+        int best = -1;
+        for (int i = 0; i < n; i++)
+            if (sec[i] > 0 && (best < 0 || sec[i] > sec[best]))
+                best = i;
+        if (best < 0)
+            break;
+        printf("  %-20s %8.3f s  %5.1f%%  %9ld calls  %9.1f us/call\n", mela_op_name(best), sec[best],
+               100 * sec[best] / ops, calls[best], 1e6 * sec[best] / calls[best]);
+        sec[best] = 0;
+    }
+    free(sec), free(calls);
+}
+
+/* Takes the flags without a value (--profile, --overwrite) out of argv. */
+static int take_flag(int *argc, char **argv, const char *flag)
+{
+    int found = 0, k = 1;
+    for (int i = 1; i < *argc; i++)
+        if (!strcmp(argv[i], flag))
+            found = 1;
+        else
+            argv[k++] = argv[i];
+    *argc = k;
+    return found;
+}
+
 /* SIGINT and SIGTERM ask the run to stop: it saves its state after the
  * iteration under way. A second signal ends the process as the user meant. */
 static volatile sig_atomic_t stop_signal;
@@ -191,20 +250,25 @@ static void say_kept(const char *dir)
                 "good validation (%s keeps what it wrote before)\n", dir);
 }
 
-/* The run of r to its end (or a stop), the curves, then the test of its
- * best checkpoint. Closes r. */
-static int train_run(mela_run *r, int report)
+/* The run of r to its end (or a stop), with op timing when profiling, the
+ * curves, then the test of its best checkpoint. Closes r. */
+static int train_run(mela_run *r, int report, int profile)
 {
     const mela_run_config *rc = mela_run_config_of(r);
     char dir[600];
     snprintf(dir, sizeof dir, "%s", rc->out_dir);
+    train_ctx t = {.rc = rc};
     stop_signal = 0;
     mela_run_set_stop(r, &stop_signal);
+    if (profile)
+        mela_learner_set_profiling(mela_run_learner(r), 1);
     catch_signals(1);
-    int status = mela_run_fit(r, report, progress, (void *)rc);
+    int status = mela_run_fit(r, report, progress, &t);
     catch_signals(0);
     if (status < 0)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
+    else if (profile)
+        print_profile(r, &t.last);
     if (dir[0])
         cli_curves_draw(rc);
     int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
@@ -234,7 +298,7 @@ static int train_run(mela_run *r, int report)
 
 /* --resume DIR: the run saved there, with the options given as overrides
  * (threads, data_dir and cache_dir may change; see mela_run_resume). */
-static int train_resume(const char *dir, int argc, char **argv, int report)
+static int train_resume(const char *dir, int argc, char **argv, int report, int profile)
 {
     char key[64];
     const char **over = calloc(argc, sizeof *over);
@@ -259,11 +323,11 @@ static int train_resume(const char *dir, int argc, char **argv, int report)
     else
         printf("mela train: the run in %s is complete (%d iterations)\n", dir, all);
     print_plan(mela_run_config_of(r));
-    return train_run(r, report);
+    return train_run(r, report, profile);
 }
 
 /* A directory that holds a run is used again only when the user says how. */
-static int train_fresh(mela_run_config *rc, int overwrite, int report)
+static int train_fresh(mela_run_config *rc, int overwrite, int report, int profile)
 {
     if (rc->out_dir[0] && mela_run_saved(rc->out_dir)) {
         if (!overwrite) {
@@ -282,13 +346,14 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 1;
     }
-    return train_run(r, report);
+    return train_run(r, report, profile);
 }
 
 int cli_train(int argc, char **argv)
 {
+    int profile = take_flag(&argc, argv, "--profile"), overwrite = take_flag(&argc, argv, "--overwrite");
     const char *learner = "maml", *dataset = "omniglot", *resume = NULL;
-    int ways = 0, test_ways = 0, report = 0, overwrite = 0; /* defaults follow the test ways when given */
+    int ways = 0, test_ways = 0, report = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
     for (int i = 1; i < argc; i++)
@@ -296,10 +361,6 @@ int cli_train(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i]))
             continue;
-        if (!strcmp(argv[i], "--overwrite")) {
-            overwrite = 1;
-            continue;
-        }
         if (!opt_key(argv[i], key, sizeof key) || i + 1 >= argc) {
             if (help)
                 continue;
@@ -326,7 +387,7 @@ int cli_train(int argc, char **argv)
         return 2;
     }
     if (resume)
-        return train_resume(resume, argc, argv, report);
+        return train_resume(resume, argc, argv, report, profile);
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways)) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
@@ -334,10 +395,6 @@ int cli_train(int argc, char **argv)
     }
     snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--overwrite")) {
-            i--;
-            continue;
-        }
         opt_key(argv[i], key, sizeof key);
         if (strcmp(key, "report") && mela_run_set(&rc, key, argv[i + 1])) {
             fprintf(stderr, "mela train: %s\n", mela_last_error());
@@ -348,7 +405,7 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
-    return train_fresh(&rc, overwrite, report ? report : 100);
+    return train_fresh(&rc, overwrite, report ? report : 100, profile);
 }
 
 static void eval_help(void)

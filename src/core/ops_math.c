@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/graph_impl.h"
+#include "core/par.h"
 #include "kernels/kernels.h"
 
 FWD(const)
@@ -34,22 +35,62 @@ mela_node mela_sub(mela_graph *g, mela_node a, mela_node b) { return binary(g, O
 mela_node mela_mul(mela_graph *g, mela_node a, mela_node b) { return binary(g, OP_MUL, "mul", a, b); }
 mela_node mela_div(mela_graph *g, mela_node a, mela_node b) { return binary(g, OP_DIV, "div", a, b); }
 
-static int binary_fwd(enum mk_binop op, const mela_graph *g, const mnode *n, float *y,
-                      const float *const *x)
-{
-    int d[4];
+typedef struct binary_job {
+    enum mk_binop op;
+    float *y;
+    const float *a, *b;
     long as[4], bs[4];
-    shape4(n->shape, d);
-    shape_bstrides(in_shape(g, n, 0), n->shape, as);
-    shape_bstrides(in_shape(g, n, 1), n->shape, bs);
-    mk_binary(op, y, x[0], as, x[1], bs, d);
+    int d[4];
+} binary_job;
+
+/* Rows lo..hi-1 of the outermost axis. */
+static void binary_rows(void *arg, size_t lo, size_t hi)
+{
+    const binary_job *j = arg;
+    int d[4] = {(int)(hi - lo), j->d[1], j->d[2], j->d[3]};
+    size_t row = (size_t)j->d[1] * j->d[2] * j->d[3];
+    mk_binary(j->op, j->y + lo * row, j->a + (long)lo * j->as[0], j->as, j->b + (long)lo * j->bs[0], j->bs, d);
+}
+
+static int binary_fwd(enum mk_binop op, const mela_graph *g, const mnode *n, float *y,
+                      const float *const *x, int threads)
+{
+    binary_job j = {op, y, x[0], x[1], {0}, {0}, {0}};
+    shape4(n->shape, j.d);
+    shape_bstrides(in_shape(g, n, 0), n->shape, j.as);
+    shape_bstrides(in_shape(g, n, 1), n->shape, j.bs);
+    par_range(threads, (size_t)j.d[0], n->numel, binary_rows, &j);
     return 0;
 }
 
-FWD(add) { return binary_fwd(MK_ADD, g, n, y, x); }
-FWD(sub) { return binary_fwd(MK_SUB, g, n, y, x); }
-FWD(mul) { return binary_fwd(MK_MUL, g, n, y, x); }
-FWD(div) { return binary_fwd(MK_DIV, g, n, y, x); }
+FWD(add) { return binary_fwd(MK_ADD, g, n, y, x, threads); }
+FWD(sub) { return binary_fwd(MK_SUB, g, n, y, x, threads); }
+FWD(mul) { return binary_fwd(MK_MUL, g, n, y, x, threads); }
+FWD(div) { return binary_fwd(MK_DIV, g, n, y, x, threads); }
+
+typedef struct unary_job {
+    enum mk_unop op;
+    float *y;
+    const float *x, *dy;
+    float a;
+} unary_job;
+
+static void unary_range(void *arg, size_t lo, size_t hi)
+{
+    const unary_job *j = arg;
+    if (j->dy)
+        mk_relu_grad(j->y + lo, j->x + lo, j->dy + lo, hi - lo, j->a);
+    else
+        mk_unary(j->op, j->y + lo, j->x + lo, hi - lo, j->a);
+}
+
+/* y = op(x) elementwise (relu_grad when dy is given), split over threads. */
+static int unary_fwd(enum mk_unop op, float *y, const float *x, const float *dy, size_t n, float a, int threads)
+{
+    unary_job j = {op, y, x, dy, a};
+    par_range(threads, n, n, unary_range, &j);
+    return 0;
+}
 
 /* Sums a broadcast gradient back to the shape of the operand. */
 static mela_node unbroadcast(mela_graph *g, mela_node d, mela_shape s)
@@ -112,8 +153,8 @@ mela_node mela_add_scalar(mela_graph *g, mela_node x, float a)
 
 mela_node mela_neg(mela_graph *g, mela_node x) { return mela_scale(g, x, -1.0f); }
 
-FWD(scale) { mk_unary(MK_SCALE, y, x[0], n->numel, n->f); return 0; }
-FWD(adds) { mk_unary(MK_ADDS, y, x[0], n->numel, n->f); return 0; }
+FWD(scale) { return unary_fwd(MK_SCALE, y, x[0], NULL, n->numel, n->f, threads); }
+FWD(adds) { return unary_fwd(MK_ADDS, y, x[0], NULL, n->numel, n->f, threads); }
 GRAD(scale) { dx[0] = mela_scale(g, dy, g->nodes[self].f); }
 GRAD(adds) { dx[0] = dy; }
 
@@ -149,18 +190,18 @@ mela_node op_relu_grad(mela_graph *g, mela_node x, mela_node dy, float slope)
     return graph_push(g, &n);
 }
 
-FWD(relu) { mk_unary(MK_RELU, y, x[0], n->numel, 0); return 0; }
-FWD(leaky) { mk_unary(MK_LEAKY, y, x[0], n->numel, n->f); return 0; }
-FWD(relu_grad) { mk_relu_grad(y, x[0], x[1], n->numel, n->f); return 0; }
-FWD(sigmoid) { mk_unary(MK_SIGMOID, y, x[0], n->numel, 0); return 0; }
-FWD(tanh) { mk_unary(MK_TANH, y, x[0], n->numel, 0); return 0; }
-FWD(exp) { mk_unary(MK_EXP, y, x[0], n->numel, 0); return 0; }
-FWD(log) { mk_unary(MK_LOG, y, x[0], n->numel, 0); return 0; }
-FWD(abs) { mk_unary(MK_ABS, y, x[0], n->numel, 0); return 0; }
-FWD(sign) { mk_unary(MK_SIGN, y, x[0], n->numel, 0); return 0; }
-FWD(square) { mk_unary(MK_SQUARE, y, x[0], n->numel, 0); return 0; }
-FWD(sqrt) { mk_unary(MK_SQRT, y, x[0], n->numel, 0); return 0; }
-FWD(softplus) { mk_unary(MK_SOFTPLUS, y, x[0], n->numel, 0); return 0; }
+FWD(relu) { return unary_fwd(MK_RELU, y, x[0], NULL, n->numel, 0, threads); }
+FWD(leaky) { return unary_fwd(MK_LEAKY, y, x[0], NULL, n->numel, n->f, threads); }
+FWD(relu_grad) { return unary_fwd(MK_RELU, y, x[0], x[1], n->numel, n->f, threads); }
+FWD(sigmoid) { return unary_fwd(MK_SIGMOID, y, x[0], NULL, n->numel, 0, threads); }
+FWD(tanh) { return unary_fwd(MK_TANH, y, x[0], NULL, n->numel, 0, threads); }
+FWD(exp) { return unary_fwd(MK_EXP, y, x[0], NULL, n->numel, 0, threads); }
+FWD(log) { return unary_fwd(MK_LOG, y, x[0], NULL, n->numel, 0, threads); }
+FWD(abs) { return unary_fwd(MK_ABS, y, x[0], NULL, n->numel, 0, threads); }
+FWD(sign) { return unary_fwd(MK_SIGN, y, x[0], NULL, n->numel, 0, threads); }
+FWD(square) { return unary_fwd(MK_SQUARE, y, x[0], NULL, n->numel, 0, threads); }
+FWD(sqrt) { return unary_fwd(MK_SQRT, y, x[0], NULL, n->numel, 0, threads); }
+FWD(softplus) { return unary_fwd(MK_SOFTPLUS, y, x[0], NULL, n->numel, 0, threads); }
 
 /* relu'(x) is a step: its own derivative is zero almost everywhere, so the
  * mask op relu_grad(x, dy) has a zero gradient in x and is linear in dy. */
@@ -227,7 +268,7 @@ FWD(sum_to)
     mela_shape xs = in_shape(g, n, 0);
     shape4(xs, d);
     shape_bstrides(n->shape, xs, ys);
-    mk_sum_to(y, n->numel, x[0], d, ys);
+    mk_sum_to_threads(y, n->numel, x[0], d, ys, threads);
     return 0;
 }
 

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "core/graph_impl.h"
+#include "core/par.h"
 #include "kernels/kernels.h"
 
 /* ---------------------------------------------------------------- matmul */
@@ -69,7 +70,7 @@ mela_node mela_linear(mela_graph *g, mela_node x, mela_node w, mela_node b)
 
 static mk_conv conv_geom(mela_shape xs, mela_shape ws, int stride, int pad)
 {
-    mk_conv cv = {xs.d[0], xs.d[1], xs.d[2], xs.d[3], ws.d[0], ws.d[2], ws.d[3], stride, pad, 0, 0, 1};
+    mk_conv cv = {xs.d[0], xs.d[1], xs.d[2], xs.d[3], ws.d[0], ws.d[2], ws.d[3], stride, pad, 0, 0, 1, 0};
     mk_conv_init(&cv);
     return cv;
 }
@@ -270,9 +271,42 @@ mela_node op_avgpool_dx(mela_graph *g, mela_node dy, mela_shape xs, int k, int s
 }
 
 #define PLANES(s) ((s).d[0] * (s).d[1]), (s).d[2], (s).d[3]
-FWD(maxpool) { mk_maxpool(y, x[0], PLANES(in_shape(g, n, 0)), n->i[0], n->i[1]); return 0; }
-FWD(maxpool_scatter) { mk_maxpool_scatter(y, x[0], x[1], PLANES(n->shape), n->i[0], n->i[1]); return 0; }
-FWD(maxpool_gather) { mk_maxpool_gather(y, x[0], x[1], PLANES(in_shape(g, n, 0)), n->i[0], n->i[1]); return 0; }
+
+/* Max pooling and its two derivatives plane by plane, planes split over
+ * threads (planes are independent). */
+typedef struct pool_job {
+    int op;
+    float *y;
+    const float *x, *z;
+    int H, W, k, s, OH, OW;
+} pool_job;
+
+static void pool_planes(void *arg, size_t lo, size_t hi)
+{
+    const pool_job *j = arg;
+    int P = (int)(hi - lo);
+    size_t in = (size_t)j->H * j->W, out = (size_t)j->OH * j->OW;
+    if (j->op == OP_MAXPOOL)
+        mk_maxpool(j->y + lo * out, j->x + lo * in, P, j->H, j->W, j->k, j->s);
+    else if (j->op == OP_MAXPOOL_SCATTER) /* dx (planes of x) from x and dy */
+        mk_maxpool_scatter(j->y + lo * in, j->x + lo * in, j->z + lo * out, P, j->H, j->W, j->k, j->s);
+    else /* gy (planes of y) from x and gx */
+        mk_maxpool_gather(j->y + lo * out, j->x + lo * in, j->z + lo * in, P, j->H, j->W, j->k, j->s);
+}
+
+static int pool_fwd(const mela_graph *g, const mnode *n, float *y, const float *const *x, int threads)
+{
+    mela_shape xs = n->op == OP_MAXPOOL_SCATTER ? n->shape : in_shape(g, n, 0);
+    int k = n->i[0], s = n->i[1], H = xs.d[2], W = xs.d[3];
+    pool_job j = {n->op, y, x[0], x[1], H, W, k, s, (H - k) / s + 1, (W - k) / s + 1};
+    size_t P = (size_t)xs.d[0] * xs.d[1];
+    par_range(threads, P, P * H * W, pool_planes, &j);
+    return 0;
+}
+
+FWD(maxpool) { return pool_fwd(g, n, y, x, threads); }
+FWD(maxpool_scatter) { return pool_fwd(g, n, y, x, threads); }
+FWD(maxpool_gather) { return pool_fwd(g, n, y, x, threads); }
 FWD(avgpool) { mk_avgpool(y, x[0], PLANES(in_shape(g, n, 0)), n->i[0], n->i[1]); return 0; }
 FWD(avgpool_dx) { mk_avgpool_dx(y, x[0], PLANES(n->shape), n->i[0], n->i[1]); return 0; }
 
@@ -349,23 +383,31 @@ static void bn_dims(mela_shape s, int *N, int *C, size_t *P)
     *P = s.nd == 4 ? (size_t)s.d[2] * s.d[3] : 1;
 }
 
-FWD(bn_norm)
-{
+/* Batch-norm statistics channel by channel, channels split over threads. */
+typedef struct bn_job {
+    float *xhat, *rstd;
+    const float *x;
     int N, C;
     size_t P;
-    bn_dims(n->shape, &N, &C, &P);
-    mk_bn_normalize(y, NULL, x[0], N, C, P, n->f);
+    float eps;
+} bn_job;
+
+static void bn_channels(void *arg, size_t lo, size_t hi)
+{
+    const bn_job *j = arg;
+    mk_bn_normalize_channels(j->xhat, j->rstd, j->x, j->N, j->C, j->P, j->eps, (int)lo, (int)hi);
+}
+
+static int bn_fwd(mela_shape xs, float *xhat, float *rstd, const float *x, float eps, int threads)
+{
+    bn_job j = {xhat, rstd, x, 0, 0, 0, eps};
+    bn_dims(xs, &j.N, &j.C, &j.P);
+    par_range(threads, (size_t)j.C, (size_t)j.N * j.C * j.P, bn_channels, &j);
     return 0;
 }
 
-FWD(bn_rstd)
-{
-    int N, C;
-    size_t P;
-    bn_dims(in_shape(g, n, 0), &N, &C, &P);
-    mk_bn_normalize(NULL, y, x[0], N, C, P, n->f);
-    return 0;
-}
+FWD(bn_norm) { return bn_fwd(n->shape, y, NULL, x[0], n->f, threads); }
+FWD(bn_rstd) { return bn_fwd(in_shape(g, n, 0), NULL, y, x[0], n->f, threads); }
 
 GRAD(bn_norm)
 {

@@ -9,6 +9,7 @@
  * largest scratch any op needs once; a run then allocates nothing.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,14 @@
 
 void mela_parallel(int n, void *(*fn)(void *), void *jobs, size_t size) { mk_parallel(n, fn, jobs, size); }
 const char *mela_blas_core(void) { return mk_blas_core(); }
+
+int mela_conv_backend(char *buf, size_t n)
+{
+    if (mk_dnnl_version(buf, n))
+        return 1;
+    snprintf(buf, n, "mela's im2col + sgemm");
+    return 0;
+}
 
 #define ARENA_ALIGN 16 /* floats */
 

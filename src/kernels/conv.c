@@ -76,8 +76,7 @@ static void *par_main(void *arg)
     return NULL;
 }
 
-/* Runs fn(ctx, task, tid) for task 0..ntasks-1; task t on thread t % nthreads. */
-static void parallel(int threads, int ntasks, double flops, void (*fn)(void *, int, int), void *ctx)
+void mk_parallel_chunks(int threads, int ntasks, double flops, void (*fn)(void *, int, int), void *ctx)
 {
     if (threads > MK_MAX_THREADS)
         threads = MK_MAX_THREADS;
@@ -176,6 +175,7 @@ static size_t lowered_scratch(const geom *g)
 
 size_t mk_conv_scratch(const mk_conv *cv)
 {
+    size_t d = mk_dnnl_scratch(cv); /* oneDNN's, when it serves */
     geom f = forward_geom(cv);
     size_t wsz = (size_t)cv->OC * cv->C * cv->KH * cv->KW;
     /* forward, dx through col2im, and dw (plus its group partial sums) */
@@ -186,7 +186,7 @@ size_t mk_conv_scratch(const mk_conv *cv)
         if (m > n)
             n = m;
     }
-    return n;
+    return n > d ? n : d;
 }
 
 /* Copies `rows` rows of n floats, from s with row stride sst to d with row
@@ -348,12 +348,16 @@ static void lowered_conv(float *y, const float *x, const float *w, const geom *g
 {
     const int nb = chunk_images(g), nchunks = (g->N + nb - 1) / nb;
     conv_job j = {y, x, w, NULL, g, scratch};
-    parallel(g->threads, nchunks, conv_flops(g), conv_chunk, &j);
+    mk_parallel_chunks(g->threads, nchunks, conv_flops(g), conv_chunk, &j);
 }
 
 /* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
 void mk_conv2d(float *y, const float *x, const float *w, const mk_conv *cv, float *scratch)
 {
+    if (mk_dnnl_serves(cv, 0)) {
+        mk_dnnl_conv(0, y, x, w, cv, scratch);
+        return;
+    }
     geom f = forward_geom(cv);
     lowered_conv(y, x, w, &f, scratch);
 }
@@ -380,6 +384,10 @@ static void dx_chunk(void *arg, int chunk, int tid)
 /* dx[N,C,H,W] = conv_transpose(dy[N,OC,OH,OW], w[OC,C,KH,KW]) */
 void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv, float *scratch)
 {
+    if (mk_dnnl_serves(cv, 1)) {
+        mk_dnnl_conv(1, dx, dy, w, cv, scratch);
+        return;
+    }
     const int C = cv->C, OC = cv->OC, KH = cv->KH, KW = cv->KW;
     if (use_transposed(cv)) {
         /* wt[c, oc, kh, kw] = w[oc, c, KH-1-kh, KW-1-kw]: flipping both axes of
@@ -400,7 +408,7 @@ void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv,
     geom g = forward_geom(cv);
     const int nb = chunk_images(&g), nchunks = (cv->N + nb - 1) / nb;
     conv_job j = {dx, NULL, w, dy, &g, scratch};
-    parallel(g.threads, nchunks, conv_flops(&g), dx_chunk, &j);
+    mk_parallel_chunks(g.threads, nchunks, conv_flops(&g), dx_chunk, &j);
 }
 
 /* dw[OC,C,KH,KW] = sum over n of dy[n] (x) x[n], the gradient of <y, dy> */
@@ -430,11 +438,15 @@ static void dw_group(void *arg, int grp, int tid)
 
 void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv, float *scratch)
 {
+    if (mk_dnnl_serves(cv, 2)) {
+        mk_dnnl_conv(2, dw, x, dy, cv, scratch);
+        return;
+    }
     geom g = forward_geom(cv);
     const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = chunk_images(&g);
     const int nchunks = (cv->N + nb - 1) / nb, ngroups = nchunks < DW_GROUPS ? nchunks : DW_GROUPS;
     conv_job j = {NULL, x, NULL, dy, &g, scratch};
-    parallel(g.threads, ngroups, conv_flops(&g), dw_group, &j);
+    mk_parallel_chunks(g.threads, ngroups, conv_flops(&g), dw_group, &j);
     const float *part = scratch + MK_MAX_THREADS * lowered_scratch(&g);
     const size_t n = (size_t)OC * K;
     memcpy(dw, part, n * sizeof *dw);

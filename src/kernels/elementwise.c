@@ -118,30 +118,75 @@ void mk_binary_ref(enum mk_binop op, float *y, const float *a, const long astr[4
                 }
 }
 
-void mk_sum_to(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4])
+/* The loops of sum_to over the merged axes, with axis `ax` limited to
+ * [lo, hi): each output element is summed in the same order whatever the
+ * range, and ranges of an axis the output keeps (ys[ax] != 0) write
+ * disjoint outputs. */
+typedef struct sum_job {
+    float *y;
+    const float *x;
+    int s[4], ax;
+    long ys[4];
+} sum_job;
+
+static void sum_range(const sum_job *j, int lo, int hi)
 {
-    int s[4] = {xshape[0], xshape[1], xshape[2], xshape[3]};
-    long ys[4] = {ystr[0], ystr[1], ystr[2], ystr[3]};
-    long xs[4] = {(long)s[1] * s[2] * s[3], (long)s[2] * s[3], s[3], 1};
-    long *str[2] = {ys, xs};
-    merge_axes(s, str, 2);
-    memset(y, 0, ny * sizeof *y);
-    for (int i0 = 0; i0 < s[0]; i0++)
-        for (int i1 = 0; i1 < s[1]; i1++)
-            for (int i2 = 0; i2 < s[2]; i2++) {
-                const float *px = x + ((size_t)(i0 * s[1] + i1) * s[2] + i2) * s[3];
-                float *py = y + i0 * ys[0] + i1 * ys[1] + i2 * ys[2];
+    const int *s = j->s;
+    const long *ys = j->ys;
+    int b[4] = {0, 0, 0, 0}, e[4] = {s[0], s[1], s[2], s[3]};
+    b[j->ax] = lo, e[j->ax] = hi;
+    for (int i0 = b[0]; i0 < e[0]; i0++)
+        for (int i1 = b[1]; i1 < e[1]; i1++)
+            for (int i2 = b[2]; i2 < e[2]; i2++) {
+                const float *px = j->x + ((size_t)(i0 * s[1] + i1) * s[2] + i2) * s[3];
+                float *py = j->y + i0 * ys[0] + i1 * ys[1] + i2 * ys[2];
                 if (ys[3] == 0) {
                     float acc = 0.0f;
 #pragma omp simd reduction(+ : acc)
-                    for (int i = 0; i < s[3]; i++)
+                    for (int i = b[3]; i < e[3]; i++)
                         acc += px[i];
                     py[0] += acc;
                 } else {
-                    for (int i = 0; i < s[3]; i++)
+                    for (int i = b[3]; i < e[3]; i++)
                         py[i] += px[i];
                 }
             }
+}
+
+static void sum_chunk(void *arg, int t, int tid)
+{
+    const sum_job *j = arg;
+    int n = j->s[j->ax];
+    sum_range(j, (int)((long)n * t / MK_MAX_THREADS), (int)((long)n * (t + 1) / MK_MAX_THREADS));
+}
+
+void mk_sum_to_threads(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4],
+                       int threads)
+{
+    sum_job j = {y, x, {xshape[0], xshape[1], xshape[2], xshape[3]}, 0, {ystr[0], ystr[1], ystr[2], ystr[3]}};
+    long xs[4] = {(long)j.s[1] * j.s[2] * j.s[3], (long)j.s[2] * j.s[3], j.s[3], 1};
+    long *str[2] = {j.ys, xs};
+    merge_axes(j.s, str, 2);
+    memset(y, 0, ny * sizeof *y);
+    /* split the longest axis the output keeps, when the work is worth it */
+    j.ax = -1;
+    for (int a = 0; a < 4; a++)
+        if (j.ys[a] != 0 && j.s[a] >= MK_MAX_THREADS && (j.ax < 0 || j.s[a] > j.s[j.ax]))
+            j.ax = a;
+    size_t work = (size_t)j.s[0] * j.s[1] * j.s[2] * j.s[3];
+    if (threads <= 1 || j.ax < 0 || work < MK_PAR_MIN_ELEMENTS) {
+        j.ax = 0;
+        sum_range(&j, 0, j.s[0]);
+        return;
+    }
+    /* MK_MAX_THREADS fixed ranges (any thread may run any range: outputs are
+     * disjoint and each is summed in the same order) */
+    mk_parallel_chunks(threads, MK_MAX_THREADS, 1e9, sum_chunk, &j);
+}
+
+void mk_sum_to(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4])
+{
+    mk_sum_to_threads(y, ny, x, xshape, ystr, 1);
 }
 
 void mk_sum_to_ref(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4])
@@ -234,10 +279,16 @@ void mk_argmax_eq(float *y, const float *x, const float *labels, size_t rows, in
 
 void mk_bn_normalize(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps)
 {
+    mk_bn_normalize_channels(xhat, rstd, x, N, C, P, eps, 0, C);
+}
+
+void mk_bn_normalize_channels(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps,
+                              int c0, int c1)
+{
     /* Each row of P values is summed in float over SIMD lanes, rows are
      * accumulated in double: vectorised, and the same order on every run. */
     double cnt = (double)N * (double)P;
-    for (int c = 0; c < C; c++) {
+    for (int c = c0; c < c1; c++) {
         double sum = 0, sq = 0;
         for (int n = 0; n < N; n++) {
             const float *px = x + ((size_t)n * C + c) * P;

@@ -28,6 +28,16 @@ const char *mk_blas_core(void);
  * the others on threads of their own; a job whose thread cannot start runs
  * on the calling thread after the others are joined. Returns when all are done. */
 void mk_parallel(int n, void *(*fn)(void *job), void *jobs, size_t job_size);
+/* The same on threads that stay (starting a thread costs 40-60 us, a wake-up
+ * a few): mk_pool_new(T) starts T - 1 workers, mk_pool_run runs jobs[0] on
+ * the caller and jobs[k] on worker k (jobs beyond the workers on the caller,
+ * after its own), mk_pool_free stops them. One mk_pool_run at a time per
+ * pool. A NULL pool runs everything on the caller. */
+typedef struct mk_pool mk_pool;
+mk_pool *mk_pool_new(int nthreads);
+int mk_pool_threads(const mk_pool *p);
+void mk_pool_run(mk_pool *p, int n, void *(*fn)(void *job), void *jobs, size_t job_size);
+void mk_pool_free(mk_pool *p);
 
 
 /* C[M,N] = alpha * op(A) op(B) + beta * C, row-major; op(X) = X^T when the
@@ -50,9 +60,27 @@ typedef struct mk_conv {
     int threads; /* threads for the chunks of this convolution (0 or 1: the
                   * caller's alone; at most MK_MAX_THREADS). Results are the
                   * same for any count (see conv.c). */
+    int own;     /* 1: mela's own kernels even where oneDNN would serve */
 } mk_conv;
 
 #define MK_MAX_THREADS 4
+
+/* Runs fn(ctx, task, tid) for task 0..ntasks-1 on up to `threads` threads
+ * (task t on thread t % threads; one thread when the work is below about
+ * 4 MFLOP). Which thread runs a task never changes what it computes. */
+void mk_parallel_chunks(int threads, int ntasks, double flops, void (*fn)(void *ctx, int task, int tid),
+                        void *ctx);
+
+/* oneDNN's convolutions (conv_dnnl.c), when mela is built with it: whether
+ * it serves kernel `kind` (0 forward, 1 dx, 2 dw) of cv, its scratch
+ * (floats), and the kernel (kind 0: out = y, a = x, b = w; 1: out = dx,
+ * a = dy, b = w; 2: out = dw, a = x, b = dy). mk_conv2d* call it where it
+ * serves; mk_dnnl_version writes "oneDNN X.Y.Z" and returns 1, or 0 when
+ * mela is built without it. */
+int mk_dnnl_serves(const mk_conv *cv, int kind);
+size_t mk_dnnl_scratch(const mk_conv *cv);
+void mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch);
+int mk_dnnl_version(char *buf, size_t n);
 
 /* Fills OH and OW from the rest; returns 0, or -1 if the output would be empty. */
 int mk_conv_init(mk_conv *cv);
@@ -108,6 +136,12 @@ void mk_binary_ref(enum mk_binop op, float *y, const float *a, const long astr[4
 /* y[reduced] = sum of x over the axes where ystr is 0; xshape is x's 4-D shape
  * and ystr the output's strides as seen from x's index space. */
 void mk_sum_to(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
+/* ... with the outputs split over up to `threads` threads (the same bits:
+ * each output is summed in the same order by one thread). */
+void mk_sum_to_threads(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4],
+                       int threads);
+/* Below this many elements an elementwise op or reduction stays on one thread. */
+#define MK_PAR_MIN_ELEMENTS (1u << 17)
 void mk_sum_to_ref(float *y, size_t ny, const float *x, const int xshape[4], const long ystr[4]);
 
 /* Batch normalisation with batch statistics over x[N, C, P] (P = H*W, or 1
@@ -115,6 +149,9 @@ void mk_sum_to_ref(float *y, size_t ny, const float *x, const int xshape[4], con
  * (accumulated in double), rstd[c] = 1 / sqrt(v + eps); xhat = (x - m) rstd
  * (xhat may be NULL: statistics only). */
 void mk_bn_normalize(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps);
+/* ... channels c0..c1-1 only (channels are independent: threads may split them). */
+void mk_bn_normalize_channels(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps,
+                              int c0, int c1);
 
 /* y[i] = f(x[i]) for the unary functions of the graph; `a` is the slope of
  * leaky relu. softplus is log(1 + e^x) without overflow. sign(0) = 0. */

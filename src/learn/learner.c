@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/sys.h"
 #include "learn/learner.h"
 #include "learn/taskpool.h"
 #include "mela_io.h"
@@ -176,10 +177,13 @@ int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_t
     if (l->def->grad(l, theta, it, n, tasks, &ls, &ac))
         return -1;
     if (!isfinite(ls))
-        return mela_set_error("iteration %d: training loss is %g; lower inner_lr or outer_lr", it, ls);
+        return mela_set_error("iteration %d: training loss is %s; lower inner_lr or outer_lr", it,
+                              isnan(ls) ? "nan" : ls > 0 ? "inf" : "-inf");
     if (grad_guard(l, it))
         return -1;
+    double t0 = mela_sys_now();
     l->def->update(l, theta, it);
+    l->update_s += mela_sys_now() - t0;
     if (loss)
         *loss = ls;
     if (acc)
@@ -246,6 +250,8 @@ void mela_learner_profile(mela_learner *l, double *seconds, long *calls)
 {
     tp_profile(l->def->pool(l), seconds, calls);
 }
+
+double mela_learner_update_seconds(const mela_learner *l) { return l->update_s; }
 
 int mela_learner_plan_steps(mela_learner *l) { return mela_plan_steps(l->def->pool(l)->train.p); }
 

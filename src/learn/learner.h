@@ -22,6 +22,7 @@ struct mela_learner {
     float *grad;         /* this iteration's meta-gradient (size) */
     mela_adam adam;      /* the outer optimiser (Reptile: its t only) */
     float *msl_w;        /* MAML++ step weights (steps) */
+    double update_s;     /* seconds in def->update, for --profile */
 };
 
 struct learner_def {

@@ -207,6 +207,7 @@ typedef struct fit {
     run_state st; /* after the last iteration done */
     int start;    /* the iteration this session began after */
     double t0;    /* when it began */
+    double step_s; /* in mela_learner_step: gradients and updates */
 } fit;
 
 static const char *const metric_keys[] = {"iteration", "seconds", "loss", "acc", "val_loss", "val_acc"};
@@ -287,8 +288,10 @@ static int fit_validate(mela_run *r, fit *f, int it)
 {
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
+    double t0 = mela_sys_now();
     if (run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
+    f->p.validate_s += mela_sys_now() - t0;
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
     if (!isfinite(v.loss) || !isfinite(score))
         return mela_set_error("iteration %d: validation loss is %s", it,
@@ -312,6 +315,8 @@ static int fit_report(mela_run *r, fit *f, int it, mela_progress_fn fn, void *ct
     mela_progress *p = &f->p;
     double now = mela_sys_now() - f->t0;
     p->iteration = it;
+    p->update_s = mela_learner_update_seconds(r->l);
+    p->grad_s = f->step_s - p->update_s;
     p->loss = f->st.sum_loss / f->st.nsum, p->acc = f->st.sum_acc / f->st.nsum;
     p->seconds = f->st.seconds + now;
     p->tasks_per_second = (double)(it - f->start) * r->rc.meta_batch / now;
@@ -342,11 +347,14 @@ int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
     fit f;
     int status = fit_begin(r, &f, report), began = status == 0;
     for (int it = f.start + 1; it <= rc->iterations && !status; it++) {
+        double t0 = mela_sys_now();
         for (int b = 0; b < B; b++)
             mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);
-        double loss, acc;
+        double loss, acc, t1 = mela_sys_now();
+        f.p.data_s += t1 - t0;
         if ((status = mela_learner_step(r->l, r->theta, it, B, f.tasks, &loss, &acc)))
             break;
+        f.step_s += mela_sys_now() - t1;
         f.st.iteration = it;
         f.st.sum_loss += loss, f.st.sum_acc += acc, f.st.nsum++;
         int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;

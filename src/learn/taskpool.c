@@ -63,6 +63,7 @@ void tp_free(taskpool *tp)
         mela_graph_free(gs[k]->g);
     }
     free(tp->task_grads);
+    mk_pool_free(tp->pool);
     memset(tp, 0, sizeof *tp);
 }
 
@@ -219,7 +220,11 @@ int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int
     for (int k = 0; k < threads; k++)
         jobs[k] = (job){gb, theta, tasks, n, k, threads, 0, tl, tl + n, ""};
     int blas = tp_blas_hold();
-    mela_parallel(threads, worker, jobs, sizeof *jobs);
+    if (threads > 1 && mk_pool_threads(gb->pool) < threads) {
+        mk_pool_free(gb->pool);
+        gb->pool = mk_pool_new(threads);
+    }
+    mk_pool_run(threads > 1 ? gb->pool : NULL, threads, worker, jobs, sizeof *jobs);
     tp_blas_release(blas);
     int rc = 0;
     for (int k = 0; k < threads && !rc; k++)

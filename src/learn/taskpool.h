@@ -30,6 +30,7 @@ typedef struct taskpool {
     float *task_grads; /* tcap * layout size */
     int tcap;
     int profiling;     /* new training executors profile too */
+    struct mk_pool *pool; /* threads that stay, for the tasks of a batch */
 } taskpool;
 
 /* Compiles o->g into o->p with outputs loss, out, acc and per-view
