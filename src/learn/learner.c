@@ -143,6 +143,8 @@ void mela_learner_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     l->def->tasks(l, train, o);
 }
 
+const char *learner_nonfinite_name(double x) { return isnan(x) ? "nan" : x > 0 ? "inf" : "-inf"; }
+
 const char *learner_nonfinite(const mela_layout *L, const float *x, float *value)
 {
     for (int v = 0; v < mela_layout_count(L); v++) {
@@ -166,8 +168,8 @@ static int grad_guard(mela_learner *l, int it)
         return 0;
     float bad = NAN;
     const char *view = learner_nonfinite(l->L, l->grad, &bad);
-    return mela_set_error("iteration %d: the meta-gradient of '%s' holds %g; lower inner_lr or "
-                          "outer_lr", it, view ? view : "?", (double)bad);
+    return mela_set_error("iteration %d: the meta-gradient of '%s' holds %s; lower inner_lr or "
+                          "outer_lr", it, view ? view : "?", learner_nonfinite_name(bad));
 }
 
 int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_task *tasks,
@@ -178,7 +180,7 @@ int mela_learner_step(mela_learner *l, float *theta, int it, int n, const mela_t
         return -1;
     if (!isfinite(ls))
         return mela_set_error("iteration %d: training loss is %s; lower inner_lr or outer_lr", it,
-                              isnan(ls) ? "nan" : ls > 0 ? "inf" : "-inf");
+                              learner_nonfinite_name(ls));
     if (grad_guard(l, it))
         return -1;
     double t0 = mela_sys_now();

@@ -73,6 +73,8 @@ const learner_def *learner_def_find(const char *name);
 /* The view of the first non-finite value of x (a buffer of layout L), that
  * value in *value; NULL when every value is finite. */
 const char *learner_nonfinite(const mela_layout *L, const float *x, float *value);
+/* "nan", "inf" or "-inf" for a non-finite x (glibc's %g can say "-nan"). */
+const char *learner_nonfinite_name(double x);
 
 /* The learner's own state (the outer optimiser: moments, step, rate) to
  * path in one atomic file, with theta (views "theta", "adam.m", "adam.v";

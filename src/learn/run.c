@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/sys.h"
+#include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
 
@@ -295,7 +296,7 @@ static int fit_validate(mela_run *r, fit *f, int it)
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
     if (!isfinite(v.loss) || !isfinite(score))
         return mela_set_error("iteration %d: validation loss is %s", it,
-                              run_nonfinite_name(isfinite(v.loss) ? score : v.loss));
+                              learner_nonfinite_name(isfinite(v.loss) ? score : v.loss));
     f->st.val_loss = f->p.val_loss = v.loss;
     f->st.val_acc = f->p.val_acc = v.acc;
     f->p.validated = 1;

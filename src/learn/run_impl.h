@@ -56,7 +56,5 @@ int run_dir_open(mela_run *r);
 int run_save_checkpoint(const mela_run *r, const char *name, int iteration, double score);
 /* out_dir/state.safetensors: theta, the learner's state, st and r->meta. */
 int run_save_state(const mela_run *r, const run_state *st);
-/* "nan", "inf" or "-inf" for a non-finite x (glibc's %g can say "-nan"). */
-const char *run_nonfinite_name(double x);
 
 #endif

@@ -40,8 +40,6 @@ static const char *const run_files[] = {STATE_FILE, "best.safetensors", "last.sa
                                         "metrics.jsonl", "metrics.csv"};
 #define NRUNFILES (int)(sizeof run_files / sizeof run_files[0])
 
-const char *run_nonfinite_name(double x) { return isnan(x) ? "nan" : x > 0 ? "inf" : "-inf"; }
-
 /* ---------------------------------------------------------------- metadata */
 
 /* Metadata pairs: every option of a configuration, then the file's own. */
@@ -103,7 +101,7 @@ static int weights_finite(const mela_run *r, int iteration)
     if (!view)
         return 0;
     return mela_set_error("iteration %d: the weights of '%s' hold %s; nothing saved", iteration, view,
-                          run_nonfinite_name(bad));
+                          learner_nonfinite_name(bad));
 }
 
 int run_save_checkpoint(const mela_run *r, const char *name, int iteration, double score)
