@@ -5,9 +5,13 @@
 #define MELA_TEST_RUNFILES_H
 
 #include <dirent.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 /* The whole file (NUL after it), or NULL. */
 static char *rf_slurp(const char *path, size_t *n)
@@ -107,6 +111,43 @@ static int rf_count_temps(const char *dir)
     if (d)
         closedir(d);
     return n;
+}
+
+/* Records in dir/metrics.csv (0 when there is none). */
+static int rf_rows(const char *dir)
+{
+    char p[700];
+    snprintf(p, sizeof p, "%s/metrics.csv", dir);
+    FILE *f = fopen(p, "r");
+    int n = 0, c;
+    while (f && (c = getc(f)) != EOF)
+        n += c == '\n';
+    if (f)
+        fclose(f);
+    return n > 0 ? n - 1 : 0;
+}
+
+/* Waits for the run of child pid in dir: once its metrics hold `rows`
+ * records (whatever the machine's speed), and then `extra_us` more (a random
+ * moment of an iteration or a save), sends it sig. Returns its exit status,
+ * or -signal when a signal ended it. */
+static int rf_signal_at_rows(pid_t pid, const char *dir, int rows, long extra_us, int sig)
+{
+    int st;
+    for (;;) {
+        if (waitpid(pid, &st, WNOHANG) == pid)
+            break;
+        if (rf_rows(dir) >= rows) {
+            struct timespec ts = {extra_us / 1000000, extra_us % 1000000 * 1000};
+            nanosleep(&ts, NULL);
+            kill(pid, sig);
+            waitpid(pid, &st, 0);
+            break;
+        }
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
+    return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
 }
 
 #endif

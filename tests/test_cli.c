@@ -73,15 +73,9 @@ static pid_t start(const char *log, const char *args)
     return pid;
 }
 
-/* Waits for pid after sending it sig (0: none) after delay seconds: its exit
- * status, or -signal when a signal ended it. */
-static int finish(pid_t pid, int sig, double delay)
+/* Waits for pid: its exit status, or -signal when a signal ended it. */
+static int finish(pid_t pid)
 {
-    if (sig) {
-        struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-        nanosleep(&ts, NULL);
-        kill(pid, sig);
-    }
     int st;
     waitpid(pid, &st, 0);
     return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
@@ -130,17 +124,18 @@ static void test_resume(const char *dir)
     snprintf(args, sizeof args, "train --dataset sinusoid --iterations 1500 --val-every 25 --val-episodes 10 "
              "--report 10 --test-episodes 20 --threads 1 --out-dir %s", rdir);
     double t0 = now();
-    CHECK(finish(start(log, args), 0, 0) == 0, "reference run");
+    CHECK(finish(start(log, args)) == 0, "reference run");
     double T = now() - t0;
     CHECK(rename(rdir, ref) == 0, "rename");
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
     int kills = 0, temps = 0, status = -1, k;
-    for (k = 0; k < 12 && status != 0; k++) {
+    for (k = 0; k < 12 && status != 0; k++) { /* killed after a random number of records and time */
         char resume[800];
         snprintf(resume, sizeof resume, "train --resume %s --threads %d", rdir, 1 + k % 2);
         pid_t pid = start(log, exists(rdir, "state.safetensors") ? resume : args);
-        status = finish(pid, k < 10 ? SIGKILL : 0, T * (0.02 + 0.2 * rand() / RAND_MAX));
+        int rows = k < 10 ? rf_rows(rdir) + 1 + rand() % 16 : 1 << 30;
+        status = rf_signal_at_rows(pid, rdir, rows, (long)(2e6 * T / 150 * rand() / RAND_MAX), SIGKILL);
         kills += status == -SIGKILL;
         temps += status == -SIGKILL && rf_count_temps(rdir) > 0;
     }
@@ -151,16 +146,17 @@ static void test_resume(const char *dir)
     CHECK(rf_count_temps(rdir) == 0, "no temp file left");
 
     check_rm_rf(rdir);
-    status = finish(start(log, args), SIGTERM, T * 0.3);
+    status = rf_signal_at_rows(start(log, args), rdir, 5, 0, SIGTERM);
     size_t n;
     char *msg = rf_slurp(log, &n);
     CHECK(status == 128 + SIGTERM && msg && strstr(msg, "stopped (SIGTERM)") && strstr(msg, "--resume"),
           "SIGTERM saves and says how to resume: %d %s", status, msg ? msg : "");
     free(msg);
     int at = meta_int(rdir, "state.safetensors", "iteration");
-    CHECK(at > 0 && at < 1500, "the state is saved where the run stopped: %d", at);
-    snprintf(args + 1000, 1000, "train --resume %s", rdir);
-    CHECK(run(out, sizeof out, "%s", args + 1000, 0) == 0 && strstr(out, "test: mse"), "resume: %s", out);
+    CHECK(at >= 40 && at < 1500, "the state is saved where the run stopped (5 records: 40 or after): %d", at);
+    char resume[800];
+    snprintf(resume, sizeof resume, "train --resume %s", rdir);
+    CHECK(run(out, sizeof out, "%s", resume, 0) == 0 && strstr(out, "test: mse"), "resume: %s", out);
     CHECK(rf_same_run(ref, rdir, why, sizeof why), "stopped and resumed = never interrupted: %s", why);
 
     CHECK(run(out, sizeof out, "%s", args, 0) == 2 && strstr(out, "already holds a run") &&

@@ -50,24 +50,17 @@ static int session(const mela_run_config *rc, const char *dir, int threads, vola
     return status;
 }
 
-/* The session in a child, killed with SIGKILL after `delay` seconds (< 0:
- * never). 1 when it completed, 0 when it was killed, -1 when it failed. */
-static int child_session(const mela_run_config *rc, int resume, int threads, double delay)
+/* The session in a child, killed with SIGKILL once the metrics hold `rows`
+ * records and extra_us more (rows < 0: never). 1 when it completed, 0
+ * when it was killed, -1 when it failed. */
+static int child_session(const mela_run_config *rc, int resume, int threads, int rows, long extra_us)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0)
         _exit(session(rc, resume ? rc->out_dir : NULL, threads, NULL) == 0 ? 0 : 1);
-    if (delay >= 0) {
-        struct timespec ts = {(time_t)delay, (long)((delay - (double)(time_t)delay) * 1e9)};
-        nanosleep(&ts, NULL);
-        kill(pid, SIGKILL);
-    }
-    int st;
-    waitpid(pid, &st, 0);
-    if (WIFSIGNALED(st))
-        return 0;
-    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 1 : -1;
+    int st = rf_signal_at_rows(pid, rc->out_dir, rows < 0 ? 1 << 30 : rows, extra_us, SIGKILL);
+    return st == -SIGKILL ? 0 : st == 0 ? 1 : -1;
 }
 
 static void plant_temps(const char *dir)
@@ -82,7 +75,8 @@ static void plant_temps(const char *dir)
     }
 }
 
-/* Kills at random moments (under a clock-seeded generator; the seed is
+/* Kills at random moments (after a random number of records, then a random
+ * part of the time of one, under a clock-seeded generator whose seed is
  * printed), then one session to the end. */
 static void test_kill_resume(void)
 {
@@ -104,8 +98,9 @@ static void test_kill_resume(void)
         int resume = access(state, F_OK) == 0;
         if (k == 6 && resume)
             plant_temps(run);
-        double delay = k < 10 ? T * (0.02 + 0.2 * mela_rng_uniform(&g)) : -1;
-        int r = child_session(&rc, resume, 1 + k % 3, delay);
+        int rows = k < 10 ? rf_rows(run) + 1 + (int)mela_rng_below(&g, 8) : -1;
+        long extra_us = (long)(2e6 * T / 50 * mela_rng_uniform(&g)); /* 50 records a run */
+        int r = child_session(&rc, resume, 1 + k % 3, rows, extra_us);
         kills += r == 0, done = r == 1, failed = r == -1;
         temps += r == 0 && rf_count_temps(run) > 0;
     }
