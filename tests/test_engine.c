@@ -314,7 +314,9 @@ static void test_plan_memory(void)
     mela_node outs[4] = {loss, dw[0], dw[1], dw[2]};
     mela_plan *p = mela_plan_new(g, 4, outs);
     CHECK(p != NULL, "plan: %s", mela_last_error());
-    CHECK(mela_plan_arena_bytes(p) < mela_plan_naive_bytes(p) / 2,
+    /* a third saved at least (batch norm's backward is one op, bn_dx, so
+     * fewer short-lived temporaries exist to share than in ten elementwise ops) */
+    CHECK(mela_plan_arena_bytes(p) < mela_plan_naive_bytes(p) * 2 / 3,
           "buffer reuse: arena %zu bytes vs %zu without reuse", mela_plan_arena_bytes(p),
           mela_plan_naive_bytes(p));
     printf("plan: %d steps, arena %zu bytes, %zu without reuse\n", mela_plan_steps(p),

@@ -466,8 +466,56 @@ static void test_parallel(void)
     }
 }
 
+/* The batch-norm kernels against the formulas in double: statistics,
+ * xhat, and the backward pass dx = rstd (dy - mean(dy) - xhat mean(dy xhat)),
+ * whole and channel by channel in two halves (what threads do). */
+static void test_bn(void)
+{
+    mela_rng r = mela_rng_new(11);
+    enum { N = 3, C = 5, P = 7 };
+    float x[N * C * P], dy[N * C * P], xhat[N * C * P], rstd[C], dx[N * C * P], dx2[N * C * P];
+    fill_normal(&r, x, N * C * P);
+    fill_normal(&r, dy, N * C * P);
+    mk_bn_normalize(xhat, rstd, x, N, C, P, 1e-5f);
+    mk_bn_dx_channels(dx, dy, xhat, rstd, N, C, P, 0, C);
+    mk_bn_dx_channels(dx2, dy, xhat, rstd, N, C, P, 0, 2);
+    mk_bn_dx_channels(dx2, dy, xhat, rstd, N, C, P, 2, C);
+    double err = 0, serr = 0;
+    for (int c = 0; c < C; c++) {
+        double m = 0, v = 0, mg = 0, mgx = 0;
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < P; i++)
+                m += x[(n * C + c) * P + i] / (N * P);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < P; i++) {
+                double d = x[(n * C + c) * P + i] - m;
+                v += d * d / (N * P);
+            }
+        double rs = 1 / sqrt(v + 1e-5);
+        serr = fmax(serr, fabs(rstd[c] - rs) / rs);
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < P; i++) {
+                int k = (n * C + c) * P + i;
+                double xh = (x[k] - m) * rs;
+                serr = fmax(serr, fabs(xhat[k] - xh));
+                mg += dy[k] / (N * P);
+                mgx += dy[k] * xh / (N * P);
+            }
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < P; i++) {
+                int k = (n * C + c) * P + i;
+                double xh = (x[k] - m) * rs, want = rs * (dy[k] - mg - xh * mgx);
+                err = fmax(err, fabs(dx[k] - want) / (1 + fabs(want)));
+            }
+    }
+    CHECK(serr < 1e-5, "bn_normalize against double: %g", serr);
+    CHECK(err < 1e-5, "bn_dx against double: %g", err);
+    CHECK(!memcmp(dx, dx2, sizeof dx), "bn_dx by channel ranges gives the same bits");
+}
+
 int main(void)
 {
+    test_bn();
     test_parallel();
     test_gemm();
     test_conv_init();

@@ -73,6 +73,7 @@ UNARY(b_bn4, mela_batchnorm(g, X0, X1, X2, 1e-5f))
 UNARY(b_bn2, mela_batchnorm(g, X0, X1, X2, 1e-5f))
 UNARY(b_bn_norm, mela_mul(g, op_bn_norm(g, X0, 1e-5f), X1))
 UNARY(b_bn_rstd, mela_square(g, op_bn_rstd(g, X0, 1e-5f)))
+UNARY(b_bn_dx, mela_tanh(g, op_bn_dx(g, X0, X1, X2)))
 UNARY(b_logsm, mela_log_softmax(g, X0))
 UNARY(b_softmax, mela_softmax(g, X0))
 UNARY(b_ce, mela_cross_entropy(g, X0, f[0]))
@@ -148,6 +149,8 @@ int main(void)
         {b_bn_norm, {"bn_normalize (N,C,H,W)", 2, {S(3, 2, 2, 2), S(3, 2, 2, 2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_bn_norm, {"bn_normalize (N,C)", 2, {S(4, 3), S(4, 3)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_bn_rstd, {"bn_rstd", 1, {S(3, 2, 2, 2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
+        {b_bn_dx, {"bn_dx (N,C,H,W)", 3, {S(3, 2, 2, 2), S(3, 2, 2, 2), S(1, 2, 1, 1)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
+        {b_bn_dx, {"bn_dx (N,C)", 3, {S(4, 3), S(4, 3), S(1, 3)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_logsm, {"log_softmax", 1, {S(3, 5)}, {-2}, {2}, .second = 1, .atol = A, .rtol = R}},
         {b_softmax, {"softmax", 1, {S(3, 5)}, {-2}, {2}, .second = 1, .atol = A, .rtol = R}},
         {b_ce, {"cross_entropy", 1, {S(4, 5)}, {-2}, {2}, 1, {S(4)}, {labels}, .second = 1, .atol = A, .rtol = R}},

@@ -53,6 +53,7 @@ const op_def mela_ops[OP_COUNT] = {
     OP(OP_STOP_GRAD, "stop_gradient", fwd_stop_grad, NULL, grad_stop_grad),
     OP(OP_BN_NORM, "bn_normalize", fwd_bn_norm, NULL, grad_bn_norm),
     OP(OP_BN_RSTD, "bn_rstd", fwd_bn_rstd, NULL, grad_bn_rstd),
+    OP(OP_BN_DX, "bn_dx", fwd_bn_dx, NULL, grad_bn_dx),
 };
 #undef OP
 

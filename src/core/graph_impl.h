@@ -24,7 +24,7 @@ enum op {
     OP_MATMUL, OP_CONV, OP_CONV_DX, OP_CONV_DW,
     OP_MAXPOOL, OP_MAXPOOL_SCATTER, OP_MAXPOOL_GATHER, OP_AVGPOOL, OP_AVGPOOL_DX,
     OP_LOG_SOFTMAX, OP_ONE_HOT, OP_ARGMAX_EQ, OP_STOP_GRAD,
-    OP_BN_NORM, OP_BN_RSTD,
+    OP_BN_NORM, OP_BN_RSTD, OP_BN_DX,
     OP_COUNT
 };
 
@@ -110,6 +110,8 @@ mela_node op_maxpool_gather(mela_graph *g, mela_node x, mela_node gx, int k, int
 mela_node op_avgpool_dx(mela_graph *g, mela_node dy, mela_shape xshape, int k, int s);
 mela_node op_bn_norm(mela_graph *g, mela_node x, float eps);
 mela_node op_bn_rstd(mela_graph *g, mela_node x, float eps);
+/* The backward pass of bn_normalize in one op: rstd (g - mean(g) - xhat mean(g xhat)). */
+mela_node op_bn_dx(mela_graph *g, mela_node dy, mela_node xhat, mela_node rstd);
 
 /* Forward/scratch/grad functions of each op, defined in ops_*.c. */
 #define OPFN(name)                                                              \
@@ -122,7 +124,7 @@ OPFN(sign) OPFN(square) OPFN(sqrt) OPFN(softplus)
 OPFN(sum_to) OPFN(broadcast) OPFN(reshape) OPFN(concat) OPFN(slice) OPFN(pad)
 OPFN(matmul) OPFN(conv) OPFN(conv_dx) OPFN(conv_dw)
 OPFN(maxpool) OPFN(maxpool_scatter) OPFN(maxpool_gather) OPFN(avgpool) OPFN(avgpool_dx)
-OPFN(log_softmax) OPFN(one_hot) OPFN(argmax_eq) OPFN(stop_grad) OPFN(bn_norm) OPFN(bn_rstd)
+OPFN(log_softmax) OPFN(one_hot) OPFN(argmax_eq) OPFN(stop_grad) OPFN(bn_norm) OPFN(bn_rstd) OPFN(bn_dx)
 #undef OPFN
 size_t scratch_conv(const mela_graph *g, const mnode *n);
 

@@ -356,8 +356,14 @@ mela_node mela_global_avgpool(mela_graph *g, mela_node x)
  * bn_normalize(x) = (x - m) / sqrt(v + eps) and bn_rstd(x) = 1 / sqrt(v + eps)
  * per channel (m, v over N, H, W). Their rules use each other, so the
  * gradient of either can be differentiated again:
- *   d xhat: dx = rstd (g - mean(g) - xhat mean(g xhat))
- *   d rstd: dx = -(g rstd^2 / cnt) xhat */
+ *   d xhat: dx = rstd (g - mean(g) - xhat mean(g xhat)), the op bn_dx
+ *   d rstd: dx = -(g rstd^2 / cnt) xhat
+ * bn_dx runs in two passes over its inputs (instead of the ten of the same
+ * expression in elementwise ops); its own rule is written in plain ops:
+ * with G the incoming gradient and Gr = G rstd, it is linear and
+ * self-adjoint in g (d g = bn_dx(G, xhat, rstd)), and
+ *   d xhat = -(Gr mean(g xhat) + g mean(Gr xhat)),
+ *   d rstd = sum(G bn_dx(g, xhat, 1)) per channel. */
 static mela_shape bn_cshape(mela_shape s)
 {
     return s.nd == 4 ? MELA_SHAPE(1, s.d[1], 1, 1) : MELA_SHAPE(1, s.d[1]);
@@ -412,13 +418,62 @@ FWD(bn_rstd) { return bn_fwd(in_shape(g, n, 0), NULL, y, x[0], n->f, threads); }
 GRAD(bn_norm)
 {
     mnode n = g->nodes[self];
-    mela_shape xs = g->nodes[n.in[0]].shape, cs = bn_cshape(xs);
+    dx[0] = op_bn_dx(g, dy, self, op_bn_rstd(g, n.in[0], n.f));
+}
+
+mela_node op_bn_dx(mela_graph *g, mela_node dy, mela_node xhat, mela_node rstd)
+{
+    char b1[64], b2[64], b3[64];
+    VALID("bn_dx", dy, xhat, rstd);
+    mela_shape s = g->nodes[dy].shape;
+    if ((s.nd != 2 && s.nd != 4) || !mela_shape_equal(s, g->nodes[xhat].shape) ||
+        !mela_shape_equal(g->nodes[rstd].shape, bn_cshape(s)))
+        return graph_fail(g, "bn_dx: dy %s, xhat %s and rstd %s do not fit", mela_shape_str(s, b1, sizeof b1),
+                          mela_shape_str(g->nodes[xhat].shape, b2, sizeof b2),
+                          mela_shape_str(g->nodes[rstd].shape, b3, sizeof b3));
+    mnode n = {.op = OP_BN_DX, .nin = 3, .in = {dy, xhat, rstd}, .shape = s};
+    return graph_push(g, &n);
+}
+
+typedef struct bn_dx_job {
+    float *dx;
+    const float *dy, *xhat, *rstd;
+    int N, C;
+    size_t P;
+} bn_dx_job;
+
+static void bn_dx_channels(void *arg, size_t lo, size_t hi)
+{
+    const bn_dx_job *j = arg;
+    mk_bn_dx_channels(j->dx, j->dy, j->xhat, j->rstd, j->N, j->C, j->P, (int)lo, (int)hi);
+}
+
+FWD(bn_dx)
+{
+    bn_dx_job j = {y, x[0], x[1], x[2], 0, 0, 0};
+    bn_dims(n->shape, &j.N, &j.C, &j.P);
+    par_range(threads, (size_t)j.C, (size_t)j.N * j.C * j.P, bn_dx_channels, &j);
+    return 0;
+}
+
+GRAD(bn_dx)
+{
+    mnode n = g->nodes[self];
+    mela_node gin = n.in[0], xhat = n.in[1], rstd = n.in[2];
+    mela_shape xs = n.shape, cs = bn_cshape(xs);
     float inv = 1.0f / (float)(mela_shape_numel(xs) / (size_t)xs.d[1]);
-    mela_node rstd = op_bn_rstd(g, n.in[0], n.f);
-    mela_node mg = mela_scale(g, mela_sum_to(g, dy, cs), inv);
-    mela_node mgx = mela_scale(g, mela_sum_to(g, mela_mul(g, dy, self), cs), inv);
-    mela_node t = mela_sub(g, mela_sub(g, dy, mg), mela_mul(g, self, mgx));
-    dx[0] = mela_mul(g, t, rstd);
+    if (need[0])
+        dx[0] = op_bn_dx(g, dy, xhat, rstd);
+    if (need[1]) {
+        mela_node gr = mela_mul(g, dy, rstd);
+        mela_node mgx = mela_scale(g, mela_sum_to(g, mela_mul(g, gin, xhat), cs), inv);
+        mela_node mrx = mela_scale(g, mela_sum_to(g, mela_mul(g, gr, xhat), cs), inv);
+        dx[1] = mela_neg(g, mela_add(g, mela_mul(g, gr, mgx), mela_mul(g, gin, mrx)));
+    }
+    if (need[2]) {
+        mela_node t = op_bn_dx(g, gin, xhat, mela_constant(g, cs, 1.0f));
+        dx[2] = mela_sum_to(g, mela_mul(g, dy, t), cs);
+    }
 }
 
 GRAD(bn_rstd)

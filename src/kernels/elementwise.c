@@ -320,3 +320,30 @@ void mk_bn_normalize_channels(float *xhat, float *rstd, const float *x, int N, i
         }
     }
 }
+
+void mk_bn_dx_channels(float *dx, const float *dy, const float *xhat, const float *rstd, int N, int C, size_t P,
+                       int c0, int c1)
+{
+    double cnt = (double)N * (double)P;
+    for (int c = c0; c < c1; c++) {
+        double sg = 0, sgx = 0;
+        for (int n = 0; n < N; n++) {
+            const float *pg = dy + ((size_t)n * C + c) * P, *px = xhat + ((size_t)n * C + c) * P;
+            float a = 0, b = 0;
+#pragma omp simd reduction(+ : a, b)
+            for (size_t i = 0; i < P; i++) {
+                a += pg[i];
+                b += pg[i] * px[i];
+            }
+            sg += a, sgx += b;
+        }
+        const float mg = (float)(sg / cnt), mgx = (float)(sgx / cnt), r = rstd[c];
+        for (int n = 0; n < N; n++) {
+            const float *pg = dy + ((size_t)n * C + c) * P, *px = xhat + ((size_t)n * C + c) * P;
+            float *pd = dx + ((size_t)n * C + c) * P;
+#pragma omp simd
+            for (size_t i = 0; i < P; i++)
+                pd[i] = (pg[i] - mg - px[i] * mgx) * r;
+        }
+    }
+}

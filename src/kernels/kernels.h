@@ -152,6 +152,11 @@ void mk_bn_normalize(float *xhat, float *rstd, const float *x, int N, int C, siz
 /* ... channels c0..c1-1 only (channels are independent: threads may split them). */
 void mk_bn_normalize_channels(float *xhat, float *rstd, const float *x, int N, int C, size_t P, float eps,
                               int c0, int c1);
+/* The gradient of xhat = bn_normalize(x) for channels c0..c1-1 of [N, C, P]:
+ * dx = rstd (dy - mean(dy) - xhat mean(dy xhat)), the means per channel
+ * over N*P values (accumulated in double). */
+void mk_bn_dx_channels(float *dx, const float *dy, const float *xhat, const float *rstd, int N, int C, size_t P,
+                       int c0, int c1);
 
 /* y[i] = f(x[i]) for the unary functions of the graph; `a` is the slope of
  * leaky relu. softplus is log(1 + e^x) without overflow. sign(0) = 0. */
