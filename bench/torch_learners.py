@@ -127,6 +127,17 @@ def row_maml(ways, steps, lr, meta_batch, first_order, maxpool=False, queries=1)
     return step, ps, meta_batch
 
 
+def sinusoids(B, K):
+    """B sinusoid tasks as MAML draws them (y = A sin(x - phase), A in
+    [0.1, 5], phase in [0, pi], x in [-5, 5]), K support and K query points
+    each: xs, ys, xq, yq of shape (B, K, 1)."""
+    amp = torch.empty(B, 1, 1).uniform_(0.1, 5.0)
+    phase = torch.empty(B, 1, 1).uniform_(0, math.pi)
+    xs = torch.empty(B, K, 1).uniform_(-5, 5)
+    xq = torch.empty(B, K, 1).uniform_(-5, 5)
+    return xs, amp * torch.sin(xs - phase), xq, amp * torch.sin(xq - phase)
+
+
 def row_sinusoid():
     """Exact MAML on 25 sinusoid tasks as one batched computation: every
     weight expanded to (25, ...) per-task copies, the inner gradient of the
@@ -140,11 +151,7 @@ def row_sinusoid():
         ps += [torch.empty(out, inp).uniform_(-bound, bound), torch.empty(out).uniform_(-bound, bound)]
     ps = [p.requires_grad_() for p in ps]
     opt = torch.optim.Adam(ps, lr=1e-3)
-    amp = torch.empty(B, 1, 1).uniform_(0.1, 5.0)
-    phase = torch.empty(B, 1, 1).uniform_(0, math.pi)
-    xs = torch.empty(B, K, 1).uniform_(-5, 5)
-    xq = torch.empty(B, K, 1).uniform_(-5, 5)
-    ys, yq = amp * torch.sin(xs - phase), amp * torch.sin(xq - phase)
+    xs, ys, xq, yq = sinusoids(B, K)
 
     def fwd(ws, x):
         h = x
