@@ -92,7 +92,7 @@ def main():
     if sgemm:
         s = sgemm[0]
         print("Machine: cblas_sgemm %sx%s on %s OpenBLAS threads (median of %s), timed before and after "
-              "the convolutions: %s GFLOP/s (a drop between the two: the load changed).\n"
+              "the convolutions: %s GFLOP/s (when the two differ, the machine's load changed).\n"
               % (s["n"], s["n"], s["threads"], meta.get("conv_reps"),
                  " and ".join("%s" % g["gflops"] for g in sgemm)))
     print("Command: `bench/scripts/speed.sh %s > bench/results/speed.md`.\n" % reps)
@@ -103,8 +103,9 @@ def main():
           "bench/torch_learners.py --only ROW --reps %s --threads %s`). Ratio: PyTorch time / mela "
           "time. Peak RSS: ru_maxrss of the process that ran only that row (PyTorch's includes the "
           "interpreter and torch, the \"import\" column). Parameters: floats learned, mela / "
-          "PyTorch (a check that the models are the same). mela eval: one "
-          "`mela_learner_evaluate` on one test task (median).\n" % (reps, reps, threads, reps, threads))
+          "PyTorch (a check that the models are the same). mela eval: "
+          "`mela_learner_evaluate` on one test task, median of %s calls after one warm-up.\n"
+          % (reps, reps, threads, reps, threads, reps))
     print("| # | row | mela ms | PyTorch ms | ratio | target | speed | mela MB | PyTorch MB "
           "(import) | mela / PyTorch RSS | memory ≤ 1/3 | parameters mela / PyTorch | mela eval ms |")
     print("| ---: | --- | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- | --- | ---: |")
