@@ -36,9 +36,12 @@ if ! $py -c 'import torch' 2>/dev/null; then
     fi
 fi
 
-# build (or bring up to date) the tool and the two benchmarks in build/
-if [ ! -f build/CMakeCache.txt ]; then
-    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >&2
+# build (or bring up to date) the tool and the two benchmarks in build/, as
+# a Release build without sanitizers (a build/ configured otherwise is
+# configured again)
+if ! grep -qx 'CMAKE_BUILD_TYPE:STRING=Release' build/CMakeCache.txt 2>/dev/null ||
+    grep -qx 'MELA_SANITIZE:BOOL=ON' build/CMakeCache.txt; then
+    cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DMELA_SANITIZE=OFF >&2
 fi
 cmake --build build -j2 --target mela_cli bench_learners bench_conv >&2
 
