@@ -14,10 +14,21 @@
  * ratio pessimistic rather than flattering.
  *
  *     bench_conv [--reps N] [--threads N] [--size N]
+ *     bench_conv --speed [--reps N] [--size N]
  *
  * --threads sets OpenBLAS's thread count (default: OpenBLAS's own choice).
  * OpenBLAS picks its kernels from the CPU it detects; the core it chose is
  * printed, and OPENBLAS_CORETYPE (e.g. SkylakeX) overrides a bad guess.
+ *
+ * --speed prints, instead, the rows of bench/scripts/speed.sh (issue 11) as
+ * machine-readable lines: the sgemm rate (--size, default 1024) on 2
+ * OpenBLAS threads, before and after the rest; forward, grad wrt input and
+ * grad wrt weights of every Conv-4 layer shape, max-pool (stride 1) and
+ * stride-2, batches 20 and 400, on ONE thread (OpenBLAS 1, the kernel's own
+ * chunks 1), as bench/torch_conv.py times PyTorch's:
+ *
+ *     SGEMM when=before n=1024 threads=2 ms=... gflops=...
+ *     CONV net=maxpool n=20 c=1 hw=28 oc=64 stride=1 kernel=fwd ms=... gflops=...
  */
 #include <cblas.h>
 #include <stdio.h>
@@ -127,18 +138,64 @@ static double sgemm_gflops(int n, int reps)
     return g;
 }
 
+/* The 2-thread sgemm rate, timed before and after the --speed rows (the
+ * difference says how much the machine's load moved meanwhile); OpenBLAS is
+ * left on one thread. */
+static void speed_sgemm(const char *when, int size, int reps)
+{
+    openblas_set_num_threads(2);
+    double m = sgemm_seconds(size, size, size, reps);
+    printf("SGEMM when=%s n=%d threads=%d ms=%.4f gflops=%.2f\n", when, size,
+           openblas_get_num_threads(), 1e3 * m, 2.0 * size * size * size / m * 1e-9);
+    fflush(stdout);
+    openblas_set_num_threads(1);
+}
+
+/* The --speed rows: C, H (= W) and stride of the Conv-4 layers (3x3, pad 1,
+ * 64 filters) of both networks, batches 20 and 400. */
+static int speed_rows(int reps, int size)
+{
+    static const struct { const char *net; int c, hw, stride; } layers[] = {
+        {"maxpool", 1, 28, 1}, {"maxpool", 64, 14, 1}, {"maxpool", 64, 7, 1}, {"maxpool", 64, 3, 1},
+        {"stride2", 1, 28, 2}, {"stride2", 64, 14, 2}, {"stride2", 64, 7, 2}, {"stride2", 64, 4, 2},
+    };
+    static const int batches[] = {20, 400};
+    static const char *short_name[] = {"fwd", "dx", "dw"};
+    printf("# OpenBLAS: %s; core: %s\n", openblas_get_config(), openblas_get_corename());
+    speed_sgemm("before", size, reps);
+    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+        for (size_t li = 0; li < sizeof layers / sizeof layers[0]; li++) {
+            mk_conv cv = {.N = batches[bi], .C = layers[li].c, .H = layers[li].hw, .W = layers[li].hw,
+                          .OC = 64, .KH = 3, .KW = 3, .stride = layers[li].stride, .pad = 1,
+                          .threads = 1};
+            if (mk_conv_init(&cv))
+                return 1;
+            for (enum kernel k = FWD; k <= DW; k++) {
+                double t = time_kernel(k, &cv, reps);
+                printf("CONV net=%s n=%d c=%d hw=%d oc=%d stride=%d kernel=%s ms=%.4f gflops=%.2f\n",
+                       layers[li].net, cv.N, cv.C, cv.H, cv.OC, cv.stride, short_name[k], 1e3 * t,
+                       conv_flops(&cv) / t * 1e-9);
+                fflush(stdout);
+            }
+        }
+    speed_sgemm("after", size, reps);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int reps = 15, threads = 0, size = 1024;
+    int reps = 15, threads = 0, size = 1024, speed = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+        if (!strcmp(argv[i], "--speed"))
+            speed = 1;
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--size") && i + 1 < argc)
             size = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--reps N] [--threads N] [--size N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--speed] [--reps N] [--threads N] [--size N]\n", argv[0]);
             return 2;
         }
     }
@@ -146,6 +203,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_conv: --reps and --size must be positive\n");
         return 2;
     }
+    if (speed)
+        return speed_rows(reps, size);
     if (threads > 0)
         openblas_set_num_threads(threads);
     printf("OpenBLAS: %s\ncore: %s, threads: %d, reps: %d (median)\n\n", openblas_get_config(),

@@ -22,39 +22,51 @@ SETTINGS = [
 ]
 
 
-def init(ways):
+def init(ways, maxpool=False, size=28):
+    """Conv-4 weights as mela lays them out (conv, bias, bn weight, bn bias
+    per block; head): stride-2 blocks (28 -> 14 -> 7 -> 4 -> 2), or stride-1
+    blocks with 2x2 max-pools (28 -> 14 -> 7 -> 3 -> 1)."""
     ps, c = [], 1
     for _ in range(4):
         w = torch.empty(64, c, 3, 3)
         torch.nn.init.xavier_uniform_(w)
         ps += [w, torch.zeros(64), torch.ones(64), torch.zeros(64)]
         c = 64
-    w = torch.empty(ways, 256)
+        size = size // 2 if maxpool else (size + 1) // 2
+    w = torch.empty(ways, 64 * size * size)
     torch.nn.init.xavier_uniform_(w)
     ps += [w, torch.zeros(ways)]
     return [p.requires_grad_() for p in ps]
 
 
-def forward(ps, x):
+def forward(ps, x, maxpool=False):
     h = x
     for i in range(4):
         w, b, g, beta = ps[4 * i : 4 * i + 4]
-        h = F.conv2d(h, w, b, stride=2, padding=1)
+        h = F.conv2d(h, w, b, stride=1 if maxpool else 2, padding=1)
         h = F.batch_norm(h, None, None, g, beta, training=True, eps=1e-5)
         h = F.relu(h)
+        if maxpool:
+            h = F.max_pool2d(h, 2)
     return F.linear(h.flatten(1), ps[16], ps[17])
 
 
-def meta_iteration(ps, opt, tasks, steps, lr, first_order):
+def meta_iteration(ps, opt, tasks, steps, lr, first_order, maxpool=False):
     opt.zero_grad()
+    total = 0.0
     for xs, ys, xq, yq in tasks:
         fast = ps
         for _ in range(steps):
-            loss = F.cross_entropy(forward(fast, xs), ys)
+            loss = F.cross_entropy(forward(fast, xs, maxpool), ys)
             grads = torch.autograd.grad(loss, fast, create_graph=not first_order)
             fast = [p - lr * g for p, g in zip(fast, grads)]
-        (F.cross_entropy(forward(fast, xq), yq) / len(tasks)).backward()
+        out = forward(fast, xq, maxpool)
+        loss = F.cross_entropy(out, yq)
+        acc = (out.argmax(1) == yq).float().mean()  # mela's plan reports it too
+        (loss / len(tasks)).backward()
+        total += loss.item() / len(tasks)
     opt.step()
+    return total
 
 
 def main():
