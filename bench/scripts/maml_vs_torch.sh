@@ -8,7 +8,7 @@ cd "$(dirname "$0")/../.."
 reps=${1:-5}
 threads=${2:-2}
 # the same BLAS kernels for both (OpenBLAS falls back to SSE3 on unknown CPUs)
-core=${OPENBLAS_CORETYPE:-$(build/mela --version | sed 's/.*kernels: \(.*\))/\1/')}
+core=${OPENBLAS_CORETYPE:-$(build/mela --version | sed 's/.*OpenBLAS kernels: \([^;)]*\).*/\1/')}
 export OPENBLAS_CORETYPE=$core
 echo "commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, OPENBLAS_CORETYPE=$core"
 echo

@@ -21,7 +21,7 @@ if [ ! -s "$out" ]; then
   {
     echo "# MAML++ (with ablations) and Reptile on Omniglot (Vinyals split, 600 test episodes)"
     echo
-    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, OpenBLAS kernels: $($mela --version | sed 's/.*kernels: \(.*\))/\1/')"
+    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, OpenBLAS kernels: $($mela --version | sed 's/.*OpenBLAS kernels: \([^;)]*\).*/\1/')"
     echo
     echo "| run | meta-iterations | wall | test accuracy (95% CI) | commit | command |"
     echo "| --- | ---: | ---: | --- | --- | --- |"

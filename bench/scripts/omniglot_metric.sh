@@ -22,7 +22,7 @@ if [ ! -s "$out" ]; then
   {
     echo "# Metric learners on Omniglot"
     echo
-    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, OpenBLAS kernels: $($mela --version | sed 's/.*kernels: \(.*\))/\1/')"
+    echo "Machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores, OpenBLAS kernels: $($mela --version | sed 's/.*OpenBLAS kernels: \([^;)]*\).*/\1/')"
     echo
     echo "| learner | trained | updates | wall | tested | test accuracy (95% CI) | commit | commands |"
     echo "| --- | --- | ---: | ---: | --- | --- | --- | --- |"

@@ -46,7 +46,7 @@ fi
 cmake --build build -j2 --target mela_cli bench_learners bench_conv >&2
 
 # the same BLAS kernels for both (OpenBLAS falls back to SSE3 on unknown CPUs)
-core=${OPENBLAS_CORETYPE:-$(build/mela --version | sed -n 's/.*kernels: \(.*\))/\1/p')}
+core=${OPENBLAS_CORETYPE:-$(build/mela --version | sed -n 's/.*OpenBLAS kernels: \([^;)]*\).*/\1/p')}
 export OPENBLAS_CORETYPE=$core
 
 raw=$(mktemp -d)
@@ -57,6 +57,7 @@ trap 'rm -rf "$raw"' EXIT
     echo "cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
     echo "cores=$(nproc)"
     echo "coretype=$core"
+    echo "conv=$(build/mela --version | sed -n 's/.*convolutions: \([^)]*\)).*/\1/p')"
     echo "torch=$($py -c 'import torch; print(torch.__version__)') (python3-torch $(dpkg-query -W -f='${Version}' python3-torch 2>/dev/null || echo '?'))"
     echo "reps=$reps"
     echo "conv_reps=$conv_reps"

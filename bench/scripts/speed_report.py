@@ -85,10 +85,10 @@ def main():
 
     print("# Training throughput: mela against PyTorch (issue 11)\n")
     print("Commit %s, %s. CPU: %s, %s cores. OPENBLAS_CORETYPE=%s (from `mela --version`, for both). "
-          "PyTorch %s. Load average %s at the start, %s at the end; the run took %s s.\n"
+          "mela's convolutions: %s. PyTorch %s. Load average %s at the start, %s at the end; the run took %s s.\n"
           % (meta.get("commit"), meta.get("date"), meta.get("cpu"), meta.get("cores"),
-             meta.get("coretype"), meta.get("torch"), meta.get("load_start"), meta.get("load_end"),
-             meta.get("seconds")))
+             meta.get("coretype"), meta.get("conv", "?"), meta.get("torch"), meta.get("load_start"),
+             meta.get("load_end"), meta.get("seconds")))
     if sgemm:
         s = sgemm[0]
         print("Machine: cblas_sgemm %sx%s on %s OpenBLAS threads (median of %s), timed before and after "
