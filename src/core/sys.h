@@ -31,8 +31,13 @@ int mela_sys_list_dir(const char *dir, char ***names, int *n);
 void mela_sys_free_names(char **names, int n);
 
 /* Reads the regular file path whole into a malloc'ed buffer with a NUL after
- * its *size bytes (text can be parsed in place). 0 or -1. */
+ * its *size bytes (text can be parsed in place). Anything else - a
+ * directory, a FIFO, a device - is refused without blocking or reading it.
+ * 0 or -1. */
 int mela_sys_read_file(const char *path, uint8_t **data, size_t *size);
+/* The same, refusing (errno EFBIG) a file of more than max bytes, also one
+ * that grows past max while it is read. */
+int mela_sys_read_file_max(const char *path, size_t max, uint8_t **data, size_t *size);
 
 /* Replacing path in one step: write "path.tmp.<pid>", then finish it, so that
  * a reader, or a crash, sees the old file or the whole new one.
