@@ -324,11 +324,22 @@ static void test_round_trip(void)
         CHECK(mela_checkpoint_meta(ck, "absent") == NULL, "absent meta");
         for (size_t i = 0; i < size; i++)
             back[i] = 42.0f;
-        CHECK(mela_checkpoint_read(ck, L, back) == 0, "read: %s", mela_last_error());
+        /* The weights of a model must be finite: the read refuses the inf and
+         * the NaN, naming the tensor, and writes nothing. */
+        CHECK(mela_checkpoint_read(ck, L, back) < 0 && has(mela_last_error(), p) &&
+                  has(mela_last_error(), "tensor 'conv1.weight' holds 2 non-finite values") &&
+                  has(mela_last_error(), "inf at index 1"),
+              "non-finite weights read: %s", mela_last_error());
+        int untouched = 1;
+        for (size_t i = 0; i < size; i++)
+            untouched &= back[i] == 42.0f;
+        CHECK(untouched, "a refused read wrote into theta");
+        /* Tensor by tensor, every bit is as it was saved, NaN payload too. */
         int same = 1, pad = 1;
         for (int v = 0; v < mela_layout_count(L); v++) {
             size_t o = mela_layout_offset(L, v), m = mela_shape_numel(mela_layout_shape(L, v));
-            same &= !memcmp(theta + o, back + o, m * sizeof(float));
+            same &= mela_checkpoint_tensor(ck, v, back + o) == 0 &&
+                    !memcmp(theta + o, back + o, m * sizeof(float));
         }
         size_t in_views = 0;
         for (size_t i = 0; i < size; i++)
@@ -339,6 +350,27 @@ static void test_round_trip(void)
     }
     mela_checkpoint_close(ck);
     mela_checkpoint_close(NULL);
+
+    /* Finite again (-0 and the denormal kept): the whole read gives back
+     * every bit, and nothing in the padding. */
+    theta[mela_layout_offset(L, 0) + 1] = 3.0f;
+    theta[mela_layout_offset(L, 0) + 2] = -3.0f;
+    CHECK(mela_checkpoint_save(p, L, theta, 0, NULL, NULL) == 0, "save: %s", mela_last_error());
+    ck = mela_checkpoint_open(p);
+    for (size_t i = 0; i < size; i++)
+        back[i] = 42.0f;
+    CHECK(ck && mela_checkpoint_read(ck, L, back) == 0, "read: %s", mela_last_error());
+    int same = 1;
+    for (int v = 0; v < mela_layout_count(L); v++) {
+        size_t o = mela_layout_offset(L, v), m = mela_shape_numel(mela_layout_shape(L, v));
+        same &= !memcmp(theta + o, back + o, m * sizeof(float));
+    }
+    size_t changed = 0;
+    for (size_t i = 0; i < size; i++)
+        changed += back[i] != 42.0f;
+    CHECK(same && changed <= floats, "read after the round trip: same %d, %zu changed", same,
+          changed);
+    mela_checkpoint_close(ck);
 
     /* Overwriting keeps a valid file with the new values and no temp file. */
     theta[mela_layout_offset(L, 3)] = 123.5f;

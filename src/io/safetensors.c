@@ -493,6 +493,26 @@ int mela_checkpoint_tensor(const mela_checkpoint *ck, int i, float *out)
     return 0;
 }
 
+/* A model's weights are finite: a NaN or an infinity would only spread
+ * through every later step (a run that diverged, a damaged file). */
+static int check_finite(const mela_checkpoint *ck, const ck_tensor *t)
+{
+    const unsigned char *p = ck->data + t->begin;
+    size_t n = (size_t)((t->end - t->begin) / 4), bad = 0, first = 0;
+    uint32_t first_bits = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits = get_le32(p + 4 * k);
+        if ((bits & 0x7f800000u) == 0x7f800000u && !bad++) /* exponent all ones */
+            first = k, first_bits = bits;
+    }
+    if (!bad)
+        return 0;
+    const char *what = first_bits & 0x007fffffu ? "NaN" : first_bits >> 31 ? "-inf" : "inf";
+    return ck_error(ck->path, "tensor '%s' holds %zu non-finite value%s (the first: %s at index "
+                    "%zu of %zu); a model's weights must be finite", t->name, bad,
+                    bad == 1 ? "" : "s", what, first, n);
+}
+
 int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float *theta)
 {
     if (!ck || !L || (!theta && mela_layout_size(L) > 0))
@@ -516,6 +536,9 @@ int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float 
             return ck_error(ck->path, "tensor '%s' is not in the model (a checkpoint of another "
                             "model?): the file has %d tensors, the model %d", ck->t[i].name, ck->n,
                             nl);
+    for (int i = 0; i < ck->n; i++)
+        if (check_finite(ck, &ck->t[i]))
+            return -1;
     for (int v = 0; v < nl; v++)
         mela_checkpoint_tensor(ck, mela_checkpoint_find(ck, mela_layout_name(L, v)),
                                theta + mela_layout_offset(L, v));
