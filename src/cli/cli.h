@@ -9,4 +9,10 @@ int cli_eval(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 
+/* The integer in text when it is all digits (an optional sign) and within
+ * lo..hi; otherwise prints "mela CMD: FLAG 'TEXT' is not an integer in
+ * LO..HI" and returns -1. */
+int cli_int_arg(const char *cmd, const char *flag, const char *text, long long lo, long long hi,
+                long long *out);
+
 #endif
