@@ -463,6 +463,60 @@ static void test_truncated_jpeg(void)
     }
 }
 
+/* A valid progressive RGB JPEG of 1137 scans: per component one DC scan,
+ * then each AC coefficient alone in six successive-approximation scans. */
+static unsigned char *many_scans_jpeg(unsigned long *n)
+{
+    enum { SCANS = 3 * (1 + 63 * 6) };
+    static jpeg_scan_info scans[SCANS];
+    int k = 0;
+    for (int c = 0; c < 3; c++) {
+        scans[k++] = (jpeg_scan_info){1, {c}, 0, 0, 0, 0};
+        for (int f = 1; f <= 63; f++) {
+            scans[k++] = (jpeg_scan_info){1, {c}, f, f, 0, 5};
+            for (int al = 4; al >= 0; al--)
+                scans[k++] = (jpeg_scan_info){1, {c}, f, f, al + 1, al};
+        }
+    }
+    struct jpeg_compress_struct cc;
+    struct jpeg_error_mgr err;
+    unsigned char *out = NULL;
+    *n = 0;
+    cc.err = jpeg_std_error(&err);
+    jpeg_create_compress(&cc);
+    jpeg_mem_dest(&cc, &out, n);
+    cc.image_width = cc.image_height = 8;
+    cc.input_components = 3;
+    cc.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cc);
+    cc.scan_info = scans;
+    cc.num_scans = SCANS;
+    jpeg_start_compress(&cc, TRUE);
+    uint8_t row[8 * 3];
+    while (cc.next_scanline < 8) {
+        for (int i = 0; i < 24; i++)
+            row[i] = (uint8_t)(i * 10 + cc.next_scanline * 3);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&cc, &r, 1);
+    }
+    jpeg_finish_compress(&cc);
+    jpeg_destroy_compress(&cc);
+    return out;
+}
+
+static void test_many_scans(void)
+{
+    unsigned long n;
+    unsigned char *j = many_scans_jpeg(&n);
+    uint8_t *pix = NULL;
+    int h, w;
+    CHECK(j && mela_image_decode(j, n, "scans", 3, &pix, &h, &w) < 0 && !pix &&
+              strstr(mela_last_error(), "scans: bad JPEG (libjpeg: more than 1000 scans)"),
+          "JPEG of 1137 scans: %s", mela_last_error());
+    free(pix);
+    free(j);
+}
+
 /* Fails the test (SIGALRM) instead of hanging it when a read blocks. */
 static void arm(void) { alarm(20); }
 static void disarm(void) { alarm(0); }
@@ -559,6 +613,7 @@ int main(void)
     test_good();
     test_bad();
     test_truncated_jpeg();
+    test_many_scans();
     test_not_files();
     test_class_links();
     check_rm_rf(root);
