@@ -114,8 +114,8 @@ static void parse_file_name(const char *f, int *id, int *drawer)
     *drawer = (na && nb && *p == '.') ? b : -1;
 }
 
-static mela_dataset *decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
-                                    int H, int W)
+mela_dataset *omniglot_decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
+                                      int H, int W)
 {
     zip_error_t zerr;
     zip_error_init(&zerr);
@@ -511,7 +511,7 @@ static mela_dataset *load_archive(const char *dir, int set, int H, int W, const 
             *state = MELA_CACHE_HIT;
     }
     if (!ds) {
-        ds = decode_archive(path, bytes, size, set, H, W);
+        ds = omniglot_decode_archive(path, bytes, size, set, H, W);
         if (ds && cache_dir)
             *state = cache_write(cache_dir, file, ds, size, hash) ? MELA_CACHE_UNWRITABLE
                                                                   : MELA_CACHE_WRITTEN;

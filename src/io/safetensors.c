@@ -21,6 +21,7 @@
 
 #include "core/sys.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "mela_io.h"
 
 /* The reference implementation refuses headers above 100 MB. */
@@ -401,7 +402,9 @@ static int parse_checkpoint(const char *path, mela_checkpoint *ck)
     return 0;
 }
 
-mela_checkpoint *mela_checkpoint_open(const char *path)
+/* A checkpoint named path (in messages): the file at path, or size bytes
+ * from memory when bytes is not NULL. */
+static mela_checkpoint *checkpoint_new(const char *path, const void *bytes, size_t size)
 {
     if (!path || !*path) {
         mela_set_error("checkpoint: no path given");
@@ -418,11 +421,28 @@ mela_checkpoint *mela_checkpoint_open(const char *path)
         ck_error(path, "out of memory");
         return NULL;
     }
-    if (read_file(path, ck) < 0 || parse_checkpoint(path, ck) < 0) {
+    int rc;
+    if (bytes) {
+        ck->file = malloc(size + 1); /* + 1: never malloc(0) */
+        ck->size = size;
+        rc = ck->file ? 0 : ck_error(path, "out of memory");
+        if (ck->file)
+            memcpy(ck->file, bytes, size);
+    } else {
+        rc = read_file(path, ck);
+    }
+    if (rc < 0 || parse_checkpoint(path, ck) < 0) {
         mela_checkpoint_close(ck);
         return NULL;
     }
     return ck;
+}
+
+mela_checkpoint *mela_checkpoint_open(const char *path) { return checkpoint_new(path, NULL, 0); }
+
+mela_checkpoint *io_checkpoint_from_memory(const char *name, const void *bytes, size_t size)
+{
+    return checkpoint_new(name, bytes ? bytes : "", bytes ? size : 0);
 }
 
 const char *mela_checkpoint_meta(const mela_checkpoint *ck, const char *key)
