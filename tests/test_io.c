@@ -615,6 +615,18 @@ static void test_metrics(void)
     CHECK(mela_metrics_open(cp, "x") == NULL && has(mela_last_error(), "train.csv"),
           "dir through a file: %s", mela_last_error());
     CHECK(mela_metrics_close(NULL) == 0, "close NULL");
+    /* A FIFO where a log goes: refused at once (writing would wait for a
+     * reader), and the other file of the log is not created either. */
+    snprintf(cp, sizeof cp, "%s/pipe.jsonl", dir);
+    CHECK(mkfifo(cp, 0644) == 0, "mkfifo");
+    alarm(20);
+    CHECK(mela_metrics_open(dir, "pipe") == NULL && has(mela_last_error(), cp) &&
+              has(mela_last_error(), "named pipe (FIFO)"),
+          "metrics into a FIFO: %s", mela_last_error());
+    alarm(0);
+    snprintf(cp, sizeof cp, "%s/pipe.csv", dir);
+    struct stat st;
+    CHECK(stat(cp, &st) != 0, "%s created beside the refused FIFO", cp);
 }
 
 /* ------------------------------------------------------------------- plots */
@@ -672,6 +684,14 @@ static void test_plot(void)
     const char *nd = path_in("nodir/p.png");
     CHECK(mela_plot_png(nd, "t", "x", 1, s) < 0 && has(mela_last_error(), nd), "missing dir: %s",
           mela_last_error());
+    const char *fifo = path_in("curves.png");
+    CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
+    alarm(20);
+    CHECK(mela_plot_png(fifo, "t", "x", 1, s) < 0 && has(mela_last_error(), fifo) &&
+              has(mela_last_error(), "FIFO"),
+          "plot into a FIFO: %s", mela_last_error());
+    alarm(0);
+    unlink(fifo);
     if (getenv("MELA_KEEP_PLOT")) { /* to look at it */
         char cmd[1200];
         snprintf(cmd, sizeof cmd, "cp %s %s/odd.png %s/empty.png /tmp/", p, tmp, tmp);

@@ -215,6 +215,41 @@ int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
     return mela_sys_read_file_max(path, SIZE_MAX - 2, data, size);
 }
 
+FILE *mela_sys_fopen_write(const char *path)
+{
+    /* O_NONBLOCK: a FIFO with no reader fails (ENXIO) instead of waiting
+     * for one; no O_TRUNC until the file is known to be a regular one. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == ENXIO) {
+        mela_set_error("cannot create %s: it is a named pipe (FIFO), not a file", path);
+        errno = ENXIO;
+        return NULL;
+    }
+    if (fd < 0) {
+        fail(errno, "create", path);
+        return NULL;
+    }
+    struct stat st;
+    int e = fstat(fd, &st) ? errno : 0;
+    if (!e && !S_ISREG(st.st_mode)) {
+        close(fd);
+        mela_set_error("cannot create %s: it is %s, not a file", path, file_kind(st.st_mode));
+        errno = EINVAL;
+        return NULL;
+    }
+    int fl = e ? -1 : fcntl(fd, F_GETFL);
+    if (!e && (ftruncate(fd, 0) || fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)))
+        e = errno;
+    FILE *f = e ? NULL : fdopen(fd, "w");
+    if (!f) {
+        e = e ? e : errno;
+        close(fd);
+        fail(e, "create", path);
+        return NULL;
+    }
+    return f;
+}
+
 int mela_sys_temp_open(const char *path, char **tmp)
 {
     size_t n = strlen(path) + 32;
