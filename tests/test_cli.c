@@ -70,6 +70,10 @@ int main(void)
     CHECK(run(out, sizeof out, "train --learner reptile --ways 20 --help", 0, 0) == 0 &&
               strstr(out, "default for reptile on omniglot, 20-way") && strstr(out, "(default: 0.0005)"),
           "train --help shows the defaults of the learner given: %s", out);
+    CHECK(run(out, sizeof out, "--help", 0, 0) == 0 && strstr(out, "MAML++, Reptile"),
+          "--help names every learner: %s", out);
+    CHECK(run(out, sizeof out, "adapt --help", 0, 0) == 0 && strstr(out, "mamlpp, reptile"),
+          "adapt --help names every gradient-based learner: %s", out);
     CHECK(run(out, sizeof out, "bogus", 0, 0) == 2 && strstr(out, "bogus"), "unknown command: %s", out);
     CHECK(run(out, sizeof out, "train --ways 0", 0, 0) == 2 && strstr(out, "ways"), "bad ways: %s", out);
     CHECK(run(out, sizeof out, "train --shots 0", 0, 0) == 2 && strstr(out, "shots"), "zero shots: %s", out);

@@ -459,6 +459,10 @@ static void test_broken_files(void)
     expect_open_error("/dev/zero", "character device", "/dev/zero");
     alarm(0);
     unlink(fifo);
+    const char *loop = path_in("loop.safetensors");
+    CHECK(symlink(loop, loop) == 0, "symlink");
+    expect_open_error(loop, "Too many levels of symbolic links", "a looping link");
+    unlink(loop);
 
     const char *p = path_in("hand.safetensors");
     float two[2] = {1, 2};
