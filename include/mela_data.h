@@ -156,7 +156,11 @@ enum {
  *
  * Errors -> NULL naming the file or class: an empty class folder, a file with
  * another extension inside a class folder, an image that does not decode,
- * no class at all, H or W outside 1..4096.
+ * no class at all, H or W outside 1..4096. Symbolic links are followed; an
+ * entry of root that is a dangling or looping link is an error naming it (it
+ * may have been meant as a class). Only regular files are read as images
+ * (a FIFO or a link to /dev/zero is refused without reading it), at most
+ * MELA_IMAGE_MAX_BYTES each.
  */
 mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
 
@@ -376,9 +380,19 @@ int mela_mean_ci(const double *x, int n, double *mean, double *ci95);
  * repeats pixels). Returns 0, or -1 when out of memory. */
 int mela_resize_area(uint8_t *out, int H, int W, const uint8_t *in, int h, int w);
 
+/* The largest image mela decodes, 64 megapixels (width x height), and the
+ * largest image file it reads, 256 MB: larger ones are refused by name
+ * before anything of their size is allocated. */
+#define MELA_IMAGE_MAX_PIXELS (64u << 20)
+#define MELA_IMAGE_MAX_BYTES ((size_t)256 << 20)
+
 /* Decodes a PNG or JPEG held in memory to 8-bit grey (channels 1) or RGB
  * (channels 3). *pix (malloc'ed, h*w*channels) belongs to the caller. `what`
- * names the source in the error. Returns 0 or -1. */
+ * names the source in the error. The dimensions the header declares are
+ * checked against MELA_IMAGE_MAX_PIXELS before decoding; a truncated or
+ * corrupt image (libpng's errors, every libjpeg warning such as "premature
+ * end of JPEG file") is an error, never an image completed with grey.
+ * Returns 0 or -1. */
 int mela_image_decode(const void *data, size_t size, const char *what, int channels, uint8_t **pix,
                       int *h, int *w);
 

@@ -102,16 +102,18 @@ const char *mela_checkpoint_name(const mela_checkpoint *ck, int i);
 mela_shape mela_checkpoint_shape(const mela_checkpoint *ck, int i);
 /* Index of the tensor called name, or -1. */
 int mela_checkpoint_find(const mela_checkpoint *ck, const char *name);
-/* Copies the numel floats of tensor i into out; 0, or -1 (i out of range). */
+/* Copies the numel floats of tensor i into out, every bit as stored (NaN
+ * and infinities too: this is the raw view); 0, or -1 (i out of range). */
 int mela_checkpoint_tensor(const mela_checkpoint *ck, int i, float *out);
 
 /* Fills every view of L in theta (mela_layout_size(L) floats) from the
  * tensor of the same name. The checkpoint must match the model exactly: a
  * view with no tensor, a tensor of another shape, or a tensor that no view
  * names (a checkpoint of another model) is an error naming the tensor (and
- * both shapes). Everything is checked before anything is written, so on
- * error theta is unchanged; the layout's padding is never written. Returns
- * 0 or -1. */
+ * both shapes), and so is a NaN or an infinity in any tensor (the message
+ * names the tensor, counts them and gives the first). Everything is checked
+ * before anything is written, so on error theta is unchanged; the layout's
+ * padding is never written. Returns 0 or -1. */
 int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float *theta);
 
 /* ----------------------------------------------------------------- metrics */

@@ -2,8 +2,13 @@
 # deps.sh - makes sure the Debian packages mela builds with are installed.
 # As root it installs what is missing with apt-get; otherwise it prints the
 # exact apt-get line to run and fails.
+#   scripts/deps.sh          what the build and the tests need
+#   scripts/deps.sh --fuzz   and clang with its libFuzzer runtime (scripts/fuzz.sh)
 set -euo pipefail
 pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev)
+if [ "${1:-}" = "--fuzz" ]; then
+  pkgs+=(clang libclang-rt-14-dev)
+fi
 missing=()
 for p in "${pkgs[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -7,6 +7,7 @@
  * --overwrite, a diverging validation stopping the run with what was saved. */
 #include <png.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +218,10 @@ int main(void)
     CHECK(run(out, sizeof out, "train --learner reptile --ways 20 --help", 0, 0) == 0 &&
               strstr(out, "default for reptile on omniglot, 20-way") && strstr(out, "(default: 0.0005)"),
           "train --help shows the defaults of the learner given: %s", out);
+    CHECK(run(out, sizeof out, "--help", 0, 0) == 0 && strstr(out, "MAML++, Reptile"),
+          "--help names every learner: %s", out);
+    CHECK(run(out, sizeof out, "adapt --help", 0, 0) == 0 && strstr(out, "mamlpp, reptile"),
+          "adapt --help names every gradient-based learner: %s", out);
     CHECK(run(out, sizeof out, "bogus", 0, 0) == 2 && strstr(out, "bogus"), "unknown command: %s", out);
     CHECK(run(out, sizeof out, "train --ways 0", 0, 0) == 2 && strstr(out, "ways"), "bad ways: %s", out);
     CHECK(run(out, sizeof out, "train --shots 0", 0, 0) == 2 && strstr(out, "shots"), "zero shots: %s", out);
@@ -235,6 +240,55 @@ int main(void)
     snprintf(ck, sizeof ck, "%s/sin/metrics.jsonl", dir);
     struct stat st;
     CHECK(stat(ck, &st) == 0 && st.st_size > 0, "metrics written");
+
+    /* Counts out of range are refused, not wrapped (4294967298 would be 2
+     * as an int, 4294967296 would be 0). */
+    snprintf(ck, sizeof ck, "%s/sin/best.safetensors", dir);
+    CHECK(run(out, sizeof out, "eval %s --episodes 4294967298", ck, 0) == 2 &&
+              strstr(out, "--episodes '4294967298' is not an integer in 1..1000000") &&
+              !strstr(out, "mse"), "eval --episodes 4294967298: %s", out);
+    CHECK(run(out, sizeof out, "eval %s --steps 4294967296", ck, 0) == 2 &&
+              strstr(out, "--steps '4294967296' is not an integer in 0..100") && !strstr(out, "mse"),
+          "eval --steps 4294967296: %s", out);
+    CHECK(run(out, sizeof out, "eval %s --episodes 2x", ck, 0) == 2 && strstr(out, "'2x'"),
+          "eval --episodes 2x: %s", out);
+    CHECK(run(out, sizeof out, "adapt %s %s --steps 4294967296 q.png", ck, dir) == 2 &&
+              strstr(out, "--steps '4294967296' is not an integer in 0..100"),
+          "adapt --steps 4294967296: %s", out);
+    CHECK(run(out, sizeof out, "demo --steps 4294967297", 0, 0) == 2 &&
+              strstr(out, "1..1000000") && !strstr(out, "mse"), "demo --steps: %s", out);
+    CHECK(run(out, sizeof out, "demo --seed -1", 0, 0) == 2 && strstr(out, "'-1'"),
+          "demo --seed -1: %s", out);
+    /* A checkpoint holding a NaN: refused by name, no result printed. */
+    size_t n = 0;
+    FILE *f = fopen(ck, "rb");
+    static unsigned char buf[1 << 20];
+    if (f) {
+        n = fread(buf, 1, sizeof buf, f);
+        fclose(f);
+    }
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8 && n >= 8; i++)
+        hlen |= (uint64_t)buf[i] << (8 * i);
+    CHECK(n > 8 + hlen + 4, "read %s (%zu bytes)", ck, n);
+    if (n > 8 + hlen + 4) {
+        memcpy(buf + 8 + hlen, "\x00\x00\xc0\x7f", 4); /* the first float of the data: NaN */
+        snprintf(ck, sizeof ck, "%s/nan.safetensors", dir);
+        f = fopen(ck, "wb");
+        CHECK(f && fwrite(buf, 1, n, f) == n && fclose(f) == 0, "write %s", ck);
+        CHECK(run(out, sizeof out, "eval %s --episodes 5", ck, 0) == 1 && strstr(out, ck) &&
+                  strstr(out, "non-finite") && strstr(out, "NaN at index 0") && !strstr(out, "mse"),
+              "NaN checkpoint: %s", out);
+    }
+    /* A FIFO or a directory as the checkpoint: said what it is, no hang. */
+    snprintf(ck, sizeof ck, "%s/pipe.safetensors", dir);
+    CHECK(mkfifo(ck, 0644) == 0, "mkfifo");
+    alarm(60); /* a hang fails the test */
+    CHECK(run(out, sizeof out, "eval %s", ck, 0) == 1 && strstr(out, "named pipe (FIFO)"),
+          "FIFO checkpoint: %s", out);
+    alarm(0);
+    CHECK(run(out, sizeof out, "eval %s/sin", dir, 0) == 1 && strstr(out, "is a directory, not a file") &&
+              !strstr(out, "Input/output error"), "directory as checkpoint: %s", out);
 
     const char *data = getenv("MELA_SHARED_DATA");
     char omni[600];

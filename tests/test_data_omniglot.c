@@ -567,6 +567,26 @@ static void test_bad_archives(void)
     ds = mela_omniglot_load(bad, &o);
     CHECK(!ds && strstr(mela_last_error(), "x.png") && strstr(mela_last_error(), "laid out"),
           "layout: %s", mela_last_error());
+    /* An entry larger than any image (zeros: 65 MB in a zip of 64 kB) is
+     * refused by its size, before it is read. */
+    size_t big_n = (size_t)65 << 20;
+    uint8_t *big = calloc(big_n, 1);
+    write_archive(bad, "images_background", BG, 1, 1, 2, 0,
+                  "images_background/Alpha/character01/0001_03.png", big, big_n);
+    free(big);
+    ds = mela_omniglot_load(bad, &o);
+    CHECK(!ds && strstr(mela_last_error(), "0001_03.png: 68157440 bytes uncompressed") &&
+              strstr(mela_last_error(), "64 MB") && !strstr(mela_last_error(), "No error"),
+          "oversized entry: %s", mela_last_error());
+    /* A FIFO in the archive's place is refused, not waited on. */
+    unlink(p);
+    CHECK(mkfifo(p, 0644) == 0, "mkfifo");
+    alarm(20);
+    ds = mela_omniglot_load(bad, &o);
+    alarm(0);
+    CHECK(!ds && strstr(mela_last_error(), p) && strstr(mela_last_error(), "FIFO"),
+          "FIFO as the archive: %s", mela_last_error());
+    unlink(p);
     /* Directories only: no images. */
     write_archive(bad, "images_background", BG, 0, 1, 2, 0, NULL, NULL, 0);
     ds = mela_omniglot_load(bad, &o);

@@ -466,9 +466,21 @@ static void test_exec_threads(void)
     mela_model_free(m);
 }
 
+/* A message that quotes the last one, as callers add their context. */
+static void test_error_context(void)
+{
+    mela_set_error("tensor '%s' is bad", "w");
+    CHECK(mela_set_error("%s: metadata: %s", "run/best.safetensors", mela_last_error()) == -1 &&
+              !strcmp(mela_last_error(), "run/best.safetensors: metadata: tensor 'w' is bad"),
+          "error with its context: '%s'", mela_last_error());
+    mela_clear_error();
+    CHECK(!strcmp(mela_last_error(), ""), "cleared");
+}
+
 int main(void)
 {
     test_exec_threads();
+    test_error_context();
     test_build_errors();
     test_grad_errors_and_stop();
     test_runtime_errors();

@@ -325,11 +325,22 @@ static void test_round_trip(void)
         CHECK(mela_checkpoint_meta(ck, "absent") == NULL, "absent meta");
         for (size_t i = 0; i < size; i++)
             back[i] = 42.0f;
-        CHECK(mela_checkpoint_read(ck, L, back) == 0, "read: %s", mela_last_error());
+        /* The weights of a model must be finite: the read refuses the inf and
+         * the NaN, naming the tensor, and writes nothing. */
+        CHECK(mela_checkpoint_read(ck, L, back) < 0 && has(mela_last_error(), p) &&
+                  has(mela_last_error(), "tensor 'conv1.weight' holds 2 non-finite values") &&
+                  has(mela_last_error(), "inf at index 1"),
+              "non-finite weights read: %s", mela_last_error());
+        int untouched = 1;
+        for (size_t i = 0; i < size; i++)
+            untouched &= back[i] == 42.0f;
+        CHECK(untouched, "a refused read wrote into theta");
+        /* Tensor by tensor, every bit is as it was saved, NaN payload too. */
         int same = 1, pad = 1;
         for (int v = 0; v < mela_layout_count(L); v++) {
             size_t o = mela_layout_offset(L, v), m = mela_shape_numel(mela_layout_shape(L, v));
-            same &= !memcmp(theta + o, back + o, m * sizeof(float));
+            same &= mela_checkpoint_tensor(ck, v, back + o) == 0 &&
+                    !memcmp(theta + o, back + o, m * sizeof(float));
         }
         size_t in_views = 0;
         for (size_t i = 0; i < size; i++)
@@ -340,6 +351,27 @@ static void test_round_trip(void)
     }
     mela_checkpoint_close(ck);
     mela_checkpoint_close(NULL);
+
+    /* Finite again (-0 and the denormal kept): the whole read gives back
+     * every bit, and nothing in the padding. */
+    theta[mela_layout_offset(L, 0) + 1] = 3.0f;
+    theta[mela_layout_offset(L, 0) + 2] = -3.0f;
+    CHECK(mela_checkpoint_save(p, L, theta, 0, NULL, NULL) == 0, "save: %s", mela_last_error());
+    ck = mela_checkpoint_open(p);
+    for (size_t i = 0; i < size; i++)
+        back[i] = 42.0f;
+    CHECK(ck && mela_checkpoint_read(ck, L, back) == 0, "read: %s", mela_last_error());
+    int same = 1;
+    for (int v = 0; v < mela_layout_count(L); v++) {
+        size_t o = mela_layout_offset(L, v), m = mela_shape_numel(mela_layout_shape(L, v));
+        same &= !memcmp(theta + o, back + o, m * sizeof(float));
+    }
+    size_t changed = 0;
+    for (size_t i = 0; i < size; i++)
+        changed += back[i] != 42.0f;
+    CHECK(same && changed <= floats, "read after the round trip: same %d, %zu changed", same,
+          changed);
+    mela_checkpoint_close(ck);
 
     /* Overwriting keeps a valid file with the new values and no temp file. */
     theta[mela_layout_offset(L, 3)] = 123.5f;
@@ -418,7 +450,20 @@ static void test_model_mismatch(void)
 static void test_broken_files(void)
 {
     expect_open_error(path_in("absent.safetensors"), "No such file", "missing file");
-    expect_open_error(tmp, "not a regular file", "a directory");
+    expect_open_error(tmp, "it is a directory, not a file", "a directory");
+    /* Neither a FIFO without a writer (its open would block forever) nor a
+     * device is read; an alarm fails the test instead of hanging it. */
+    const char *fifo = path_in("pipe.safetensors");
+    CHECK(mkfifo(fifo, 0644) == 0, "mkfifo %s", fifo);
+    alarm(20);
+    expect_open_error(fifo, "named pipe (FIFO)", "a FIFO");
+    expect_open_error("/dev/zero", "character device", "/dev/zero");
+    alarm(0);
+    unlink(fifo);
+    const char *loop = path_in("loop.safetensors");
+    CHECK(symlink(loop, loop) == 0, "symlink");
+    expect_open_error(loop, "Too many levels of symbolic links", "a looping link");
+    unlink(loop);
 
     const char *p = path_in("hand.safetensors");
     float two[2] = {1, 2};
@@ -575,6 +620,18 @@ static void test_metrics(void)
     CHECK(mela_metrics_open(cp, "x") == NULL && has(mela_last_error(), "train.csv"),
           "dir through a file: %s", mela_last_error());
     CHECK(mela_metrics_close(NULL) == 0, "close NULL");
+    /* A FIFO where a log goes: refused at once (writing would wait for a
+     * reader), and the other file of the log is not created either. */
+    snprintf(cp, sizeof cp, "%s/pipe.jsonl", dir);
+    CHECK(mkfifo(cp, 0644) == 0, "mkfifo");
+    alarm(20);
+    CHECK(mela_metrics_open(dir, "pipe") == NULL && has(mela_last_error(), cp) &&
+              has(mela_last_error(), "named pipe (FIFO)"),
+          "metrics into a FIFO: %s", mela_last_error());
+    alarm(0);
+    snprintf(cp, sizeof cp, "%s/pipe.csv", dir);
+    struct stat st;
+    CHECK(stat(cp, &st) != 0, "%s created beside the refused FIFO", cp);
 }
 
 /* Resuming a log: the records after the saved position (and a half-written
@@ -708,6 +765,14 @@ static void test_plot(void)
     const char *nd = path_in("nodir/p.png");
     CHECK(mela_plot_png(nd, "t", "x", 1, s) < 0 && has(mela_last_error(), nd), "missing dir: %s",
           mela_last_error());
+    const char *fifo = path_in("curves.png");
+    CHECK(mkfifo(fifo, 0644) == 0, "mkfifo");
+    alarm(20);
+    CHECK(mela_plot_png(fifo, "t", "x", 1, s) < 0 && has(mela_last_error(), fifo) &&
+              has(mela_last_error(), "FIFO"),
+          "plot into a FIFO: %s", mela_last_error());
+    alarm(0);
+    unlink(fifo);
     if (getenv("MELA_KEEP_PLOT")) { /* to look at it */
         char cmd[1200];
         snprintf(cmd, sizeof cmd, "cp %s %s/odd.png %s/empty.png /tmp/", p, tmp, tmp);

@@ -17,14 +17,16 @@ static void adapt_help(void)
            "Few-shot classification of your own images with a checkpoint from 'mela train'.\n"
            "SUPPORT_DIR holds one folder per class, SUPPORT_DIR/<class>/<image>, with the\n"
            "same number of images in each. A gradient-based checkpoint (maml, fomaml,\n"
-           "metasgd, anil) adapts to them by gradient steps and needs exactly its number\n"
-           "of ways; a metric one (protonet, matchnet, siamese) compares against them and\n"
-           "takes any number of classes. QUERY is image files or folders of images.\n"
+           "metasgd, anil, mamlpp, reptile) adapts to them by gradient steps and needs\n"
+           "exactly its number of ways; a metric one (protonet, matchnet, siamese)\n"
+           "compares against them and takes any number of classes. QUERY is image files\n"
+           "or folders of images.\n"
            "Images are PNG or JPEG of any size and colour: they are converted to grey,\n"
            "resized to the model's input and inverted (dark strokes on white paper become\n"
            "ink = 1, as in Omniglot) unless --no-invert. All queries form one batch.\n"
            "\n"
-           "  --steps K      inner gradient steps (default: the checkpoint's test_steps)\n"
+           "  --steps K      inner gradient steps, 0..100 (default: the checkpoint's\n"
+           "                 test_steps)\n"
            "  --no-invert    keep brightness as it is (white = 1)\n"
            "  -h, --help     show this help\n"
            "\n"
@@ -102,12 +104,10 @@ int cli_adapt(int argc, char **argv)
         } else if (!strcmp(argv[i], "--no-invert")) {
             invert = 0;
         } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            char *end;
-            steps = (int)strtol(argv[++i], &end, 10);
-            if (*end || steps < 0 || steps > 100) {
-                fprintf(stderr, "mela adapt: --steps %s must be in 0..100\n", argv[i]);
+            long long v;
+            if (cli_int_arg("adapt", "--steps", argv[++i], 0, 100, &v))
                 goto out;
-            }
+            steps = (int)v;
         } else if (!strncmp(argv[i], "--", 2)) {
             fprintf(stderr, "mela adapt: unknown option '%s' (see 'mela adapt --help')\n", argv[i]);
             goto out;

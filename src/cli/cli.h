@@ -12,5 +12,10 @@ int cli_compare(int argc, char **argv);
 /* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
 struct mela_run_config;
 void cli_curves_draw(const struct mela_run_config *rc);
+/* The integer in text when it is all digits (an optional sign) and within
+ * lo..hi; otherwise prints "mela CMD: FLAG 'TEXT' is not an integer in
+ * LO..HI" and returns -1. */
+int cli_int_arg(const char *cmd, const char *flag, const char *text, long long lo, long long hi,
+                long long *out);
 
 #endif

@@ -2,6 +2,7 @@
  * trains it with Adam on one sine curve and prints the loss falling. A smoke
  * test of the whole engine from the command line. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,7 +19,7 @@ static void demo_help(void)
            "x in [-5, 5], 64 points a step, and prints the mean squared error.\n"
            "\n"
            "  --steps N   training steps (default 1000, 1..1000000)\n"
-           "  --seed S    random seed (default 1)\n"
+           "  --seed S    random seed (default 1, 0..9223372036854775807)\n"
            "  --lr LR     Adam learning rate (default 0.003, in (0, 1])\n"
            "  -h, --help  show this help\n");
 }
@@ -34,17 +35,15 @@ int cli_demo(int argc, char **argv)
             demo_help();
             return 0;
         } else if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            steps = strtol(argv[++i], &end, 10);
-            if (*end || steps < 1 || steps > 1000000) {
-                fprintf(stderr, "mela demo: --steps %s is not in 1..1000000\n", argv[i]);
+            long long v;
+            if (cli_int_arg("demo", "--steps", argv[++i], 1, 1000000, &v))
                 return 2;
-            }
+            steps = (long)v;
         } else if (!strcmp(argv[i], "--seed") && i + 1 < argc) {
-            seed = strtoull(argv[++i], &end, 10);
-            if (*end) {
-                fprintf(stderr, "mela demo: --seed %s is not a number\n", argv[i]);
+            long long v; /* the range of mela train's --seed */
+            if (cli_int_arg("demo", "--seed", argv[++i], 0, INT64_MAX, &v))
                 return 2;
-            }
+            seed = (unsigned long long)v;
         } else if (!strcmp(argv[i], "--lr") && i + 1 < argc) {
             lr = strtod(argv[++i], &end);
             if (*end || !(lr > 0 && lr <= 1)) {

@@ -14,7 +14,8 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
-    {"train", cli_train, "meta-train a learner (MAML, FOMAML, Meta-SGD, ANIL, ProtoNets, Matching, Siamese)"},
+    {"train", cli_train, "meta-train a learner (MAML, FOMAML, Meta-SGD, ANIL, MAML++, Reptile,\n"
+                        "             ProtoNets, Matching, Siamese)"},
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
     {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
     {"classify", cli_adapt, "the same as adapt"},

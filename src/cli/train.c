@@ -417,8 +417,9 @@ static void eval_help(void)
            "episode's support set, then the query set is scored. Prints the mean accuracy\n"
            "(or MSE for regression) with its 95%% confidence interval.\n"
            "\n"
-           "  --episodes N     test episodes (default: the checkpoint's test_episodes, 600)\n"
-           "  --steps K        inner steps (default: the checkpoint's test_steps)\n"
+           "  --episodes N     test episodes, 1..1000000 (default: the checkpoint's\n"
+           "                   test_episodes, 600)\n"
+           "  --steps K        inner steps, 0..100 (default: the checkpoint's test_steps)\n"
            "  --key value      any 'mela train' option to override, e.g. --data-dir,\n"
            "                   --threads, --test-queries, --test-seed\n"
            "  -h, --help       show this help\n");
@@ -449,19 +450,15 @@ int cli_eval(int argc, char **argv)
             goto usage;
         }
         opt_key(argv[i], key, sizeof key);
-        char *end;
-        if (!strcmp(key, "episodes")) {
-            episodes = (int)strtol(argv[++i], &end, 10);
-            if (*end || episodes < 1) {
-                fprintf(stderr, "mela eval: --episodes %s must be a positive integer\n", argv[i]);
+        long long v;
+        if (!strcmp(key, "episodes")) { /* the range of --test-episodes */
+            if (cli_int_arg("eval", "--episodes", argv[++i], 1, 1000000, &v))
                 goto usage;
-            }
+            episodes = (int)v;
         } else if (!strcmp(key, "steps")) {
-            steps = (int)strtol(argv[++i], &end, 10);
-            if (*end || steps < 0 || steps > 100) {
-                fprintf(stderr, "mela eval: --steps %s must be in 0..100\n", argv[i]);
+            if (cli_int_arg("eval", "--steps", argv[++i], 0, 100, &v))
                 goto usage;
-            }
+            steps = (int)v;
         } else {
             size_t n = strlen(key) + strlen(argv[i + 1]) + 2;
             over[nover] = malloc(n);

@@ -2,6 +2,7 @@
  * never prints or exits; it records why it failed and returns -1 or NULL. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "mela.h"
 
@@ -15,9 +16,14 @@ void mela_clear_error(void) { last_error[0] = '\0'; }
 
 int mela_set_error(const char *fmt, ...)
 {
+    /* Formatted aside first: an argument may be mela_last_error() itself
+     * ("%s: metadata %s", path, mela_last_error()), and vsnprintf into its
+     * own argument garbles the message. */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return -1;
 }

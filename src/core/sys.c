@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,11 +122,24 @@ oom:
     return fail(ENOMEM, "list directory", dir);
 }
 
-int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
+/* What a path is when it is not a regular file, for the message. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a named pipe (FIFO)"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+int mela_sys_read_file_max(const char *path, size_t max, uint8_t **data, size_t *size)
 {
     *data = NULL;
     *size = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO without a writer would otherwise wait
+     * forever; nothing but a regular file is read anyway. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0)
         return fail(errno, "open", path);
     struct stat st;
@@ -136,24 +150,40 @@ int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        mela_set_error("cannot read %s: not a regular file", path);
+        mela_set_error("cannot read %s: it is %s, not a file", path, file_kind(st.st_mode));
         errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
         return -1;
     }
+    if ((uintmax_t)st.st_size > max) {
+        close(fd);
+        mela_set_error("cannot read %s: it has %jd bytes, more than the limit of %zu MB", path,
+                       (intmax_t)st.st_size, max >> 20);
+        errno = EFBIG;
+        return -1;
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
     /* Room for the size stat gave and one byte more, so that reading the
-     * whole file takes no realloc; a file that grows meanwhile still fits. */
+     * whole file takes no realloc; a file that grows meanwhile still fits,
+     * up to max. */
     size_t cap = (size_t)st.st_size + 1, n = 0;
     uint8_t *buf = malloc(cap + 1);
     int e = buf ? 0 : ENOMEM;
     while (!e) {
         if (n == cap) {
-            uint8_t *q = realloc(buf, 2 * cap + 1);
+            if (n > max) {
+                e = EFBIG;
+                break;
+            }
+            size_t grow = cap > max - cap ? max + 1 : 2 * cap; /* enough to see it pass max */
+            uint8_t *q = realloc(buf, grow + 1);
             if (!q) {
                 e = ENOMEM;
                 break;
             }
             buf = q;
-            cap *= 2;
+            cap = grow;
         }
         ssize_t k = read(fd, buf + n, cap - n);
         if (k < 0 && errno != EINTR)
@@ -164,14 +194,61 @@ int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
             n += (size_t)k;
     }
     close(fd);
+    if (!e && n > max)
+        e = EFBIG;
     if (e) {
         free(buf);
+        if (e == EFBIG) {
+            mela_set_error("cannot read %s: it grew past the limit of %zu MB", path, max >> 20);
+            errno = e;
+            return -1;
+        }
         return fail(e, "read", path);
     }
     buf[n] = 0;
     *data = buf;
     *size = n;
     return 0;
+}
+
+int mela_sys_read_file(const char *path, uint8_t **data, size_t *size)
+{
+    return mela_sys_read_file_max(path, SIZE_MAX - 2, data, size);
+}
+
+FILE *mela_sys_fopen_write(const char *path)
+{
+    /* O_NONBLOCK: a FIFO with no reader fails (ENXIO) instead of waiting
+     * for one; no O_TRUNC until the file is known to be a regular one. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+    if (fd < 0 && errno == ENXIO) {
+        mela_set_error("cannot create %s: it is a named pipe (FIFO), not a file", path);
+        errno = ENXIO;
+        return NULL;
+    }
+    if (fd < 0) {
+        fail(errno, "create", path);
+        return NULL;
+    }
+    struct stat st;
+    int e = fstat(fd, &st) ? errno : 0;
+    if (!e && !S_ISREG(st.st_mode)) {
+        close(fd);
+        mela_set_error("cannot create %s: it is %s, not a file", path, file_kind(st.st_mode));
+        errno = EINVAL;
+        return NULL;
+    }
+    int fl = e ? -1 : fcntl(fd, F_GETFL);
+    if (!e && (ftruncate(fd, 0) || fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK)))
+        e = errno;
+    FILE *f = e ? NULL : fdopen(fd, "w");
+    if (!f) {
+        e = e ? e : errno;
+        close(fd);
+        fail(e, "create", path);
+        return NULL;
+    }
+    return f;
 }
 
 int mela_sys_temp_open(const char *path, char **tmp)

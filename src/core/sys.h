@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Seconds on a monotonic clock: for intervals only. */
 double mela_sys_now(void);
@@ -31,8 +32,18 @@ int mela_sys_list_dir(const char *dir, char ***names, int *n);
 void mela_sys_free_names(char **names, int n);
 
 /* Reads the regular file path whole into a malloc'ed buffer with a NUL after
- * its *size bytes (text can be parsed in place). 0 or -1. */
+ * its *size bytes (text can be parsed in place). Anything else - a
+ * directory, a FIFO, a device - is refused without blocking or reading it.
+ * 0 or -1. */
 int mela_sys_read_file(const char *path, uint8_t **data, size_t *size);
+/* The same, refusing (errno EFBIG) a file of more than max bytes, also one
+ * that grows past max while it is read. */
+int mela_sys_read_file_max(const char *path, size_t max, uint8_t **data, size_t *size);
+
+/* Creates or truncates the regular file path for writing (stdio). Anything
+ * else - a FIFO (never waited on), a device, a directory - is refused by
+ * what it is, before anything is truncated. NULL with the error set. */
+FILE *mela_sys_fopen_write(const char *path);
 
 /* Replacing path in one step: write "path.tmp.<pid>", then finish it, so that
  * a reader, or a crash, sees the old file or the whole new one.

@@ -1,6 +1,7 @@
 /* folder.c - a dataset from the user's own folder tree root/<class>/<image>
  * (PNG or JPEG, grey or colour), resized with the area filter. No cache:
  * user folders are small, and the files are read as they are. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,37 @@ static char *join(const char *a, const char *b)
     return s;
 }
 
-static int is_dir(const char *path)
+/* 1 when path is a directory (symbolic links followed), 0 when it is
+ * something else, -1 (error set) when it cannot be told: a link whose target
+ * is missing, a loop of links. Such an entry may have been meant as a class,
+ * so it is reported rather than skipped. */
+static int is_dir(const char *root, const char *name, const char *path)
 {
     struct stat st;
-    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+    if (stat(path, &st) == 0)
+        return S_ISDIR(st.st_mode);
+    int e = errno;
+    struct stat ls;
+    int link = lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode);
+    if (link && e == ENOENT)
+        return mela_set_error("folder: %s: class %s (%s) is a dangling symbolic link: its target "
+                              "does not exist", root, name, path);
+    if (link && e == ELOOP)
+        return mela_set_error("folder: %s: class %s (%s) is a symbolic link that loops", root, name,
+                              path);
+    return mela_set_error("folder: %s: class %s: cannot stat %s (%s)", root, name, path,
+                          strerror(e));
 }
 
-/* Decodes one file and appends it, resized, to the current class. */
+/* The bytes of one image file: a regular file of at most
+ * MELA_IMAGE_MAX_BYTES (a FIFO or /dev/zero is refused, not read). */
+static int read_image(const char *path, const char *context, uint8_t **data, size_t *size)
+{
+    if (mela_sys_read_file_max(path, MELA_IMAGE_MAX_BYTES, data, size))
+        return mela_sys_error_context("%s", context);
+    return 0;
+}
+
 /* Reads, decodes, (inverts) and area-resizes one image file into dst
  * (C*H*W bytes, plane by plane). */
 static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_t *dst)
@@ -40,8 +65,8 @@ static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_
     int h, w, rc = -1;
     char what[4200];
     snprintf(what, sizeof what, "folder: %s", path);
-    if (mela_sys_read_file(path, &data, &size))
-        return mela_sys_error_context("folder");
+    if (read_image(path, "folder", &data, &size))
+        return -1;
     if (mela_image_decode(data, size, what, C, &pix, &h, &w))
         goto done;
     plane = malloc((size_t)h * w);
@@ -66,6 +91,7 @@ done:
     return rc;
 }
 
+/* Decodes one file and appends it, resized, to the current class. */
 static int add_image(ds_builder *b, const char *path, unsigned flags)
 {
     mela_dataset *ds = b->ds;
@@ -101,8 +127,8 @@ int mela_image_info(const char *path, int *h, int *w, int *colour)
     size_t size = 0;
     char what[4200];
     snprintf(what, sizeof what, "image %s", path);
-    if (mela_sys_read_file(path, &data, &size))
-        return mela_sys_error_context("image");
+    if (read_image(path, "image", &data, &size))
+        return -1;
     int rc = mela_image_decode(data, size, what, 3, &pix, h, w);
     if (rc == 0) {
         *colour = 0;
@@ -138,7 +164,10 @@ mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags)
             mela_set_error("folder: %s: out of memory", root);
             goto fail;
         }
-        if (!is_dir(cdir)) { /* a file directly in root: not a class */
+        int dir = is_dir(root, classes[c], cdir);
+        if (dir < 0)
+            goto fail;
+        if (!dir) { /* a file directly in root: not a class */
             free(cdir);
             cdir = NULL;
             continue;

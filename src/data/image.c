@@ -1,6 +1,9 @@
 /* image.c - PNG and JPEG decoding from memory (libpng's simplified API,
  * libjpeg) to 8-bit grey or RGB, and the exact area-filter resize. No file
- * I/O here: callers hand in bytes from a zip entry or a file. */
+ * I/O here: callers hand in bytes from a zip entry or a file. The bytes are
+ * anyone's: the size a header declares is checked before anything of that
+ * size is allocated, and a damaged or truncated image is an error, never
+ * an image padded with grey. */
 #include <setjmp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -8,9 +11,24 @@
 #include <string.h>
 
 #include <jpeglib.h> /* after stdio.h: it uses FILE and size_t */
+#include <jerror.h>
 #include <png.h>
 
 #include "data/data_internal.h"
+
+/* The size check of both decoders, on the dimensions a header declares and
+ * before anything of the image's size is allocated. */
+static int check_size(const char *what, const char *format, uint32_t w, uint32_t h)
+{
+    uint64_t n = (uint64_t)w * h;
+    if (w == 0 || h == 0)
+        return mela_set_error("%s: %s declares an empty image (%ux%u)", what, format, w, h);
+    if (n > MELA_IMAGE_MAX_PIXELS)
+        return mela_set_error("%s: %s declares %ux%u = %llu pixels, more than the limit of %u "
+                              "(%u megapixels)", what, format, w, h, (unsigned long long)n,
+                              (unsigned)MELA_IMAGE_MAX_PIXELS, (unsigned)(MELA_IMAGE_MAX_PIXELS >> 20));
+    return 0;
+}
 
 /* --------------------------------------------------------------------- PNG */
 
@@ -20,6 +38,9 @@ static int decode_png(const void *data, size_t size, const char *what, int chann
     png_image img;
     memset(&img, 0, sizeof img);
     img.version = PNG_IMAGE_VERSION;
+    /* Reads the chunks up to the first IDAT (IHDR is checked by libpng, whose
+     * own limit is 1,000,000 pixels a side): nothing of the image's size is
+     * allocated before the check below. */
     if (!png_image_begin_read_from_memory(&img, data, size)) {
         mela_set_error("%s: bad PNG (libpng: %s)", what, img.message);
         png_image_free(&img);
@@ -28,8 +49,7 @@ static int decode_png(const void *data, size_t size, const char *what, int chann
     int colour = (img.format & PNG_FORMAT_FLAG_COLOR) != 0;
     img.format = (channels == 3 || colour) ? PNG_FORMAT_RGB : PNG_FORMAT_GRAY;
     int got = (img.format == PNG_FORMAT_RGB) ? 3 : 1;
-    if (img.width == 0 || img.height == 0 || img.width > 65536 || img.height > 65536) {
-        mela_set_error("%s: PNG of unsupported size %ux%u", what, img.width, img.height);
+    if (check_size(what, "PNG", img.width, img.height)) {
         png_image_free(&img);
         return -1;
     }
@@ -64,6 +84,13 @@ static int decode_png(const void *data, size_t size, const char *what, int chann
 
 /* -------------------------------------------------------------------- JPEG */
 
+/* More scans than any encoder writes (a progressive JPEG has about ten):
+ * thousands of tiny scans would each pass over the whole image. */
+#define JPEG_MAX_SCANS 1000
+/* libjpeg's own memory (a progressive image's coefficients: 2 bytes a
+ * sample, 64 megapixels of RGB take 384 MB); beyond it libjpeg fails. */
+#define JPEG_MAX_MEMORY (512L << 20)
+
 typedef struct jpeg_err {
     struct jpeg_error_mgr pub;
     jmp_buf jump;
@@ -77,33 +104,60 @@ static void jpeg_err_exit(j_common_ptr cinfo)
     longjmp(e->jump, 1);
 }
 
-static void jpeg_err_output(j_common_ptr cinfo) { (void)cinfo; /* the library never prints */ }
+/* A warning means pixels were made up (premature end of data, a bad Huffman
+ * code: libjpeg pads with grey and goes on), so it is an error here; only an
+ * unknown JFIF revision, which changes no pixel, is let through. Trace
+ * messages (level > 0) are ignored: the library never prints. */
+static void jpeg_err_emit(j_common_ptr cinfo, int level)
+{
+    if (level < 0 && cinfo->err->msg_code != JWRN_JFIF_MAJOR)
+        jpeg_err_exit(cinfo);
+}
+
+static void jpeg_scan_limit(j_common_ptr cinfo)
+{
+    j_decompress_ptr d = (j_decompress_ptr)cinfo;
+    if (d->input_scan_number > JPEG_MAX_SCANS) {
+        jpeg_err *e = (jpeg_err *)cinfo->err;
+        snprintf(e->msg, sizeof e->msg, "more than %d scans", JPEG_MAX_SCANS);
+        longjmp(e->jump, 1);
+    }
+}
 
 static int decode_jpeg(const void *data, size_t size, const char *what, int channels,
                        uint8_t **pix, int *h, int *w)
 {
     struct jpeg_decompress_struct cinfo;
+    struct jpeg_progress_mgr progress = {.progress_monitor = jpeg_scan_limit};
     jpeg_err err;
     uint8_t *volatile buf = NULL;
     memset(&err, 0, sizeof err);
     cinfo.err = jpeg_std_error(&err.pub);
     err.pub.error_exit = jpeg_err_exit;
-    err.pub.output_message = jpeg_err_output;
+    err.pub.emit_message = jpeg_err_emit;
     if (setjmp(err.jump)) {
         jpeg_destroy_decompress(&cinfo);
         free(buf);
         return mela_set_error("%s: bad JPEG (libjpeg: %s)", what, err.msg);
     }
     jpeg_create_decompress(&cinfo);
+    cinfo.mem->max_memory_to_use = JPEG_MAX_MEMORY;
+    cinfo.progress = &progress;
     jpeg_mem_src(&cinfo, (unsigned char *)(uintptr_t)data, (unsigned long)size);
     jpeg_read_header(&cinfo, TRUE);
+    /* Before jpeg_start_decompress, which allocates for the whole image (all
+     * of a progressive one's coefficients). */
+    if (check_size(what, "JPEG", cinfo.image_width, cinfo.image_height)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
     cinfo.out_color_space = channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     size_t stride = (size_t)cinfo.output_width * cinfo.output_components;
-    if (cinfo.output_components != channels || cinfo.output_width > 65536 ||
-        cinfo.output_height > 65536) {
+    if (cinfo.output_components != channels) {
         jpeg_destroy_decompress(&cinfo);
-        return mela_set_error("%s: JPEG of unsupported layout", what);
+        return mela_set_error("%s: JPEG of unsupported layout (%d components)", what,
+                              cinfo.output_components);
     }
     buf = malloc(stride * cinfo.output_height);
     if (!buf) {
@@ -112,7 +166,15 @@ static int decode_jpeg(const void *data, size_t size, const char *what, int chan
     }
     while (cinfo.output_scanline < cinfo.output_height) {
         JSAMPROW row = buf + stride * cinfo.output_scanline;
-        jpeg_read_scanlines(&cinfo, &row, 1);
+        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1)
+            break; /* no progress: reported below, never a loop */
+    }
+    if (cinfo.output_scanline < cinfo.output_height) {
+        mela_set_error("%s: bad JPEG: %u of %u rows decoded", what, cinfo.output_scanline,
+                       cinfo.output_height);
+        jpeg_destroy_decompress(&cinfo);
+        free(buf);
+        return -1;
     }
     jpeg_finish_decompress(&cinfo);
     *h = (int)cinfo.output_height;

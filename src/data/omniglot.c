@@ -26,6 +26,9 @@
 #define CACHE_VERSION 1u
 #define CACHE_HEADER 64
 
+/* An Omniglot PNG has a few hundred bytes; a larger entry is no image of it. */
+#define ENTRY_MAX_BYTES (64u << 20)
+
 static const char *const ARCHIVES[2] = {"images_background", "images_evaluation"};
 
 /* --------------------------------------------------------- reading the zip */
@@ -111,8 +114,8 @@ static void parse_file_name(const char *f, int *id, int *drawer)
     *drawer = (na && nb && *p == '.') ? b : -1;
 }
 
-static mela_dataset *decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
-                                    int H, int W)
+mela_dataset *omniglot_decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
+                                      int H, int W)
 {
     zip_error_t zerr;
     zip_error_init(&zerr);
@@ -185,10 +188,15 @@ static mela_dataset *decode_archive(const char *path, const uint8_t *bytes, size
                 goto oom;
         }
         zip_stat_t st;
-        if (zip_stat_index(za, e->index, 0, &st) || !(st.valid & ZIP_STAT_SIZE) ||
-            st.size > (64u << 20)) {
+        if (zip_stat_index(za, e->index, 0, &st) || !(st.valid & ZIP_STAT_SIZE)) {
             mela_set_error("omniglot: %s: entry %s: cannot stat (libzip: %s)", path, name,
                            zip_strerror(za));
+            goto fail;
+        }
+        if (st.size > ENTRY_MAX_BYTES) {
+            mela_set_error("omniglot: %s: entry %s: %llu bytes uncompressed, more than the %u MB "
+                           "an image entry may have", path, name, (unsigned long long)st.size,
+                           (unsigned)(ENTRY_MAX_BYTES >> 20));
             goto fail;
         }
         if (st.size + 1 > raw_cap) {
@@ -503,7 +511,7 @@ static mela_dataset *load_archive(const char *dir, int set, int H, int W, const 
             *state = MELA_CACHE_HIT;
     }
     if (!ds) {
-        ds = decode_archive(path, bytes, size, set, H, W);
+        ds = omniglot_decode_archive(path, bytes, size, set, H, W);
         if (ds && cache_dir)
             *state = cache_write(cache_dir, file, ds, size, hash) ? MELA_CACHE_UNWRITABLE
                                                                   : MELA_CACHE_WRITTEN;

@@ -77,14 +77,9 @@ mela_metrics *mela_metrics_open(const char *dir, const char *stem)
     mela_metrics *m = metrics_new(dir, stem);
     if (!m)
         return NULL;
-    const char *bad = NULL;
-    if (!(m->jsonl = fopen(m->jsonl_path, "w")))
-        bad = m->jsonl_path;
-    else if (!(m->csv = fopen(m->csv_path, "w")))
-        bad = m->csv_path;
-    if (bad) {
-        int e = errno;
-        mela_set_error("metrics %s: cannot create (%s)", bad, strerror(e));
+    if (!(m->jsonl = mela_sys_fopen_write(m->jsonl_path)) ||
+        !(m->csv = mela_sys_fopen_write(m->csv_path))) {
+        mela_sys_error_context("metrics");
         mela_metrics_close(m);
         return NULL;
     }

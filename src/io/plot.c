@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/sys.h"
 #include "io/json.h"
 #include "mela_io.h"
 
@@ -329,9 +330,9 @@ static void on_png_warning(png_structp png, png_const_charp msg) { (void)png, (v
 
 static int write_png(const char *path, const unsigned char *px)
 {
-    FILE *f = fopen(path, "wb");
+    FILE *f = mela_sys_fopen_write(path);
     if (!f)
-        return mela_set_error("plot %s: cannot create (%s)", path, strerror(errno));
+        return mela_sys_error_context("plot");
     /* On the heap: a local changed between setjmp and longjmp would be
      * indeterminate after the jump. */
     png_err *err = calloc(1, sizeof *err);

@@ -21,6 +21,7 @@
 
 #include "core/sys.h"
 #include "io/json.h"
+#include "io/safetensors.h"
 #include "mela_io.h"
 
 /* The reference implementation refuses headers above 100 MB. */
@@ -401,7 +402,9 @@ static int parse_checkpoint(const char *path, mela_checkpoint *ck)
     return 0;
 }
 
-mela_checkpoint *mela_checkpoint_open(const char *path)
+/* A checkpoint named path (in messages): the file at path, or size bytes
+ * from memory when bytes is not NULL. */
+static mela_checkpoint *checkpoint_new(const char *path, const void *bytes, size_t size)
 {
     if (!path || !*path) {
         mela_set_error("checkpoint: no path given");
@@ -418,11 +421,28 @@ mela_checkpoint *mela_checkpoint_open(const char *path)
         ck_error(path, "out of memory");
         return NULL;
     }
-    if (read_file(path, ck) < 0 || parse_checkpoint(path, ck) < 0) {
+    int rc;
+    if (bytes) {
+        ck->file = malloc(size + 1); /* + 1: never malloc(0) */
+        ck->size = size;
+        rc = ck->file ? 0 : ck_error(path, "out of memory");
+        if (ck->file)
+            memcpy(ck->file, bytes, size);
+    } else {
+        rc = read_file(path, ck);
+    }
+    if (rc < 0 || parse_checkpoint(path, ck) < 0) {
         mela_checkpoint_close(ck);
         return NULL;
     }
     return ck;
+}
+
+mela_checkpoint *mela_checkpoint_open(const char *path) { return checkpoint_new(path, NULL, 0); }
+
+mela_checkpoint *io_checkpoint_from_memory(const char *name, const void *bytes, size_t size)
+{
+    return checkpoint_new(name, bytes ? bytes : "", bytes ? size : 0);
 }
 
 const char *mela_checkpoint_meta(const mela_checkpoint *ck, const char *key)
@@ -493,6 +513,26 @@ int mela_checkpoint_tensor(const mela_checkpoint *ck, int i, float *out)
     return 0;
 }
 
+/* A model's weights are finite: a NaN or an infinity would only spread
+ * through every later step (a run that diverged, a damaged file). */
+static int check_finite(const mela_checkpoint *ck, const ck_tensor *t)
+{
+    const unsigned char *p = ck->data + t->begin;
+    size_t n = (size_t)((t->end - t->begin) / 4), bad = 0, first = 0;
+    uint32_t first_bits = 0;
+    for (size_t k = 0; k < n; k++) {
+        uint32_t bits = get_le32(p + 4 * k);
+        if ((bits & 0x7f800000u) == 0x7f800000u && !bad++) /* exponent all ones */
+            first = k, first_bits = bits;
+    }
+    if (!bad)
+        return 0;
+    const char *what = first_bits & 0x007fffffu ? "NaN" : first_bits >> 31 ? "-inf" : "inf";
+    return ck_error(ck->path, "tensor '%s' holds %zu non-finite value%s (the first: %s at index "
+                    "%zu of %zu); a model's weights must be finite", t->name, bad,
+                    bad == 1 ? "" : "s", what, first, n);
+}
+
 int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float *theta)
 {
     if (!ck || !L || (!theta && mela_layout_size(L) > 0))
@@ -516,6 +556,9 @@ int mela_checkpoint_read(const mela_checkpoint *ck, const mela_layout *L, float 
             return ck_error(ck->path, "tensor '%s' is not in the model (a checkpoint of another "
                             "model?): the file has %d tensors, the model %d", ck->t[i].name, ck->n,
                             nl);
+    for (int i = 0; i < ck->n; i++)
+        if (check_finite(ck, &ck->t[i]))
+            return -1;
     for (int v = 0; v < nl; v++)
         mela_checkpoint_tensor(ck, mela_checkpoint_find(ck, mela_layout_name(L, v)),
                                theta + mela_layout_offset(L, v));
