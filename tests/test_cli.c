@@ -259,6 +259,10 @@ int main(void)
               strstr(out, "1..1000000") && !strstr(out, "mse"), "demo --steps: %s", out);
     CHECK(run(out, sizeof out, "demo --seed -1", 0, 0) == 2 && strstr(out, "'-1'"),
           "demo --seed -1: %s", out);
+    CHECK(run(out, sizeof out, "train --dataset sinusoid --report 2x", 0, 0) == 2 && strstr(out, "'2x'"),
+          "train --report 2x: %s", out);
+    CHECK(run(out, sizeof out, "train --ways 4294967301 --iterations 1", 0, 0) == 2 &&
+              strstr(out, "is not an integer in 1..1000"), "train --ways 4294967301: %s", out);
     /* A checkpoint holding a NaN: refused by name, no result printed. */
     size_t n = 0;
     FILE *f = fopen(ck, "rb");

@@ -369,13 +369,18 @@ int cli_train(int argc, char **argv)
         }
         if (!strcmp(key, "learner")) learner = argv[i + 1];
         if (!strcmp(key, "dataset")) dataset = argv[i + 1];
-        if (!strcmp(key, "ways") && !test_ways) ways = atoi(argv[i + 1]);
-        if (!strcmp(key, "test_ways")) test_ways = ways = atoi(argv[i + 1]);
-        if (!strcmp(key, "resume")) resume = argv[i + 1];
-        if (!strcmp(key, "report") && (report = atoi(argv[i + 1])) < 1) {
-            fprintf(stderr, "mela train: --report %s must be at least 1\n", argv[i + 1]);
-            return 2;
+        long long v = 0;
+        int is_ways = !strcmp(key, "ways"), is_test = !strcmp(key, "test_ways"), is_report = !strcmp(key, "report");
+        if ((is_ways || is_test || is_report) &&
+            cli_int_arg("train", argv[i], argv[i + 1], is_test ? 0 : 1, is_report ? 100000000 : 1000, &v)) {
+            if (!help)
+                return 2;
+            is_ways = is_test = is_report = 0; /* --help shows the defaults */
         }
+        if (is_ways && !test_ways) ways = (int)v;
+        if (is_test) test_ways = ways = (int)v;
+        if (is_report) report = (int)v;
+        if (!strcmp(key, "resume")) resume = argv[i + 1];
         i++;
     }
     if (help) {

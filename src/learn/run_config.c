@@ -98,10 +98,13 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
         return 0;
     }
     case T_FLOAT: {
+        /* the range of the float stored, so that a bound written back as
+         * "%.9g" (1e-8 becomes 9.99999994e-09) reads back the same */
         double v = strtod(value, &end);
-        if (errno || end == value || *end || !(v >= o->lo && v <= o->hi))
+        float f = (float)v;
+        if (errno || end == value || *end || !(f >= (float)o->lo && f <= (float)o->hi))
             return mela_set_error("%s: '%s' is not a number in [%g, %g]", key, value, o->lo, o->hi);
-        *(float *)p = (float)v;
+        *(float *)p = f;
         return 0;
     }
     case T_LEARNER:
