@@ -354,10 +354,8 @@ static void lowered_conv(float *y, const float *x, const float *w, const geom *g
 /* y[N,OC,OH,OW] = conv(x[N,C,H,W], w[OC,C,KH,KW]) */
 void mk_conv2d(float *y, const float *x, const float *w, const mk_conv *cv, float *scratch)
 {
-    if (mk_dnnl_serves(cv, 0)) {
-        mk_dnnl_conv(0, y, x, w, cv, scratch);
+    if (mk_dnnl_conv(0, y, x, w, cv, scratch) == 0)
         return;
-    }
     geom f = forward_geom(cv);
     lowered_conv(y, x, w, &f, scratch);
 }
@@ -384,10 +382,8 @@ static void dx_chunk(void *arg, int chunk, int tid)
 /* dx[N,C,H,W] = conv_transpose(dy[N,OC,OH,OW], w[OC,C,KH,KW]) */
 void mk_conv2d_dx(float *dx, const float *dy, const float *w, const mk_conv *cv, float *scratch)
 {
-    if (mk_dnnl_serves(cv, 1)) {
-        mk_dnnl_conv(1, dx, dy, w, cv, scratch);
+    if (mk_dnnl_conv(1, dx, dy, w, cv, scratch) == 0)
         return;
-    }
     const int C = cv->C, OC = cv->OC, KH = cv->KH, KW = cv->KW;
     if (use_transposed(cv)) {
         /* wt[c, oc, kh, kw] = w[oc, c, KH-1-kh, KW-1-kw]: flipping both axes of
@@ -438,10 +434,8 @@ static void dw_group(void *arg, int grp, int tid)
 
 void mk_conv2d_dw(float *dw, const float *x, const float *dy, const mk_conv *cv, float *scratch)
 {
-    if (mk_dnnl_serves(cv, 2)) {
-        mk_dnnl_conv(2, dw, x, dy, cv, scratch);
+    if (mk_dnnl_conv(2, dw, x, dy, cv, scratch) == 0)
         return;
-    }
     geom g = forward_geom(cv);
     const int K = cv->C * cv->KH * cv->KW, OC = cv->OC, nb = chunk_images(&g);
     const int nchunks = (cv->N + nb - 1) / nb, ngroups = nchunks < DW_GROUPS ? nchunks : DW_GROUPS;

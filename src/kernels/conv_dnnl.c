@@ -28,7 +28,7 @@
 
 int mk_dnnl_serves(const mk_conv *cv, int kind) { return 0; }
 size_t mk_dnnl_scratch(const mk_conv *cv) { return 0; }
-void mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch) {}
+int mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch) { return -1; }
 int mk_dnnl_version(char *buf, size_t n) { return 0; }
 
 #else
@@ -180,12 +180,18 @@ static int plans_of(const mk_conv *cv, dplan **full, dplan **last)
     return *full && (*full)->ok && (!rem || (*last && (*last)->ok));
 }
 
-int mk_dnnl_serves(const mk_conv *cv, int kind)
+/* Whether oneDNN serves this kernel, and its plans when it does. */
+static int served(const mk_conv *cv, int kind, dplan **full, dplan **last)
 {
     if (cv->own || (kind == 1 && cv->C < 16)) /* dx of a thin layer: im2col wins */
         return 0;
+    return plans_of(cv, full, last);
+}
+
+int mk_dnnl_serves(const mk_conv *cv, int kind)
+{
     dplan *a, *b;
-    return plans_of(cv, &a, &b);
+    return served(cv, kind, &a, &b);
 }
 
 static size_t chunk_floats(const dplan *d)
@@ -286,17 +292,18 @@ static void chunk(void *arg, int c, int tid)
     omp_set_num_threads(prev);
 }
 
-void mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch)
+int mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch)
 {
     dplan *full, *last;
-    plans_of(cv, &full, &last);
+    if (!served(cv, kind, &full, &last))
+        return -1;
     int nb = chunk_images(cv), nchunks = (cv->N + nb - 1) / nb;
     size_t per = chunk_floats(full) > chunk_floats(last) ? chunk_floats(full) : chunk_floats(last);
     djob j = {kind, out, a, b, cv, scratch, per, nb};
     double flops = 2.0 * cv->N * cv->OC * (double)cv->OH * cv->OW * cv->C * cv->KH * cv->KW;
     mk_parallel_chunks(cv->threads, nchunks, flops, chunk, &j);
     if (kind != 2)
-        return;
+        return 0;
     /* dw: the chunks' partial gradients summed in chunk order */
     const float *part = scratch + MK_MAX_THREADS * per;
     size_t n = (size_t)cv->OC * cv->C * cv->KH * cv->KW;
@@ -304,6 +311,7 @@ void mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk
     for (int c = 1; c < nchunks; c++)
         for (size_t i = 0; i < n; i++)
             out[i] += part[(size_t)c * n + i];
+    return 0;
 }
 
 int mk_dnnl_version(char *buf, size_t n)

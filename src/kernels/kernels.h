@@ -74,12 +74,12 @@ void mk_parallel_chunks(int threads, int ntasks, double flops, void (*fn)(void *
 /* oneDNN's convolutions (conv_dnnl.c), when mela is built with it: whether
  * it serves kernel `kind` (0 forward, 1 dx, 2 dw) of cv, its scratch
  * (floats), and the kernel (kind 0: out = y, a = x, b = w; 1: out = dx,
- * a = dy, b = w; 2: out = dw, a = x, b = dy). mk_conv2d* call it where it
- * serves; mk_dnnl_version writes "oneDNN X.Y.Z" and returns 1, or 0 when
+ * a = dy, b = w; 2: out = dw, a = x, b = dy), which returns 0, or -1 without
+ * touching out where oneDNN does not serve (mk_conv2d* then use their own); mk_dnnl_version writes "oneDNN X.Y.Z" and returns 1, or 0 when
  * mela is built without it. */
 int mk_dnnl_serves(const mk_conv *cv, int kind);
 size_t mk_dnnl_scratch(const mk_conv *cv);
-void mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch);
+int mk_dnnl_conv(int kind, float *out, const float *a, const float *b, const mk_conv *cv, float *scratch);
 int mk_dnnl_version(char *buf, size_t n);
 
 /* Fills OH and OW from the rest; returns 0, or -1 if the output would be empty. */
