@@ -365,6 +365,70 @@ void mela_tasks_get(mela_tasks *ts, int slot, uint64_t i, mela_task *t);
 void mela_shuffle_rows(float *dx, float *dy, const float *sx, const float *sy, int n, size_t img,
                        mela_rng *r);
 
+/* ------------------------------------------------------------------ scenes */
+
+/* Scenes for one-shot detection (`mela find`, bench/bench_find.c): a blank
+ * square canvas (ink = 1, as Omniglot is stored) with characters of a
+ * dataset pasted at random places, sizes and small rotations, and a support
+ * set of one 28 x 28 drawing of each of `ways` target classes. Each
+ * character is of a target class with probability p_target (a drawing by
+ * another drawer than the support's), otherwise a distractor of a class not
+ * in the support set. Frames do not touch (2 pixels apart). Scene i is a
+ * pure function of (seed, i) and of the dataset:
+ *
+ *     mela_omniglot_opts oo = {105, 105, MELA_OMNIGLOT_EVALUATION, NULL, 0};
+ *     mela_dataset *ds = mela_omniglot_load(dir, &oo);      // unseen alphabets
+ *     mela_scenes *gen = mela_scenes_new(ds, NULL);          // the defaults
+ *     mela_scene sc;
+ *     mela_scene_make(gen, seed, i, &sc); ... mela_scene_free(&sc);
+ */
+#define MELA_SCENE_MAX_CHARS 32
+
+typedef struct mela_scene_opts {
+    int size;            /* canvas side in pixels (0: 256) */
+    int ways;            /* target classes, one support drawing each (0: 5) */
+    int min_chars, max_chars;   /* characters per scene, uniform (0: 2 and 8) */
+    float min_scale, max_scale; /* a character's frame is 28 x scale pixels,
+                                 * scale uniform (0: 0.7 and 1.5) */
+    float max_rotation;  /* degrees, uniform in +-max (0: 10; negative: none) */
+    float p_target;      /* probability a character is a target (0: 0.5) */
+} mela_scene_opts;
+
+/* One pasted character: its unturned frame (x, y the top-left corner; w = h
+ * = 28 x scale), label = its support class 0..ways-1 or -1 (distractor),
+ * cls = its dataset class. */
+typedef struct mela_scene_box {
+    float x, y, w, h;
+    int label, cls;
+} mela_scene_box;
+
+typedef struct mela_scene {
+    int size;             /* canvas side */
+    float *pixels;        /* size * size, ink in [0, 1] */
+    int ways;
+    float *support;       /* ways * 28 * 28: class c's drawing, area-resized as
+                           * Omniglot's 28 x 28 images are */
+    int *support_class;   /* ways: the dataset class of each (then ways drawer
+                           * indices, internal) */
+    int nboxes;
+    mela_scene_box boxes[MELA_SCENE_MAX_CHARS];
+} mela_scene;
+
+typedef struct mela_scenes mela_scenes;
+
+/* A generator over ds (grey images of any size, at least 2 per class and
+ * more classes than ways); opts NULL or zeros: the defaults above. ds must
+ * outlive it. NULL with the error set on bad options. */
+mela_scenes *mela_scenes_new(const mela_dataset *ds, const mela_scene_opts *opts);
+void mela_scenes_free(mela_scenes *s);
+/* Its options with the defaults filled in. */
+const mela_scene_opts *mela_scenes_opts(const mela_scenes *s);
+/* Scene i under seed into *sc (allocated; free with mela_scene_free).
+ * A character that finds no free place in 100 draws is left out, so
+ * nboxes may be below the number drawn. 0, or -1 when out of memory. */
+int mela_scene_make(const mela_scenes *s, uint64_t seed, uint64_t i, mela_scene *sc);
+void mela_scene_free(mela_scene *sc);
+
 /* ------------------------------------------------------------- evaluation */
 
 /* Mean of x[0..n) and the half-width of its 95% confidence interval,

@@ -174,6 +174,23 @@ typedef struct mela_series {
 int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
                   const mela_series *series);
 
+/* A box to draw on a picture: (x, y) its top-left corner and w x h its size
+ * in the picture's pixels, a label drawn above it (NULL: none) and a colour
+ * (an index into the charts' palette of 10). */
+typedef struct mela_png_box {
+    float x, y, w, h;
+    const char *text;
+    int colour;
+} mela_png_box;
+
+/* Writes a grey picture (H x W floats in [0, 1]; ink = 1 draws 1 - v, so
+ * that ink is dark) as an RGB PNG with n boxes and their labels drawn on it,
+ * each pixel zoom x zoom (1..8; 0: 2 for pictures under 400 pixels a side,
+ * else 1); the boxes are in the picture's own pixels. Returns 0, or -1 with
+ * the error set (the partial file removed). */
+int mela_boxes_png(const char *path, const float *grey, int H, int W, int ink, int zoom, int n,
+                   const mela_png_box *boxes);
+
 MELA_EXPORT_END
 #ifdef __cplusplus
 }

@@ -511,6 +511,93 @@ void mela_adapt_result_free(mela_adapt_result *res);
  * as mela_run_adapt loads them) show the same class. Returns 0 or -1. */
 int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same);
 
+/* ---------------------------------------------------------------- finding */
+
+/* One-shot detection (`mela find`, docs/find.md): a metric checkpoint
+ * (protonet, matchnet, siamese) compares every 28 x 28 window of a picture,
+ * at several scales, with a support set, and returns boxes.
+ *
+ *     mela_find_opts o = {0};                        // the defaults
+ *     mela_finder *f = mela_finder_open("best.safetensors", &o);
+ *     mela_finder_support(f, ways, 1, crops);        // ways x 28 x 28, ink = 1
+ *     mela_find_box *b; int n;
+ *     mela_finder_find(f, pic, H, W, MELA_FIND_THRESHOLD, &b, &n); ... free(b);
+ *     mela_finder_close(f);
+ *
+ * The embedding runs once per picture and scale, densely: windows every
+ * `stride` pixels of the resized picture. Batch norm uses fixed statistics:
+ * those of the support crops as one batch (mela_finder_support). A window
+ * is a candidate for its nearest class only; its score is p(same)
+ * (Siamese), or for ProtoNets and Matching 1 - d / median(d), d the squared
+ * distance to the class prototype (1 - cosine for Matching) and the median
+ * over every window of the picture: 1 is a perfect match, 0 a window as far
+ * as the typical one. Boxes overlapping a better one by more than nms_iou
+ * are dropped (non-maximum suppression). */
+typedef struct mela_find_opts {
+    const float *sizes; /* object sizes in pixels of the picture (NULL: 20, 24, 28, 34, 40) */
+    int nsizes;
+    int stride;         /* window step in the resized picture: 16, 8 (0: 8), 4 or 2 */
+    float nms_iou;      /* 0: 0.3 */
+    int nms_per_class;  /* 1: suppress only boxes of the same class (0: any) */
+    int max_boxes;      /* per picture (0: 50) */
+    int threads;        /* of the dense pass, 1..4 (0: 1) */
+    int plain_support;  /* 1: each support crop as it is; 0: also moved by half
+                         * the stride each way (9 views, the nearest counts) */
+} mela_find_opts;
+
+/* The threshold of "found" (mela find's default). */
+#define MELA_FIND_THRESHOLD 0.5f
+
+/* A box: top-left corner, size, score, support class (label). */
+typedef struct mela_find_box {
+    float x, y, w, h, score;
+    int label;
+} mela_find_box;
+
+typedef struct mela_finder mela_finder;
+
+/* Reads a checkpoint of `mela train`; NULL with the error set when it is not
+ * a metric learner's (a gradient-based checkpoint names its learner) or not
+ * the max-pool Conv-4 of 28 x 28 inputs. */
+mela_finder *mela_finder_open(const char *checkpoint, const mela_find_opts *o);
+void mela_finder_close(mela_finder *f);
+/* The support set: ways * shots crops of 28 x 28 floats, class by class
+ * (ink = 1, as mela_image_load with MELA_FOLDER_INVERT gives). It also
+ * fixes the batch-norm statistics. 0 or -1. */
+int mela_finder_support(mela_finder *f, int ways, int shots, const float *images);
+/* Boxes with score >= threshold in the picture (H x W floats, ink = 1),
+ * best first, into *boxes (malloc'ed; free it; *nboxes = 0: nothing found).
+ * A picture smaller than 28 x 28, or smaller than every object size asked
+ * for, is an error. 0 or -1. */
+int mela_finder_find(mela_finder *f, const float *image, int H, int W, float threshold,
+                     mela_find_box **boxes, int *nboxes);
+
+/* The baseline needing no learning: normalised cross-correlation of each
+ * support crop (28 x 28) with every window of the picture resized as
+ * mela_finder_find does (o's sizes, NMS and max_boxes; NULL: defaults),
+ * windows every 2 pixels of the resized picture; a blank window scores
+ * nothing. Score: the NCC in [-1, 1] of the best-matching crop. */
+int mela_ncc_find(const float *support, int ways, int shots, const float *image, int H, int W,
+                  const mela_find_opts *o, float threshold, mela_find_box **boxes, int *nboxes);
+
+/* Intersection over union of two boxes given as (x, y, w, h). */
+float mela_box_iou(const float *a, const float *b);
+/* Non-maximum suppression in place: sorts boxes by score (best first) and
+ * keeps, greedily, each box whose IoU with every kept box (of its class when
+ * per_class) is at most iou, up to max_keep. Returns the number kept. */
+int mela_nms(mela_find_box *boxes, int n, float iou, int per_class, int max_keep);
+/* Detections against ground truth (label and box of each gt): in order of
+ * descending score each detection takes the unmatched gt box of its label
+ * with the largest IoU >= min_iou; tp[i] = 1 when detection i took one.
+ * 0 or -1. */
+int mela_match_boxes(const mela_find_box *det, int ndet, const mela_find_box *gt, int ngt,
+                     float min_iou, int *tp);
+/* Average precision of n scored detections (tp[i]: a true positive) against
+ * npos positives: the area under the precision-recall curve with precision
+ * made non-increasing (all-point interpolation, as PASCAL VOC since 2010).
+ * Equal scores count their false positives first. NaN when npos is 0. */
+double mela_average_precision(int n, const float *scores, const int *tp, int npos);
+
 MELA_EXPORT_END
 #ifdef __cplusplus
 }

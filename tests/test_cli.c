@@ -27,15 +27,7 @@ static int run(char *out, size_t n, const char *fmt, const char *arg1, const cha
     char args[2048], cmd[4096];
     snprintf(args, sizeof args, fmt, arg1 ? arg1 : "", arg2 ? arg2 : "");
     snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    size_t k = 0;
-    if (!p)
-        return -1;
-    while (k + 1 < n && fgets(out + k, (int)(n - k), p))
-        k += strlen(out + k);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return rf_popen(out, n, cmd);
 }
 
 static void write_png(const char *path, int size, int seed)

@@ -58,12 +58,11 @@ static int push(char ***list, int *n, int *cap, char *path)
     return 0;
 }
 
-/* Appends path (a file) or the images of path (a folder, sorted by name). */
-static int add_query(const char *path, char ***list, int *n, int *cap)
+int cli_add_images(const char *cmd, const char *path, char ***list, int *n, int *cap)
 {
     struct stat st;
     if (stat(path, &st)) {
-        fprintf(stderr, "mela adapt: %s: no such file or folder\n", path);
+        fprintf(stderr, "mela %s: %s: no such file or folder\n", cmd, path);
         return -1;
     }
     if (!S_ISDIR(st.st_mode))
@@ -71,7 +70,7 @@ static int add_query(const char *path, char ***list, int *n, int *cap)
     char **names;
     int nn, before = *n, rc = 0;
     if (mela_sys_list_dir(path, &names, &nn)) {
-        fprintf(stderr, "mela adapt: %s\n", mela_last_error());
+        fprintf(stderr, "mela %s: %s\n", cmd, mela_last_error());
         return -1;
     }
     for (int i = 0; i < nn && !rc; i++) {
@@ -85,7 +84,7 @@ static int add_query(const char *path, char ***list, int *n, int *cap)
     }
     mela_sys_free_names(names, nn);
     if (!rc && *n == before) {
-        fprintf(stderr, "mela adapt: %s holds no PNG or JPEG images\n", path);
+        fprintf(stderr, "mela %s: %s holds no PNG or JPEG images\n", cmd, path);
         return -1;
     }
     return rc;
@@ -113,7 +112,7 @@ int cli_adapt(int argc, char **argv)
             goto out;
         } else if (npos < 2) {
             pos[npos++] = argv[i];
-        } else if (add_query(argv[i], &queries, &nq, &cap)) {
+        } else if (cli_add_images("adapt", argv[i], &queries, &nq, &cap)) {
             rc = 1;
             goto out;
         }

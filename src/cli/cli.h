@@ -8,6 +8,12 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_find(int argc, char **argv);
+
+/* Appends path (an image file) or the PNG and JPEG images of path (a folder,
+ * sorted by name) to *list (n used, cap allocated; the strings are the
+ * caller's to free). Prints "mela CMD: ..." and returns -1 on error. */
+int cli_add_images(const char *cmd, const char *path, char ***list, int *n, int *cap);
 
 /* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
 struct mela_run_config;

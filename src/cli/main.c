@@ -19,6 +19,7 @@ static const struct {
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
     {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
     {"classify", cli_adapt, "the same as adapt"},
+    {"find", cli_find, "find the support classes in larger pictures: boxes (metric checkpoints)"},
     {"compare", cli_compare, "probability that two images show the same class (Siamese)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };

@@ -133,7 +133,8 @@ typedef struct rgb {
 } rgb;
 
 typedef struct canvas {
-    unsigned char *px; /* PLOT_H rows of PLOT_W RGB pixels */
+    unsigned char *px; /* H rows of W RGB pixels */
+    int W, H;
     int x0, y0, x1, y1; /* the clip rectangle, inclusive */
 } canvas;
 
@@ -148,14 +149,14 @@ static const rgb PALETTE[10] = {
 
 static void clip_all(canvas *c)
 {
-    c->x0 = 0, c->y0 = 0, c->x1 = PLOT_W - 1, c->y1 = PLOT_H - 1;
+    c->x0 = 0, c->y0 = 0, c->x1 = c->W - 1, c->y1 = c->H - 1;
 }
 
 static void put(canvas *c, int x, int y, rgb col)
 {
     if (x < c->x0 || x > c->x1 || y < c->y0 || y > c->y1)
         return;
-    unsigned char *p = c->px + 3 * ((size_t)y * PLOT_W + (size_t)x);
+    unsigned char *p = c->px + 3 * ((size_t)y * c->W + (size_t)x);
     p[0] = col.r, p[1] = col.g, p[2] = col.b;
 }
 
@@ -328,7 +329,7 @@ static void on_png_error(png_structp png, png_const_charp msg)
 
 static void on_png_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
-static int write_png(const char *path, const unsigned char *px)
+static int write_png(const char *path, const unsigned char *px, int W, int H)
 {
     FILE *f = mela_sys_fopen_write(path);
     if (!f)
@@ -356,11 +357,11 @@ static int write_png(const char *path, const unsigned char *px)
         return -1;
     }
     png_init_io(png, f);
-    png_set_IHDR(png, info, PLOT_W, PLOT_H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, (png_uint_32)W, (png_uint_32)H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int y = 0; y < PLOT_H; y++)
-        png_write_row(png, px + (size_t)y * PLOT_W * 3);
+    for (int y = 0; y < H; y++)
+        png_write_row(png, px + (size_t)y * W * 3);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     free(err);
@@ -412,6 +413,7 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
     axis_make(&ay, ylo, yhi, 1);
 
     canvas c;
+    c.W = PLOT_W, c.H = PLOT_H;
     c.px = malloc((size_t)PLOT_W * PLOT_H * 3);
     if (!c.px)
         return mela_set_error("plot %s: out of memory", path);
@@ -502,7 +504,52 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
         clip_all(&c);
     }
 
-    int rc = write_png(path, c.px);
+    int rc = write_png(path, c.px, PLOT_W, PLOT_H);
+    free(c.px);
+    return rc;
+}
+
+/* ------------------------------------------------------------ boxed pictures */
+
+int mela_boxes_png(const char *path, const float *grey, int H, int W, int ink, int zoom, int n,
+                   const mela_png_box *boxes)
+{
+    if (H < 1 || W < 1 || H > 16384 || W > 16384 || zoom < 0 || zoom > 8)
+        return mela_set_error("boxes %s: a %d x %d picture (1..16384 a side) at zoom %d (0..8)", path,
+                              W, H, zoom);
+    int z = zoom ? zoom : H < 400 && W < 400 ? 2 : 1; /* small pictures drawn twice as large */
+    canvas c;
+    c.W = W * z, c.H = H * z;
+    c.px = malloc((size_t)c.W * c.H * 3);
+    if (!c.px)
+        return mela_set_error("boxes %s: out of memory", path);
+    clip_all(&c);
+    for (int y = 0; y < c.H; y++)
+        for (int x = 0; x < c.W; x++) {
+            float v = grey[(size_t)(y / z) * W + x / z];
+            v = v < 0 ? 0 : v > 1 ? 1 : v;
+            unsigned char g = (unsigned char)lroundf(255 * (ink ? 1 - v : v));
+            unsigned char *p = c.px + 3 * ((size_t)y * c.W + x);
+            p[0] = p[1] = p[2] = g;
+        }
+    int lw = c.W > 1600 ? 3 : 2, ts = c.W > 1600 ? 2 : 1;
+    for (int i = 0; i < n; i++) {
+        const mela_png_box *b = &boxes[i];
+        rgb col = PALETTE[(b->colour % 10 + 10) % 10];
+        int x0 = (int)lroundf(b->x * z), y0 = (int)lroundf(b->y * z);
+        int x1 = (int)lroundf((b->x + b->w) * z) - 1, y1 = (int)lroundf((b->y + b->h) * z) - 1;
+        line(&c, x0, y0, x1, y0, lw, col);
+        line(&c, x1, y0, x1, y1, lw, col);
+        line(&c, x1, y1, x0, y1, lw, col);
+        line(&c, x0, y1, x0, y0, lw, col);
+        if (b->text && *b->text) {
+            int tw = text_width(b->text, ts) + 4, th = 9 * ts + 2;
+            int ty = y0 - th >= 0 ? y0 - th : y1 + 1;
+            fill(&c, x0, ty, tw, th, col);
+            text(&c, x0 + 2, ty + 1, b->text, ts, WHITE);
+        }
+    }
+    int rc = write_png(path, c.px, c.W, c.H);
     free(c.px);
     return rc;
 }

@@ -48,6 +48,8 @@ int run_evaluate(mela_run *r, mela_tasks *ts, int n, mela_eval_result *res);
 
 /* run_state.c: the run configuration in a checkpoint's metadata. */
 int run_config_read(const mela_checkpoint *ck, const char *path, mela_run_config *rc);
+/* run_use.c: the same, after checking that ck is a checkpoint of a mela run. */
+int run_config_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc);
 /* out_dir made, written to (a probe), held (mela_sys_lock_dir into
  * r->lock) and rid of the temp files of killed writers. */
 int run_dir_open(mela_run *r);

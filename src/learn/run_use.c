@@ -12,8 +12,7 @@
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
 
-/* The run configuration stored in a checkpoint's metadata, checked. */
-static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
+int run_config_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
 {
     const char *fmt = mela_checkpoint_meta(ck, "format");
     if (!fmt || (strcmp(fmt, "mela-run-1") && strcmp(fmt, "mela-gbml-1")))
@@ -33,7 +32,7 @@ static mela_run *open_checkpoint(const char *path, mela_run_config *rc, int nove
     if (!ck)
         return NULL;
     mela_run *r = NULL;
-    if (config_from_checkpoint(ck, path, rc))
+    if (run_config_checkpoint(ck, path, rc))
         goto done;
     for (int i = 0; i < nover; i++) {
         char key[64];
@@ -203,7 +202,7 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
         return mela_set_error("adapt: no query images");
     mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
     mela_run_config rc;
-    int ok = ck && config_from_checkpoint(ck, checkpoint, &rc) == 0 &&
+    int ok = ck && run_config_checkpoint(ck, checkpoint, &rc) == 0 &&
              learner_check_weights(&rc, ck, checkpoint) == 0;
     mela_checkpoint_close(ck);
     if (!ok)
