@@ -4,6 +4,7 @@
 #include <math.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 int check_passed, check_failed;
@@ -74,4 +75,17 @@ void check_rm_rf(const char *path)
     } else {
         unlink(path);
     }
+}
+
+int check_run(char *out, size_t n, const char *cmd)
+{
+    FILE *p = popen(cmd, "r");
+    size_t k = 0;
+    if (!p)
+        return -1;
+    while (k + 1 < n && fgets(out + k, (int)(n - k), p))
+        k += strlen(out + k);
+    out[k] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }

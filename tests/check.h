@@ -35,6 +35,10 @@ int check_close_array(const char *file, int line, const float *got, const float 
 
 int check_finish(void);
 
+/* Runs the shell command cmd, its output (up to n - 1 bytes) into out;
+ * returns its exit status, or -1 when it did not exit. */
+int check_run(char *out, size_t n, const char *cmd);
+
 /* Removes path and, for a directory, everything under it (test scratch). */
 void check_rm_rf(const char *path);
 

@@ -14,21 +14,6 @@
 #include <unistd.h>
 
 /* The whole file (NUL after it), or NULL. */
-/* Runs the shell command cmd, its output (up to n - 1 bytes) into out;
- * returns its exit status, or -1 when it did not exit. */
-static int rf_popen(char *out, size_t n, const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    size_t k = 0;
-    if (!p)
-        return -1;
-    while (k + 1 < n && fgets(out + k, (int)(n - k), p))
-        k += strlen(out + k);
-    out[k] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static char *rf_slurp(const char *path, size_t *n)
 {
     FILE *f = fopen(path, "rb");

@@ -27,7 +27,7 @@ static int run(char *out, size_t n, const char *fmt, const char *arg1, const cha
     char args[2048], cmd[4096];
     snprintf(args, sizeof args, fmt, arg1 ? arg1 : "", arg2 ? arg2 : "");
     snprintf(cmd, sizeof cmd, "'%s' %s 2>&1", bin, args);
-    return rf_popen(out, n, cmd);
+    return check_run(out, n, cmd);
 }
 
 static void write_png(const char *path, int size, int seed)

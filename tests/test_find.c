@@ -13,7 +13,6 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "runfiles.h"
 #include "mela_data.h"
 #include "mela_io.h"
 #include "mela_learn.h"
@@ -306,7 +305,7 @@ static void test_cli(const char *dir, const char *ck, const char *maml)
     write_glyph_png(p, 31, 0, 120, 100, 48, 32);
     snprintf(cmd, sizeof cmd, "'%s' find '%s' '%s/sup' '%s/scene.png' --sizes 28 --stride 4 --json "
              "--draw '%s/drawn' 2>&1", bin, ck, dir, dir, dir);
-    int rc = rf_popen(out, sizeof out, cmd);
+    int rc = check_run(out, sizeof out, cmd);
     CHECK(rc == 0 && strstr(out, "\"class\": \"g1\"") && strstr(out, "\"x\": 48.0, \"y\": 32.0"),
           "mela find --json: status %d, output:\n%s", rc, out);
     snprintf(p, sizeof p, "%s/drawn/scene.png", dir);
@@ -316,18 +315,18 @@ static void test_cli(const char *dir, const char *ck, const char *maml)
     snprintf(p, sizeof p, "%s/tiny.png", dir);
     write_glyph_png(p, 31, 1, 20, 40, 0, 0);
     snprintf(cmd, sizeof cmd, "'%s' find '%s' '%s/sup' '%s' 2>&1", bin, ck, dir, p);
-    rc = rf_popen(out, sizeof out, cmd);
+    rc = check_run(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "smaller than the model's input"), "tiny picture: %d %s", rc, out);
     /* a gradient-based checkpoint */
     snprintf(cmd, sizeof cmd, "'%s' find '%s' '%s/sup' '%s/scene.png' 2>&1", bin, maml, dir, dir);
-    rc = rf_popen(out, sizeof out, cmd);
+    rc = check_run(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "maml checkpoint cannot find") && strstr(out, "metric learner"),
           "maml checkpoint: %d %s", rc, out);
     /* a support folder with an empty class */
     snprintf(p, sizeof p, "%s/sup/empty", dir);
     mkdir(p, 0777);
     snprintf(cmd, sizeof cmd, "'%s' find '%s' '%s/sup' '%s/scene.png' 2>&1", bin, ck, dir, dir);
-    rc = rf_popen(out, sizeof out, cmd);
+    rc = check_run(out, sizeof out, cmd);
     CHECK(rc == 1 && strstr(out, "empty"), "empty class: %d %s", rc, out);
 }
 
