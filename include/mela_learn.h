@@ -181,9 +181,24 @@ typedef struct mela_metric mela_metric;
 mela_metric *mela_metric_new(const mela_model *embedding, const mela_metric_config *c);
 void mela_metric_free(mela_metric *mt);
 /* The embedding's views, then "siamese.weight" (1, D) and "siamese.bias" (1)
- * (Siamese) or "matching.scale" (1) (Matching with learn_scale). */
+ * (Siamese) or "matching.scale" (1) (Matching with learn_scale), then, for
+ * each batch-norm layer of the embedding (mela_model_bn_layers), its
+ * population statistics "bnI.running_mean" and "bnI.running_var" (C): not
+ * trained (their gradient is 0), set by mela_metric_calibrate. */
 const mela_layout *mela_metric_layout(const mela_metric *mt);
 void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
+/* Batch norm: training normalises each layer with the statistics of the
+ * training batch (the episode's support and queries together, as Snell et
+ * al.'s and Vinyals et al.'s code in training mode). Evaluation, compare and
+ * classification normalise with the population statistics held in theta, so
+ * an image is embedded on its own: a query's scores depend on the support
+ * set and that query only. mela_metric_calibrate sets them from the weights
+ * in theta: the per-channel mean and (biased) variance of each layer's input
+ * over all images of training tasks 0..tasks-1 of ts (a stream of this
+ * learner's training tasks; slot 0 is used), each layer's input computed as
+ * in training. The run loop calls it before every validation, so every
+ * checkpoint holds the statistics of its own weights. */
+int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tasks, int threads);
 /* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
  * episode is the batch), summed in task order as mela_gbml_meta_grad; spare
  * threads (threads > n) go to the convolutions. */
@@ -347,6 +362,16 @@ int mela_learner_reserve(mela_learner *l, int slots, int kernel_threads);
  * support), or regression predictions (Q, 1). Returns 0 or -1. */
 int mela_learner_evaluate(mela_learner *l, const float *theta, const mela_task *t, int slot,
                           double *loss, double *acc, float *probs);
+/* Learners whose evaluation holds statistics of the training data in theta
+ * (the metric learners' batch-norm population statistics,
+ * mela_metric_calibrate) set them from the weights in theta, over training
+ * tasks 0..tasks-1 of ts (a stream of mela_learner_tasks(l, 1, ...)); the
+ * others leave theta alone. The run loop calls it before every validation
+ * with mela_learner_calibration_tasks(l) tasks. Returns 0 or -1. */
+int mela_learner_calibrate(mela_learner *l, float *theta, mela_tasks *ts, int tasks);
+/* How many training tasks calibration uses (0: the learner has nothing to
+ * calibrate): enough for about 8,192 images, at least 8, at most 256. */
+int mela_learner_calibration_tasks(const mela_learner *l);
 /* p(same class) of images a and b (one input each); learners with `compares`. */
 int mela_learner_compare(mela_learner *l, const float *theta, const float *a, const float *b,
                          double *p_same);

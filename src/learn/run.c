@@ -201,7 +201,7 @@ int mela_run_test(mela_run *r, int episodes, mela_eval_result *res)
 /* --------------------------------------------------------------- the loop */
 
 typedef struct fit {
-    mela_tasks *train, *val;
+    mela_tasks *train, *val, *cal; /* cal: training tasks of calibrations */
     mela_task *tasks;
     mela_metrics *log;
     mela_progress p;
@@ -254,6 +254,9 @@ static int fit_begin(mela_run *r, fit *f, int report)
     if (!(f->train = run_tasks(r, 1, r->data.train, (uint64_t)rc->seed, B > T ? B : T)) ||
         !(f->val = run_tasks(r, 0, r->data.val, vseed, T)))
         return -1;
+    if (mela_learner_calibration_tasks(r->l) &&
+        !(f->cal = run_tasks(r, 1, r->data.train, (uint64_t)rc->seed ^ 0x626e737461747300ULL, 1)))
+        return -1;
     if (!r->resumed) {
         mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
         mela_learner_init(r->l, r->theta, &init);
@@ -272,6 +275,7 @@ static int fit_end(mela_run *r, fit *f, int status, int began)
         status = -1;
     mela_tasks_free(f->train);
     mela_tasks_free(f->val);
+    mela_tasks_free(f->cal);
     free(f->tasks);
     if (status >= 0) {
         r->st = f->st;
@@ -290,6 +294,8 @@ static int fit_validate(mela_run *r, fit *f, int it)
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
     double t0 = mela_sys_now();
+    if (f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l)))
+        return -1;
     if (run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
     f->p.validate_s += mela_sys_now() - t0;
