@@ -262,6 +262,8 @@ typedef struct mela_run_config {
     long long test_seed;   /* the fixed test episodes */
     int threads;           /* threads of the run (results do not depend on it) */
     int val_every;         /* iterations between validations (0: never) */
+    int patience;          /* stop when the best validation score is this many
+                            * iterations old (0: never; the run is then complete) */
     int val_episodes;
     int test_episodes;
     char out_dir[512];     /* checkpoints and metrics ("": write nothing) */
@@ -399,6 +401,8 @@ typedef struct mela_progress {
     double seconds, eta;        /* elapsed, estimated remaining */
     double tasks_per_second;
     int validated;              /* 1 when this report follows a validation */
+    int best_iteration;         /* the iteration of best_val (0: none yet) */
+    int stopped_early;          /* 1: the patience ran out at this report */
     /* where the time went since the start (seconds): drawing tasks, the
      * learners' forward and backward passes, the outer updates, validation */
     double data_s, grad_s, update_s, validate_s;
@@ -459,7 +463,9 @@ float *mela_run_theta(mela_run *r);
  * Afterwards theta holds the final weights. A non-finite training loss,
  * meta-gradient or validation score stops the run with an error naming the
  * iteration; nothing is written with a non-finite score or weights, so the
- * files hold the last good state. Returns 0 when the run is complete, 1 when
+ * files hold the last good state. A run with a patience is complete when
+ * its best validation score is that many iterations old (progress says
+ * stopped_early; resuming it does nothing more). Returns 0 when the run is complete, 1 when
  * it stopped at a request (mela_run_set_stop; its state saved), or -1 with
  * a message; files written before a failure stay in place. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx);

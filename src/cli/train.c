@@ -271,7 +271,7 @@ static int train_run(mela_run *r, int report, int profile)
         print_profile(r, &t.last);
     if (dir[0])
         cli_curves_draw(rc);
-    int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
+    int it = mela_run_iteration(r), test_episodes = rc->test_episodes, patience = rc->patience;
     mela_run_close(r);
     if (status == 1) {
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
@@ -283,6 +283,10 @@ static int train_run(mela_run *r, int report, int profile)
             say_kept(dir);
         return 1;
     }
+    if (t.last.stopped_early)
+        fprintf(stderr, "mela train: stopped early after iteration %d: the best validation (%.2f%%, "
+                "iteration %d) is %d iterations old (--patience %d)\n", it, 100 * t.last.best_val,
+                t.last.best_iteration, it - t.last.best_iteration, patience);
     char path[700];
     snprintf(path, sizeof path, "%s/best.safetensors", dir);
     mela_eval_result res;

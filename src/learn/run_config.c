@@ -68,6 +68,7 @@ static const option options[] = {
     {"test_seed", T_LL, F(test_seed), 0, 9.2e18, "seed of the fixed validation and test episodes"},
     {"threads", T_INT, F(threads), 1, 256, "threads (tasks of a meta-batch run in parallel; results do not depend on it)"},
     {"val_every", T_INT, F(val_every), 0, 100000000, "iterations between validations and checkpoints (0: only at the end)"},
+    {"patience", T_INT, F(patience), 0, 100000000, "stop when the best validation score is this many iterations old (0: never)"},
     {"val_episodes", T_INT, F(val_episodes), 1, 100000, "validation episodes"},
     {"test_episodes", T_INT, F(test_episodes), 1, 1000000, "test episodes (the papers: 600)"},
     {"out_dir", T_STR, F(out_dir), 0, 0, "where checkpoints and metrics are written (\"\": nowhere)"},
