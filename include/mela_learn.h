@@ -276,6 +276,13 @@ typedef struct mela_run_config {
  * data_dir is left empty ("": the caller says where the data is) and out_dir
  * is "runs/<learner>-<dataset>". Returns 0 or -1 (unknown learner or dataset). */
 int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways);
+/* A split's evaluation protocol over the defaults, for every learner:
+ * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say) or
+ * "lake" (Lake et al. 2015 / Koch et al. 2015: the background set to train,
+ * 10 + 10 evaluation alphabets to validate and test, one-shot episodes drawn
+ * within one alphabet, one query per class; give the defaults 20 ways for
+ * Lake's 20-way task). Returns 0 or -1 (an unknown split). */
+int mela_run_protocol(mela_run_config *rc, const char *split);
 /* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
  * with a message naming the key and the value. */
 int mela_run_set(mela_run_config *rc, const char *key, const char *value);

@@ -28,7 +28,7 @@ static const option options[] = {
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
     {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip (the library has no default)"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
-    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (background; 10+10 evaluation alphabets, within-alphabet episodes)"},
+    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (Lake's protocol: background; 10+10 evaluation alphabets; 20-way 1-shot episodes within one alphabet, one query per class)"},
     {"ways", T_INT, F(train.ways), 1, 1000, "N: classes per task"},
     {"shots", T_INT, F(train.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
     {"queries", T_INT, F(train.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
@@ -195,6 +195,18 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     else
         return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
     d->defaults(rc, ways);
+    return 0;
+}
+
+int mela_run_protocol(mela_run_config *rc, const char *split)
+{
+    if (strcmp(split, "vinyals") && strcmp(split, "lake"))
+        return mela_set_error("split: '%s' is not one of vinyals, lake", split);
+    snprintf(rc->split, sizeof rc->split, "%s", split);
+    if (!strcmp(split, "lake")) {
+        rc->test.shots = 1;
+        rc->test.queries = 1;
+    }
     return 0;
 }
 
