@@ -457,7 +457,7 @@ int cli_eval(int argc, char **argv)
                 fprintf(stderr, "mela eval: one checkpoint only ('%s' and '%s')\n", ckpt, argv[i]);
                 goto usage;
             }
-            ckpt = argv[i];
+            ckpt = cli_model_path(argv[i]);
             continue;
         }
         if (i + 1 >= argc) {
