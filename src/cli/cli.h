@@ -14,6 +14,11 @@ int cli_find(int argc, char **argv);
  * sorted by name) to *list (n used, cap allocated; the strings are the
  * caller's to free). Prints "mela CMD: ..." and returns -1 on error. */
 int cli_add_images(const char *cmd, const char *path, char ***list, int *n, int *cap);
+int cli_models(int argc, char **argv);
+/* arg itself when it is a file (or not a plain name); else the shipped
+ * model of that name (NAME.safetensors in the models folders, models.c);
+ * else arg, so that the error names what the user typed. */
+const char *cli_model_path(const char *arg);
 
 /* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
 struct mela_run_config;

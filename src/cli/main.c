@@ -21,6 +21,7 @@ static const struct {
     {"classify", cli_adapt, "the same as adapt"},
     {"find", cli_find, "find the support classes in larger pictures: boxes (metric checkpoints)"},
     {"compare", cli_compare, "probability that two images show the same class (Siamese)"},
+    {"models", cli_models, "list the trained models that ship with mela (usable by name)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };
 

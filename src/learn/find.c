@@ -14,10 +14,14 @@
  * for, so that an object of that size fills one window.
  *
  * Batch normalisation. Conv-4 was trained with the statistics of each
- * batch; a dense pass needs fixed ones. Here every layer is normalised as an
- * affine map per channel (bn_affine), from the statistics of the support
- * crops taken as one batch, which is what the support embeddings would see
- * in an episode; bn_stats is the one place that chooses them.
+ * batch; a dense pass needs fixed ones. Every layer is normalised as an
+ * affine map per channel (bn_affine) from the checkpoint's population
+ * statistics (bnI.running_mean and _var), or, for a checkpoint made before
+ * they existed, from the statistics of the support crops taken as one batch
+ * (what the support embeddings saw in an episode); bn_stats chooses. The
+ * body is built here rather than with mela_model_body_bn because its last
+ * max-pool runs with stride 1 (windows every 8 pixels) and it keeps the
+ * feature map instead of flattening it.
  */
 #include <float.h>
 #include <math.h>
@@ -53,6 +57,8 @@ struct mela_finder {
     float *theta;
     float siam_w[1024], siam_b;
     float *bn_a, *bn_b; /* depth * width each: x * a + b per channel */
+    float *pop;         /* depth * width means, then variances: the checkpoint's
+                         * population statistics (NULL: it has none) */
     float eps;
     int ways, shots, views;
     float *emb;   /* views * ways * shots * D support embeddings */
@@ -159,6 +165,7 @@ void mela_finder_close(mela_finder *f)
     mela_layout_free(f->L);
     free(f->theta);
     free(f->bn_a);
+    free(f->pop);
     free(f->emb);
     free(f->proto);
     free(f->ref);
@@ -252,10 +259,28 @@ static const float *dense_run(mela_finder *f, dense *d, const float *x, int *h, 
 }
 
 /* The batch-norm statistics of the dense pass, as x * a + b per channel:
- * those of the n support crops xs taken as one batch (the biased variance,
- * as mela_batchnorm). The one place to choose them. */
+ * the checkpoint's population statistics (bnI.running_mean and _var, over
+ * the training images), or for a checkpoint without them those of the n
+ * support crops xs taken as one batch (the biased variance, as
+ * mela_batchnorm). The one place that chooses them. */
+static void bn_affine(mela_finder *f, int l, int c, double mean, double var)
+{
+    const float *gamma = f->theta + mela_layout_offset(f->L, 4 * l + 2);
+    const float *beta = f->theta + mela_layout_offset(f->L, 4 * l + 3);
+    float a = gamma[c] / sqrtf((float)(var > 0 ? var : 0) + f->eps);
+    f->bn_a[(size_t)l * f->width + c] = a;
+    f->bn_b[(size_t)l * f->width + c] = beta[c] - (float)mean * a;
+}
+
 static int bn_stats(mela_finder *f, const float *xs, int n)
 {
+    if (f->pop) {
+        size_t lw = (size_t)f->depth * f->width;
+        for (int l = 0; l < f->depth; l++)
+            for (int c = 0; c < f->width; c++)
+                bn_affine(f, l, c, f->pop[(size_t)l * f->width + c], f->pop[lw + (size_t)l * f->width + c]);
+        return 0;
+    }
     mela_graph *g = mela_graph_new();
     mela_node conv[FIND_MAX_DEPTH];
     mela_plan *p = NULL;
@@ -277,8 +302,6 @@ static int bn_stats(mela_finder *f, const float *xs, int n)
         mela_shape s = mela_node_shape(g, conv[l]);
         const float *v = mela_exec_value(e, conv[l]);
         size_t hw = (size_t)s.d[2] * s.d[3];
-        const float *gamma = f->theta + mela_layout_offset(f->L, 4 * l + 2);
-        const float *beta = f->theta + mela_layout_offset(f->L, 4 * l + 3);
         for (int c = 0; c < f->width; c++) {
             double sum = 0, sq = 0;
             for (int i = 0; i < n; i++)
@@ -286,10 +309,8 @@ static int bn_stats(mela_finder *f, const float *xs, int n)
                     double z = v[((size_t)i * f->width + c) * hw + k];
                     sum += z, sq += z * z;
                 }
-            double cnt = (double)n * hw, mean = sum / cnt, var = sq / cnt - mean * mean;
-            float a = gamma[c] / sqrtf((float)(var > 0 ? var : 0) + f->eps);
-            f->bn_a[(size_t)l * f->width + c] = a;
-            f->bn_b[(size_t)l * f->width + c] = beta[c] - (float)mean * a;
+            double cnt = (double)n * hw, mean = sum / cnt;
+            bn_affine(f, l, c, mean, sq / cnt - mean * mean);
         }
     }
     rc = 0;
@@ -364,6 +385,34 @@ mela_finder *mela_finder_open(const char *checkpoint, const mela_find_opts *opts
         }
         mela_checkpoint_tensor(ck, iw, f->siam_w);
         mela_checkpoint_tensor(ck, ib, &f->siam_b);
+    }
+    /* population statistics, when the checkpoint has them for every layer */
+    int have = 1;
+    for (int l = 0; l < f->depth; l++) {
+        char mn[32], vn[32];
+        snprintf(mn, sizeof mn, "bn%d.running_mean", l + 1);
+        snprintf(vn, sizeof vn, "bn%d.running_var", l + 1);
+        int im = mela_checkpoint_find(ck, mn), iv = mela_checkpoint_find(ck, vn);
+        have &= im >= 0 && iv >= 0 && mela_shape_numel(mela_checkpoint_shape(ck, im)) == (size_t)f->width &&
+                mela_shape_numel(mela_checkpoint_shape(ck, iv)) == (size_t)f->width;
+    }
+    if (have && f->depth > 0) {
+        size_t lw = (size_t)f->depth * f->width;
+        if (!(f->pop = malloc(2 * lw * sizeof *f->pop)))
+            goto oom;
+        for (int l = 0; l < f->depth; l++) {
+            char mn[32], vn[32];
+            snprintf(mn, sizeof mn, "bn%d.running_mean", l + 1);
+            snprintf(vn, sizeof vn, "bn%d.running_var", l + 1);
+            mela_checkpoint_tensor(ck, mela_checkpoint_find(ck, mn), f->pop + (size_t)l * f->width);
+            mela_checkpoint_tensor(ck, mela_checkpoint_find(ck, vn), f->pop + lw + (size_t)l * f->width);
+        }
+        for (size_t i = 0; i < 2 * lw; i++)
+            if (!isfinite(f->pop[i]) || (i >= lw && f->pop[i] < 0)) {
+                mela_set_error("%s: the population statistics hold a NaN, an infinity or a "
+                               "negative variance", checkpoint);
+                goto fail;
+            }
     }
     for (size_t i = 0; i < mela_layout_size(f->L); i++)
         if (!isfinite(f->theta[i])) {
