@@ -579,7 +579,7 @@ typedef struct mela_find_opts {
     const float *sizes; /* object sizes in pixels of the picture (NULL: 20, 24, 28, 34, 40) */
     int nsizes;
     int stride;         /* window step in the resized picture: 16, 8 (0: 8), 4 or 2 */
-    float nms_iou;      /* 0: 0.3 */
+    float nms_iou;      /* 0: MELA_FIND_NMS_IOU */
     int nms_per_class;  /* 1: suppress only boxes of the same class (0: any) */
     int max_boxes;      /* per picture (0: 50) */
     int threads;        /* of the dense pass, 1..4 (0: 1) */
@@ -587,8 +587,10 @@ typedef struct mela_find_opts {
                          * the stride each way (9 views, the nearest counts) */
 } mela_find_opts;
 
-/* The threshold of "found" (mela find's default). */
+/* The threshold of "found" (mela find's default), and the IoU above which a
+ * box is suppressed by a better one (things do not overlap much). */
 #define MELA_FIND_THRESHOLD 0.5f
+#define MELA_FIND_NMS_IOU 0.1f
 
 /* A box: top-left corner, size, score, support class (label). */
 typedef struct mela_find_box {

@@ -27,13 +27,13 @@ static void find_help(void)
            "\n"
            "  --sizes LIST       object sizes in pixels of the pictures, comma-separated\n"
            "                     (default 20,24,28,34,40: characters of 20-40 pixels)\n"
-           "  --threshold T      score a box needs to be reported (default %.2f); 1 is a\n"
-           "                     perfect match, 0 a window as far as the picture's typical one\n"
-           "                     (Siamese: p(same))\n"
+           "  --threshold T      score a box needs to be reported (default %.2f); 1 is the\n"
+           "                     support drawing itself, 0 as far as empty paper (Siamese:\n"
+           "                     p(same))\n"
            "  --stride S         window step in the resized picture: 16, 8, 4 or 2 (default 8;\n"
            "                     4 costs 4 times as much)\n"
            "  --max-boxes N      at most N boxes per picture (default 50)\n"
-           "  --nms-iou X        drop a box overlapping a better one by more than X (default 0.3)\n"
+           "  --nms-iou X        drop a box overlapping a better one by more than X (default %.2f)\n"
            "  --threads N        threads of the dense pass, 1..4 (default 1)\n"
            "  --json             JSON lines instead of text\n"
            "  --draw DIR         write DIR/<picture>.png with the boxes and class names\n"
@@ -43,7 +43,7 @@ static void find_help(void)
            "Prints one line per box: picture, class, score, x, y, width, height (pixels,\n"
            "x and y the top-left corner), best first; a picture with no box at or above the\n"
            "threshold gets one line saying 'nothing found' (JSON: \"class\": null).\n",
-           (double)MELA_FIND_THRESHOLD);
+           (double)MELA_FIND_THRESHOLD, (double)MELA_FIND_NMS_IOU);
 }
 
 static int parse_sizes(const char *s, float *out, int max)

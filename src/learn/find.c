@@ -450,7 +450,7 @@ int mela_finder_support(mela_finder *f, int ways, int shots, const float *images
     float *proto = calloc((size_t)nv * ways * D, sizeof *proto);
     /* Each view is embedded in the middle of a blank canvas, as a window of
      * the dense pass sees it: the 46-pixel receptive field of a window
-     * reaches 15 pixels before it and 18 after, where a lone 28 x 28 input
+     * reaches 15 pixels before it and 3 after, where a lone 28 x 28 input
      * would see zero padding after every layer. */
     const int C = FIND_IN + 2 * FIND_PAD;
     float *canvas = calloc(((size_t)nv * n + 1) * C * C, sizeof *canvas); /* + a blank one */
@@ -688,7 +688,7 @@ int mela_finder_find(mela_finder *f, const float *image, int H, int W, float thr
                                           cs[i].side, v, best};
         }
     }
-    float iou = o->nms_iou > 0 ? o->nms_iou : 0.3f;
+    float iou = o->nms_iou > 0 ? o->nms_iou : MELA_FIND_NMS_IOU;
     int keep = o->max_boxes > 0 ? o->max_boxes : 50;
     *nboxes = mela_nms(out, (int)nout, iou, o->nms_per_class, keep);
     *boxes = out;
@@ -791,7 +791,7 @@ int mela_ncc_find(const float *support, int ways, int shots, const float *image,
                 out[nout++] = (mela_find_box){x / scale, y / scale, S / scale, S / scale, v, label};
             }
     }
-    float iou = o && o->nms_iou > 0 ? o->nms_iou : 0.3f;
+    float iou = o && o->nms_iou > 0 ? o->nms_iou : MELA_FIND_NMS_IOU;
     int keep = o && o->max_boxes > 0 ? o->max_boxes : 50;
     *nboxes = mela_nms(out, (int)nout, iou, o ? o->nms_per_class : 0, keep);
     *boxes = out;
