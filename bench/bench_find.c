@@ -4,7 +4,7 @@
  *
  *   bench_find CHECKPOINT [--scenes 1000] [--ways 5] [--seed 1] [--threads 1]
  *              [--data-dir ../shared/data/omniglot] [--set evaluation|background]
- *              [--stride 8] [--draw DIR N]
+ *              [--stride 4] [--draw DIR N]
  *
  * Measured: mAP@0.5 (the AP of each support slot 0..ways-1 over all scenes'
  * detections, averaged over slots; 95% CI from 200 bootstrap resamples of
@@ -140,7 +140,7 @@ static void draw(const char *dir, const char *name, int i, const mela_scene *sc,
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = "../shared/data/omniglot", *set = "evaluation", *drawdir = NULL;
-    int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = 8, ndraw = 0;
+    int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0;
     unsigned long long seed = 1;
     float thr = MELA_FIND_THRESHOLD, nthr = 0.6f, nms = 0;
     for (int i = 1; i < argc; i++) {

@@ -578,7 +578,8 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
 typedef struct mela_find_opts {
     const float *sizes; /* object sizes in pixels of the picture (NULL: 20, 24, 28, 34, 40) */
     int nsizes;
-    int stride;         /* window step in the resized picture: 16, 8 (0: 8), 4 or 2 */
+    int stride;         /* window step in the resized picture: 16, 8, 4 or 2
+                         * (0: MELA_FIND_STRIDE) */
     float nms_iou;      /* 0: MELA_FIND_NMS_IOU */
     int nms_per_class;  /* 1: suppress only boxes of the same class (0: any) */
     int max_boxes;      /* per picture (0: 50) */
@@ -591,6 +592,8 @@ typedef struct mela_find_opts {
  * box is suppressed by a better one (things do not overlap much). */
 #define MELA_FIND_THRESHOLD 0.5f
 #define MELA_FIND_NMS_IOU 0.1f
+/* The window step: 4 pixels (4 passes of the picture; 8 costs one). */
+#define MELA_FIND_STRIDE 4
 
 /* A box: top-left corner, size, score, support class (label). */
 typedef struct mela_find_box {

@@ -30,8 +30,8 @@ static void find_help(void)
            "  --threshold T      score a box needs to be reported (default %.2f); 1 is the\n"
            "                     support drawing itself, 0 as far as empty paper (Siamese:\n"
            "                     p(same))\n"
-           "  --stride S         window step in the resized picture: 16, 8, 4 or 2 (default 8;\n"
-           "                     4 costs 4 times as much)\n"
+           "  --stride S         window step in the resized picture: 16, 8, 4 or 2 (default\n"
+           "                     %d; 8 is 4 times as fast, 16 a little faster still)\n"
            "  --max-boxes N      at most N boxes per picture (default 50)\n"
            "  --nms-iou X        drop a box overlapping a better one by more than X (default %.2f)\n"
            "  --threads N        threads of the dense pass, 1..4 (default 1)\n"
@@ -43,7 +43,7 @@ static void find_help(void)
            "Prints one line per box: picture, class, score, x, y, width, height (pixels,\n"
            "x and y the top-left corner), best first; a picture with no box at or above the\n"
            "threshold gets one line saying 'nothing found' (JSON: \"class\": null).\n",
-           (double)MELA_FIND_THRESHOLD, (double)MELA_FIND_NMS_IOU);
+           (double)MELA_FIND_THRESHOLD, MELA_FIND_STRIDE, (double)MELA_FIND_NMS_IOU);
 }
 
 static int parse_sizes(const char *s, float *out, int max)

@@ -444,7 +444,7 @@ int mela_finder_support(mela_finder *f, int ways, int shots, const float *images
     /* Views of each crop: as it is, and (unless plain_support) moved by half
      * the window stride in each direction, so that a character between two
      * windows is still near one view. */
-    int half = (f->o.stride > 0 ? f->o.stride : 8) / 2;
+    int half = (f->o.stride > 0 ? f->o.stride : MELA_FIND_STRIDE) / 2;
     int nv = f->o.plain_support ? 1 : 9, n = ways * shots, D = f->D;
     float *emb = malloc(((size_t)nv * n + 1) * D * sizeof *emb);
     float *proto = calloc((size_t)nv * ways * D, sizeof *proto);
@@ -583,7 +583,7 @@ int mela_finder_find(mela_finder *f, const float *image, int H, int W, float thr
         return mela_set_error("find: the picture is %d x %d, smaller than the model's input of "
                               "%d x %d", W, H, FIND_IN, FIND_IN);
     mela_find_opts *o = &f->o;
-    int stride = o->stride > 0 ? o->stride : 8;
+    int stride = o->stride > 0 ? o->stride : MELA_FIND_STRIDE;
     if (stride != 16 && stride != 8 && stride != 4 && stride != 2)
         return mela_set_error("find: stride %d is not one of 16, 8, 4, 2", stride);
     static const float default_sizes[] = {20, 24, 28, 34, 40};
