@@ -142,7 +142,7 @@ int main(int argc, char **argv)
     const char *ckpt = NULL, *data = "../shared/data/omniglot", *set = "evaluation", *drawdir = NULL;
     int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0;
     unsigned long long seed = 1;
-    float thr = MELA_FIND_THRESHOLD, nthr = 0.6f, nms = 0;
+    float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--scenes") && v)
@@ -303,9 +303,9 @@ int main(int argc, char **argv)
     for (int k = 0; k < 2; k++) {
         printf("  %-13s", ms[k].name);
         for (int t = 0; t < NSWEEP; t++) {
-            double acc;
-            mela_mean_ci(ms[k].sweep + (size_t)t * scenes, scenes, &acc, NULL);
-            printf(" %.2f:%.3f", (double)ms[k].sweep_t[t], acc);
+            double acc, ci;
+            mela_mean_ci(ms[k].sweep + (size_t)t * scenes, scenes, &acc, &ci);
+            printf(" %.2f:%.3f+-%.3f", (double)ms[k].sweep_t[t], acc, ci);
         }
         printf("\n");
     }

@@ -590,7 +590,7 @@ typedef struct mela_find_opts {
 
 /* The threshold of "found" (mela find's default), and the IoU above which a
  * box is suppressed by a better one (things do not overlap much). */
-#define MELA_FIND_THRESHOLD 0.5f
+#define MELA_FIND_THRESHOLD 0.75f
 #define MELA_FIND_NMS_IOU 0.1f
 /* The window step: 4 pixels (4 passes of the picture; 8 costs one). */
 #define MELA_FIND_STRIDE 4

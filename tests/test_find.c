@@ -223,6 +223,8 @@ static void test_detect(const char *ck)
     CHECK(mela_finder_find(f, pic, H, W, -INFINITY, &b, &n) == 0 && n > 0 && b[0].score < best_target,
           "distractors only: best %.3f, the support drawings' lowest %.3f", n ? (double)b[0].score : 0.0,
           (double)best_target);
+    printf("distractors only: best score %.3f (the support drawings: %.3f and above)\n",
+           n ? (double)b[0].score : 0.0, (double)best_target);
     free(b);
     /* a blank picture: nothing found at the default threshold */
     memset(pic, 0, (size_t)W * H * sizeof *pic);
