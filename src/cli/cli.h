@@ -6,6 +6,7 @@
 int cli_demo(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_tune(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 

@@ -34,7 +34,7 @@ static void train_help(const char *learner, const char *dataset, int ways)
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways ? ways : 5))
         mela_run_defaults(&rc, "maml", "omniglot", 5);
-    printf("Usage: mela train [--key value]... [--overwrite]\n"
+    printf("Usage: mela train [--config FILE] [--key value]... [--overwrite]\n"
            "       mela train --resume OUT_DIR [--threads N]\n"
            "\n"
            "Meta-trains a learner and writes OUT_DIR/best.safetensors (best validation),\n"
@@ -76,6 +76,10 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
            "20-way within-alphabet one-shot.\n\n");
+    printf("  --config FILE      start from a configuration: a file of 'key value' lines (what\n"
+           "                     'mela tune' writes as best.conf), or any run's saved one (its\n"
+           "                     state.safetensors, a checkpoint, or the run's directory); the\n"
+           "                     options given with it change it (e.g. --out-dir, --iterations)\n");
     printf("  --report N         print progress every N iterations (default 100; a resumed run\n"
            "                     keeps its own unless given)\n"
            "  --resume DIR       continue the run saved in DIR (stopped by Ctrl-C or SIGTERM, or\n"
@@ -352,7 +356,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
 int cli_train(int argc, char **argv)
 {
     int profile = take_flag(&argc, argv, "--profile"), overwrite = take_flag(&argc, argv, "--overwrite");
-    const char *learner = "maml", *dataset = "omniglot", *resume = NULL;
+    const char *learner = "maml", *dataset = "omniglot", *resume = NULL, *config = NULL;
     int ways = 0, test_ways = 0, report = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
@@ -381,6 +385,7 @@ int cli_train(int argc, char **argv)
         if (is_test) test_ways = ways = (int)v;
         if (is_report) report = (int)v;
         if (!strcmp(key, "resume")) resume = argv[i + 1];
+        if (!strcmp(key, "config")) config = argv[i + 1];
         i++;
     }
     if (help) {
@@ -391,17 +396,22 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: --resume continues the run, --overwrite replaces it: give one\n");
         return 2;
     }
+    if (resume && config) {
+        fprintf(stderr, "mela train: --resume continues a run as it was; --config starts one: give one\n");
+        return 2;
+    }
     if (resume)
         return train_resume(resume, argc, argv, report, profile);
     mela_run_config rc;
-    if (mela_run_defaults(&rc, learner, dataset, ways)) {
+    if (config ? mela_run_config_load(&rc, config) : mela_run_defaults(&rc, learner, dataset, ways)) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
-    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
+    if (!config || !rc.data_dir[0])
+        snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     for (int i = 1; i + 1 < argc; i += 2) {
         opt_key(argv[i], key, sizeof key);
-        if (strcmp(key, "report") && mela_run_set(&rc, key, argv[i + 1])) {
+        if (strcmp(key, "report") && strcmp(key, "config") && mela_run_set(&rc, key, argv[i + 1])) {
             fprintf(stderr, "mela train: %s\n", mela_last_error());
             return 2;
         }
