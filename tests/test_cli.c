@@ -266,22 +266,8 @@ static void test_tune(const char *dir)
         char resume[800];
         snprintf(resume, sizeof resume, "tune --resume %s --workers %d", tdir, 1 + k % 2);
         int had = count_lines(path), want = k < 4 ? had + 1 + rand() % 8 : 1 << 30;
-        pid_t pid = start(log, had || k ? resume : args);
-        int st;
-        for (;;) { /* killed after `want` records and a random moment more */
-            if (waitpid(pid, &st, WNOHANG) == pid)
-                break;
-            if (count_lines(path) >= want) {
-                struct timespec ts = {0, (long)(1e9 * T / 40 * rand() / RAND_MAX) % 999999999};
-                nanosleep(&ts, NULL);
-                kill(pid, SIGKILL);
-                waitpid(pid, &st, 0);
-                break;
-            }
-            struct timespec ms = {0, 1000000};
-            nanosleep(&ms, NULL);
-        }
-        status = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+        long extra_us = (long)(1e6 * T / 40 * rand() / RAND_MAX);
+        status = rf_signal_at(start(log, had || k ? resume : args), count_lines, path, want, extra_us, SIGKILL);
         kills += status == -SIGKILL;
     }
     printf("tune: %d kills, %d sessions, seed %u, reference %.2f s\n", kills, k, seed, T);

@@ -219,31 +219,6 @@ static int take_flag(int *argc, char **argv, const char *flag)
     return found;
 }
 
-/* SIGINT and SIGTERM ask the run to stop: it saves its state after the
- * iteration under way. A second signal ends the process as the user meant. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    if (stop_signal) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    stop_signal = sig;
-}
-
-static void catch_signals(int on)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on ? on_signal : SIG_DFL;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* After a failure: what the run directory still holds. */
 static void say_kept(const char *dir)
 {
@@ -265,13 +240,13 @@ static int train_run(mela_run *r, int report, int profile)
     char dir[600];
     snprintf(dir, sizeof dir, "%s", rc->out_dir);
     train_ctx t = {.rc = rc};
-    stop_signal = 0;
-    mela_run_set_stop(r, &stop_signal);
+    cli_stop_signal = 0;
+    mela_run_set_stop(r, &cli_stop_signal);
     if (profile)
         mela_learner_set_profiling(mela_run_learner(r), 1);
-    catch_signals(1);
+    cli_catch_signals(1);
     int status = mela_run_fit(r, report, progress, &t);
-    catch_signals(0);
+    cli_catch_signals(0);
     if (status < 0)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
     else if (profile)
@@ -282,8 +257,8 @@ static int train_run(mela_run *r, int report, int profile)
     mela_run_close(r);
     if (status == 1) {
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
-                "with 'mela train --resume %s'\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
-        return 128 + stop_signal;
+                "with 'mela train --resume %s'\n", cli_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
+        return 128 + cli_stop_signal;
     }
     if (status < 0) {
         if (dir[0])

@@ -59,29 +59,6 @@ static void tune_help(void)
            "            --vary 'steps int 1 3' --trials 9 --min-iterations 100 --max-iterations 900\n");
 }
 
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    if (stop_signal) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    stop_signal = sig;
-}
-
-static void catch_signals(int on)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on ? on_signal : SIG_DFL;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 typedef struct tune_ctx {
     const mela_tune_spec *s;
     int regression;
@@ -258,10 +235,10 @@ int cli_tune(int argc, char **argv)
     const mela_tune_param *ds = mela_tune_find(s, "dataset");
     tune_ctx c = {s, ds && !strcmp(ds->values[0], "sinusoid")};
     mela_tune_result res;
-    stop_signal = 0;
-    catch_signals(1);
-    status = mela_tune_train(s, dir, threads, NULL, &stop_signal, report, &c, &res);
-    catch_signals(0);
+    cli_stop_signal = 0;
+    cli_catch_signals(1);
+    status = mela_tune_train(s, dir, threads, NULL, &cli_stop_signal, report, &c, &res);
+    cli_catch_signals(0);
     if (status < 0) {
         fprintf(stderr, "mela tune: %s\n", mela_last_error());
         fprintf(stderr, "mela tune: the trials scored so far are kept in %s; go on with 'mela tune --resume %s'\n",
@@ -271,9 +248,9 @@ int cli_tune(int argc, char **argv)
     }
     if (status == 1) {
         fprintf(stderr, "mela tune: stopped (%s); go on with 'mela tune --resume %s'\n",
-                stop_signal == SIGINT ? "SIGINT" : "SIGTERM", dir);
+                cli_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", dir);
         free(s);
-        return 128 + stop_signal;
+        return 128 + cli_stop_signal;
     }
     printf("%d trial-rungs scored, %d taken from the log; %lld meta-iterations in all\n", res.scored,
            res.reused, res.iterations);
