@@ -255,6 +255,8 @@ static void test_tune(const char *dir)
     CHECK(run(out, sizeof out, "%s", args, 0) == 0 && strstr(out, "best: trial") && strstr(out, "best.conf"),
           "tune: %s", out);
     double T = now() - t0;
+    const char *b = strstr(out, "best: trial ");
+    int best = b ? atoi(b + 12) : -1;
     snprintf(path, sizeof path, "%s/trials.jsonl", ref);
     CHECK(count_lines(path) == 27 + 9 + 3 + 1, "27 + 9 + 3 + 1 records: %d", count_lines(path));
     snprintf(path, sizeof path, "%s/trials.jsonl", tdir);
@@ -278,6 +280,17 @@ static void test_tune(const char *dir)
           log_text ? log_text : "");
     free(log_text);
     CHECK(run(out, sizeof out, "%s", args, 0) == 2 && strstr(out, "--resume"), "a used directory: %s", out);
+
+    /* the winner trained rung by rung, paused and continued from its state
+     * at every rung, is the run of its configuration trained straight */
+    char trial[800], straight[700];
+    snprintf(trial, sizeof trial, "%s/trial-%04d", ref, best);
+    snprintf(straight, sizeof straight, "%s/straight", dir);
+    snprintf(args, sizeof args, "train --config %s/best.conf --report 1 --test-episodes 20 --out-dir %s", ref,
+             straight);
+    char why[1600];
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0 && rf_same(trial, straight, "metrics.jsonl", why, sizeof why),
+          "the winner (trial %d), promoted twice, = its configuration trained straight: %s", best, why);
 
     /* the winner's configuration trains; options after it change it */
     snprintf(args, sizeof args, "train --config %s/best.conf --iterations 60 --report 30 --test-episodes 20 "
