@@ -127,13 +127,14 @@ static void test_space(void)
         CHECK(mela_tune_parse_line(&bad, lines[i], "f:1") == -1 && strstr(mela_last_error(), why[i]) &&
                   strstr(mela_last_error(), "f:1"), "'%s' refused: %s", lines[i], mela_last_error());
     }
-    const char *checks[][2] = {{"tune.max_iterations 250", "power of eta"},
+    static const char *const checks[][2] = {{"tune.max_iterations 250", "power of eta"},
                                {"image_size choice 28 32", "data"},
                                {"iterations 100", "set by the search"},
                                {"learner choice maml nope", "nope"},
                                {"bogus_key 3", "bogus_key"},
-                               {"inner_lr log 1e-9 1", "inner_lr"}};
-    for (int i = 0; i < 6; i++) {
+                               {"inner_lr log 1e-9 1", "inner_lr"},
+                               {"steps uniform 1 3", "not an integer"}};
+    for (int i = 0; i < 7; i++) {
         bad = *s;
         CHECK(mela_tune_parse_line(&bad, checks[i][0], "x") == 0 && mela_tune_check(&bad) == -1 &&
                   strstr(mela_last_error(), checks[i][1]), "'%s' refused: %s", checks[i][0], mela_last_error());

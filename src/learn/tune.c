@@ -277,8 +277,13 @@ int mela_tune_check(const mela_tune_spec *s)
         if (p->kind == MELA_TUNE_FIXED || p->kind == MELA_TUNE_CHOICE) {
             for (int v = 0; v < p->nvalues && !bad; v++)
                 bad = mela_run_set(&scratch, p->key, p->values[v]);
-        } else {
-            bad = mela_run_set(&scratch, p->key, lo) || mela_run_set(&scratch, p->key, hi);
+        } else { /* the ends, and a value between them as a draw writes it */
+            char mid[64];
+            double x = p->kind == MELA_TUNE_LOG ? exp(log(p->lo) + 0.37 * (log(p->hi) - log(p->lo)))
+                                                : p->lo + 0.37 * (p->hi - p->lo);
+            snprintf(mid, sizeof mid, p->kind == MELA_TUNE_INT ? "%.0f" : "%.6g", p->kind == MELA_TUNE_INT ? floor(x) : x);
+            bad = mela_run_set(&scratch, p->key, lo) || mela_run_set(&scratch, p->key, hi) ||
+                  mela_run_set(&scratch, p->key, mid);
         }
         if (bad)
             return mela_sys_error_context("tune: parameter %s", p->key);
