@@ -250,6 +250,10 @@ static void test_tune(const char *dir)
     const char *space = "--dataset sinusoid --vary 'inner_lr log 0.001 0.1' --vary 'outer_lr log 1e-4 1e-2' "
                         "--vary 'meta_batch choice 5 10 25' --trials 27 --min-iterations 30 --max-iterations 810 "
                         "--val-episodes 10 --workers 2 --threads 1";
+    CHECK(run(out, sizeof out, "tune --help", 0, 0) == 0 && strstr(out, "Usage: mela tune") &&
+              strstr(out, "KEY log LO HI"), "tune --help: %s", out);
+    CHECK(run(out, sizeof out, "tune --vary 'steps uniform 1 3'", 0, 0) == 2 && strstr(out, "steps"),
+          "a uniform draw of an integer option: %s", out);
     snprintf(args, sizeof args, "tune %s --out-dir %s", space, ref);
     double t0 = now();
     CHECK(run(out, sizeof out, "%s", args, 0) == 0 && strstr(out, "best: trial") && strstr(out, "best.conf"),

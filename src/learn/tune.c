@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,9 +60,16 @@ static int parse_setting(mela_tune_spec *s, const char *name, const char *v, con
         }
         return mela_set_error("%s: tune.method '%s' is not one of sh, hyperband", where, v);
     }
-    struct { const char *name; long long lo, hi; } ints[] = {
-        {"trials", 1, 10000}, {"eta", 2, 100}, {"min_iterations", 1, 100000000},
-        {"max_iterations", 1, 100000000}, {"seed", 0, 9200000000000000000LL}, {"workers", 1, 256}};
+    static const struct {
+        const char *name;
+        long long lo, hi;
+        size_t off; /* of an int of the spec; seed: a long long */
+    } ints[] = {{"trials", 1, 10000, offsetof(mela_tune_spec, trials)},
+                {"eta", 2, 100, offsetof(mela_tune_spec, eta)},
+                {"min_iterations", 1, 100000000, offsetof(mela_tune_spec, min_iterations)},
+                {"max_iterations", 1, 100000000, offsetof(mela_tune_spec, max_iterations)},
+                {"seed", 0, 9200000000000000000LL, offsetof(mela_tune_spec, seed)},
+                {"workers", 1, 256, offsetof(mela_tune_spec, workers)}};
     for (int i = 0; i < 6; i++) {
         if (strcmp(name, ints[i].name))
             continue;
@@ -71,10 +79,10 @@ static int parse_setting(mela_tune_spec *s, const char *name, const char *v, con
         if (errno || end == v || *end || x < ints[i].lo || x > ints[i].hi)
             return mela_set_error("%s: tune.%s '%s' is not an integer in %lld..%lld", where, name, v,
                                   ints[i].lo, ints[i].hi);
-        if (i == 4)
+        if (ints[i].off == offsetof(mela_tune_spec, seed))
             s->seed = x;
         else
-            *(int *[]){&s->trials, &s->eta, &s->min_iterations, &s->max_iterations, NULL, &s->workers}[i] = (int)x;
+            *(int *)((char *)s + ints[i].off) = (int)x;
         return 0;
     }
     return mela_set_error("%s: unknown setting 'tune.%s' (method, trials, eta, min_iterations, "
