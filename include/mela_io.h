@@ -1,6 +1,7 @@
 /*
  * mela_io.h - what a run leaves behind: checkpoints (safetensors files),
- * metrics logs (JSON lines and CSV) and line charts (PNG).
+ * metrics logs (JSON lines and CSV), line charts (PNG), and downloads
+ * verified by their MD5 (mela_fetch).
  *
  * Save and restore the parameters of a model:
  *
@@ -173,6 +174,34 @@ typedef struct mela_series {
  * (the partial file removed). */
 int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
                   const mela_series *series);
+
+/* -------------------------------------------------------------- downloads */
+
+/* MD5 (RFC 1321) of n bytes, or of the file at path, as 32 lowercase hex
+ * digits and a NUL in hex. mela_md5_file returns 0, or -1 naming the file. */
+void mela_md5(const void *data, size_t n, char hex[33]);
+int mela_md5_file(const char *path, char hex[33]);
+
+/* Progress of a download: bytes of the file so far (a resumed part
+ * included) and its size (0 while unknown). Return non-zero to stop it. */
+typedef int (*mela_fetch_fn)(long long done, long long total, void *ctx);
+
+/* Downloads url (http or https, redirects followed) to path, verified by
+ * md5 (32 hex digits). The bytes go to "path.part"; only when the whole
+ * file has the expected MD5 is the part synced and renamed to path, so path
+ * never holds a partial or wrong file. A part left by an interrupted call
+ * is continued with an HTTP Range request (a server that cannot continue it
+ * gets a fresh request); a part with the wrong MD5 at the end is removed.
+ * fn (may be NULL) is called as bytes arrive. A path that exists already is
+ * checked, not downloaded again: 1 when its MD5 is the expected one, an
+ * error when it is not (it is left as it is).
+ * Returns 0 (downloaded), 1 (there already), or -1 with a message that says
+ * which: no network (host unreachable), an HTTP error status, a wrong
+ * checksum (nothing kept), an interrupted transfer (the part kept: call
+ * again to resume), a file that cannot be written.
+ * Uses libcurl: its global initialisation (curl_global_init) is done on the
+ * first call unless the program has done it; no signal handlers are set. */
+int mela_fetch(const char *url, const char *path, const char *md5, mela_fetch_fn fn, void *ctx);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

@@ -12,10 +12,6 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
-/* Where `mela train` looks for Omniglot unless told: the repository's
- * layout, ../shared beside the checkout. */
-#define CLI_DATA_DIR "../shared/data/omniglot"
-
 /* "--inner-lr" and "--inner_lr" both name the key "inner_lr". */
 static const char *opt_key(const char *arg, char *key, size_t n)
 {
@@ -344,6 +340,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
     mela_run *r = mela_run_open(rc, NULL);
     if (!r) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
+        cli_data_hint("train", rc->dataset, rc->data_dir);
         return 1;
     }
     return train_run(r, report, profile);
