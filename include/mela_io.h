@@ -175,6 +175,50 @@ typedef struct mela_series {
 int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
                   const mela_series *series);
 
+/* One chart of several: what mela_plot_png takes. */
+typedef struct mela_chart {
+    const char *title, *xlabel;
+    int nseries;
+    const mela_series *series;
+} mela_chart;
+
+/* ncharts (1..64) charts, each drawn as mela_plot_png draws one (800 x 500),
+ * in a grid of `columns` columns (fewer when there are fewer charts), row
+ * by row: a PNG of min(columns, ncharts) * 800 x ceil(ncharts / columns) *
+ * 500 pixels. Returns 0, or -1 with the error set. */
+int mela_plot_charts_png(const char *path, int ncharts, int columns, const mela_chart *charts);
+
+/* One few-shot episode as a picture: the support images with their
+ * classes, and the query images with the predicted and the true class.
+ * Images are H x W values in [0, 1] (one channel, row by row); `ink` 1 draws
+ * 1 as black on white (Omniglot's strokes), 0 draws 1 as white. */
+typedef struct mela_episode_picture {
+    int H, W, ink;
+    int nsupport, nquery;
+    const float *support, *query;         /* nsupport, nquery images */
+    const int *support_label;             /* nsupport classes */
+    const int *query_label, *query_pred;  /* nquery true and predicted classes */
+} mela_episode_picture;
+
+/* Episodes eps[0..n) (n 1..100) as one PNG, one band per episode: a header
+ * line ("episode I: R of Q right"), the support row (each image with its
+ * class number), then the queries, MELA_PICTURE_COLUMNS to a row (the
+ * support row wraps likewise), each with "P" under it when predicted right
+ * and "P, not T" when wrong. A right query has a green frame, a wrong one a
+ * red frame (MELA_PICTURE_WRONG, exactly that colour, 2 pixels wide). Each
+ * image is shown at MELA_PICTURE_SCALE times its size. The PNG is
+ * mela_picture_width(...) x mela_picture_height(...) pixels. Returns 0, or
+ * -1 with the error set (the partial file removed). */
+int mela_plot_episodes_png(const char *path, const char *title, int n, const mela_episode_picture *eps);
+#define MELA_PICTURE_COLUMNS 10
+#define MELA_PICTURE_SCALE 2
+#define MELA_PICTURE_WRONG_R 220
+#define MELA_PICTURE_WRONG_G 30
+#define MELA_PICTURE_WRONG_B 30
+/* The size of that PNG (0 for a bad input). */
+int mela_picture_width(int n, const mela_episode_picture *eps);
+int mela_picture_height(int n, const mela_episode_picture *eps);
+
 /* -------------------------------------------------------------- downloads */
 
 /* MD5 (RFC 1321) of n bytes, or of the file at path, as 32 lowercase hex
