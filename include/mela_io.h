@@ -210,7 +210,7 @@ typedef struct mela_episode_picture {
  * mela_picture_width(...) x mela_picture_height(...) pixels. Returns 0, or
  * -1 with the error set (the partial file removed). */
 int mela_plot_episodes_png(const char *path, const char *title, int n, const mela_episode_picture *eps);
-#define MELA_PICTURE_COLUMNS 10
+#define MELA_PICTURE_COLUMNS 15
 #define MELA_PICTURE_SCALE 2
 #define MELA_PICTURE_WRONG_R 220
 #define MELA_PICTURE_WRONG_G 30

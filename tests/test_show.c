@@ -45,34 +45,34 @@ static long red_pixels(const char *path, int *w, int *h)
     return n;
 }
 
-/* Two episodes of 5x5 images: 3 support images and 12 queries (two rows of
- * queries, 10 and 2), 4 of them wrong. By hand: a frame is 5*2 + 4 = 14
+/* Two episodes of 5x5 images: 3 support images and 20 queries (two rows of
+ * queries, 15 and 5), 4 of them wrong. By hand: a frame is 5*2 + 4 = 14
  * pixels a side, a cell 60 + 8 = 68 wide (at least 60 for the label) and
- * 14 + 14 = 28 high; 10 cells a row: 10 + 64 + 680 + 10 = 764 wide; each
+ * 14 + 14 = 28 high; 15 cells a row: 10 + 64 + 1020 + 10 = 1104 wide; each
  * episode 16 + 28 + 8 + 2*28 + 8 = 116 high, after 30 + 10 for the title:
  * 40 + 2*116 = 272. A red frame is 14*14 - 10*10 = 96 pixels. */
 static void test_episode_picture(const char *dir)
 {
-    float img[15][25];
-    int sl[3] = {0, 1, 2}, ql[12], qp[12];
-    for (int i = 0; i < 15; i++)
+    float img[23][25];
+    int sl[3] = {0, 1, 2}, ql[20], qp[20];
+    for (int i = 0; i < 23; i++)
         for (int p = 0; p < 25; p++)
             img[i][p] = (float)((i + p) % 5) / 4;
-    for (int q = 0; q < 12; q++)
+    for (int q = 0; q < 20; q++)
         ql[q] = q % 3, qp[q] = q % 3;
     qp[1] = 2, qp[5] = 0, qp[11] = 0; /* three wrong in the first episode */
-    int qp2[12];
+    int qp2[20];
     memcpy(qp2, ql, sizeof qp2);
     qp2[7] = 0; /* one in the second (query 7 is of class 1) */
-    mela_episode_picture eps[2] = {{5, 5, 1, 3, 12, img[0], img[3], sl, ql, qp},
-                                   {5, 5, 0, 3, 12, img[0], img[3], sl, ql, qp2}};
+    mela_episode_picture eps[2] = {{5, 5, 1, 3, 20, img[0], img[3], sl, ql, qp},
+                                   {5, 5, 0, 3, 20, img[0], img[3], sl, ql, qp2}};
     char path[600];
     snprintf(path, sizeof path, "%s/episodes.png", dir);
     CHECK(mela_plot_episodes_png(path, "two episodes", 2, eps) == 0, "%s", mela_last_error());
     int w = 0, h = 0;
     long red = red_pixels(path, &w, &h);
-    CHECK(w == 764 && h == 272, "episode picture %dx%d, want 764x272", w, h);
-    CHECK(mela_picture_width(2, eps) == 764 && mela_picture_height(2, eps) == 272, "layout functions");
+    CHECK(w == 1104 && h == 272, "episode picture %dx%d, want 1104x272", w, h);
+    CHECK(mela_picture_width(2, eps) == 1104 && mela_picture_height(2, eps) == 272, "layout functions");
     CHECK(red == 4 * 96, "%ld red pixels: want 4 frames of 96", red);
     /* bad input: refused, nothing written */
     eps[1].W = 6;
@@ -102,8 +102,9 @@ static void test_chart_grid(const char *dir)
 /* A ProtoNets run on synthetic classes: its first 5 test episodes drawn,
  * one red frame for every query mela_run_test gets wrong on them. 8x8
  * images: frames of 20 pixels, 400 - 256 = 144 red pixels each; 5 support
- * images and 15 queries (5-way 1-shot, 3 queries): 10 cells a row, 764
- * wide; each episode 16 + 34 + 8 + 2*34 + 8 = 134 high: 40 + 5*134 = 710. */
+ * images and 15 queries (5-way 1-shot, 3 queries): 15 cells a row,
+ * 10 + 64 + 15*68 + 10 = 1104 wide; each episode 16 + 34 + 8 + 34 + 8 = 100
+ * high: 40 + 5*100 = 540. */
 static void test_run_episodes(const char *dir)
 {
     synth_data d;
@@ -122,7 +123,7 @@ static void test_run_episodes(const char *dir)
         int w = 0, h = 0;
         long red = red_pixels(path, &w, &h);
         long wrong = lround(75 * (1 - res.acc));
-        CHECK(w == 764 && h == 710, "run picture %dx%d, want 764x710", w, h);
+        CHECK(w == 1104 && h == 540, "run picture %dx%d, want 1104x540", w, h);
         CHECK(red == 144 * wrong, "%ld red pixels, want %ld wrong queries of 75 (acc %.3f) x 144", red, wrong,
               res.acc);
         printf("5 test episodes drawn: %ld of 75 queries wrong\n", wrong);
