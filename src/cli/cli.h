@@ -17,6 +17,11 @@ int cli_data(int argc, char **argv);
  * archive is missing from dir, prints "mela CMD: download Omniglot there
  * with 'mela data fetch omniglot --dir DIR'" (data.c). */
 void cli_data_hint(const char *cmd, const char *dataset, const char *dir);
+int cli_models(int argc, char **argv);
+/* arg itself when it is a file (or not a plain name); else the shipped
+ * model of that name (NAME.safetensors in the models folders, models.c);
+ * else arg, so that the error names what the user typed. */
+const char *cli_model_path(const char *arg);
 
 /* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
 struct mela_run_config;
