@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <png.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -407,6 +408,23 @@ static void test_cli(const char *dir, const char *md5_bg, const char *md5_ev, lo
     CHECK(rc == 1 && strstr(out, "Omniglot") && strstr(out, "not the official archive's bytes") &&
               strstr(out, "cannot be read"),
           "info on the test's archives: %d %s", rc, out);
+    /* info on class folders: 2 classes, 3 and 1 grey 4x4 images */
+    const char *files[] = {"cls/a/1.png", "cls/a/2.png", "cls/a/3.png", "cls/b/1.png"};
+    unsigned char grey[16] = {0, 255, 0, 255};
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/cls/a %s/cls/b", dir, dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    for (int i = 0; i < 4; i++) {
+        png_image img;
+        memset(&img, 0, sizeof img);
+        img.version = PNG_IMAGE_VERSION, img.width = 4, img.height = 4, img.format = PNG_FORMAT_GRAY;
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        CHECK(png_image_write_to_file(&img, path, 0, grey, 0, NULL), "write %s", path);
+    }
+    snprintf(cmd, sizeof cmd, "%s data info %s/cls", bin, dir);
+    rc = run(cmd, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "2 classes, 4 images (1 to 3 a class), 0 in colour, 4 not 28x28") &&
+              strstr(out, "a                        3 images"),
+          "info on class folders: %d %s", rc, out);
     const char *shared = getenv("MELA_SHARED_DATA");
     snprintf(path, sizeof path, "%s/omniglot/images_background.zip", shared ? shared : "");
     if (shared && exists(path)) {
