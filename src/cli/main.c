@@ -16,11 +16,14 @@ static const struct {
 } commands[] = {
     {"train", cli_train, "meta-train a learner (MAML, FOMAML, Meta-SGD, ANIL, MAML++, Reptile,\n"
                         "             ProtoNets, Matching, Siamese)"},
+    {"tune", cli_tune, "search hyperparameters by successive halving or Hyperband; the winner\n"
+                      "             as a configuration for 'mela train --config'"},
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
     {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
     {"classify", cli_adapt, "the same as adapt"},
     {"find", cli_find, "find the support classes in larger pictures: boxes (metric checkpoints)"},
     {"compare", cli_compare, "probability that two images show the same class (Siamese)"},
+    {"data", cli_data, "fetch Omniglot (verified, resumable); what a data folder holds"},
     {"models", cli_models, "list the trained models that ship with mela (usable by name)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };

@@ -1,6 +1,7 @@
 /* models.c - the trained models that ship with mela: `mela models` lists
  * them, and every command that takes a CHECKPOINT also takes a shipped
  * model's name (cli_model_path). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -70,8 +71,10 @@ const char *cli_model_path(const char *arg)
     int n = model_dirs(dirs, 4);
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%.*s/%.60s.safetensors", PATH_MAX - 80, dirs[i], arg);
-        if (is_file(path))
-            return path;
+        if (is_file(path)) {
+            static char real[PATH_MAX];
+            return realpath(path, real) ? real : path;
+        }
     }
     return arg;
 }
@@ -130,7 +133,8 @@ static int list_dir(const char *dir)
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    printf("%s:\n", dir);
+    char real[PATH_MAX];
+    printf("%s:\n", realpath(dir, real) ? real : dir);
     printf("  %-22s %-9s %-16s %-15s %s\n", "name", "learner", "trained", "tested", "test accuracy (95% CI)");
     row r;
     int n = 0;

@@ -337,7 +337,7 @@ mela_finder *mela_finder_open(const char *checkpoint, const mela_find_opts *opts
         f->o.threads = 1;
     if (f->o.threads > 4)
         f->o.threads = 4;
-    if (run_config_checkpoint(ck, checkpoint, &f->rc) || learner_check_weights(&f->rc, ck, checkpoint))
+    if (run_config_checkpoint(checkpoint, &f->rc) || learner_check_weights(&f->rc, ck, checkpoint))
         goto fail;
     const char *ln = f->rc.learner;
     f->kind = !strcmp(ln, "protonet") ? KIND_PROTO : !strcmp(ln, "matchnet") ? KIND_MATCHING

@@ -12,7 +12,8 @@
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
 
-int run_config_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
+/* The run configuration stored in a checkpoint's metadata, checked. */
+static int config_from_checkpoint(const mela_checkpoint *ck, const char *path, mela_run_config *rc)
 {
     const char *fmt = mela_checkpoint_meta(ck, "format");
     if (!fmt || (strcmp(fmt, "mela-run-1") && strcmp(fmt, "mela-gbml-1")))
@@ -32,7 +33,7 @@ static mela_run *open_checkpoint(const char *path, mela_run_config *rc, int nove
     if (!ck)
         return NULL;
     mela_run *r = NULL;
-    if (run_config_checkpoint(ck, path, rc))
+    if (config_from_checkpoint(ck, path, rc))
         goto done;
     for (int i = 0; i < nover; i++) {
         char key[64];
@@ -56,13 +57,17 @@ done:
     return r;
 }
 
-int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
-                  int steps, mela_eval_result *res)
+/* open_checkpoint with the data, overrides, and test_steps = steps unless
+ * steps < 0. */
+static mela_run *open_with_steps(const char *checkpoint, int nover, const char *const *overrides,
+                                 int steps)
 {
     mela_run_config rc;
     char **all = calloc((size_t)nover + 1, sizeof *all);
-    if (!all)
-        return mela_set_error("eval: out of memory");
+    if (!all) {
+        mela_set_error("%s: out of memory", checkpoint);
+        return NULL;
+    }
     for (int i = 0; i < nover; i++)
         all[i] = (char *)overrides[i];
     char st[32];
@@ -71,7 +76,23 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
         all[nover++] = st;
     mela_run *r = open_checkpoint(checkpoint, &rc, nover, (const char *const *)all, 1, 0);
     free(all);
+    return r;
+}
+
+int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, mela_eval_result *res)
+{
+    mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
     int status = r ? mela_run_test(r, episodes, res) : -1;
+    mela_run_close(r);
+    return status;
+}
+
+int mela_run_show(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, const char *path)
+{
+    mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
+    int status = r ? mela_run_show_run(r, episodes, path) : -1;
     mela_run_close(r);
     return status;
 }
@@ -202,7 +223,7 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
         return mela_set_error("adapt: no query images");
     mela_checkpoint *ck = mela_checkpoint_open(checkpoint);
     mela_run_config rc;
-    int ok = ck && run_config_checkpoint(ck, checkpoint, &rc) == 0 &&
+    int ok = ck && config_from_checkpoint(ck, checkpoint, &rc) == 0 &&
              learner_check_weights(&rc, ck, checkpoint) == 0;
     mela_checkpoint_close(ck);
     if (!ok)
