@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "learn/dist.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
@@ -72,7 +73,7 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
         all[nover++] = st;
     mela_run *r = open_checkpoint(checkpoint, &rc, nover, (const char *const *)all, 1, 0);
     free(all);
-    int status = r ? mela_run_test(r, episodes, res) : -1;
+    int status = dist_agree(r ? 0 : -1) ? -1 : mela_run_test(r, episodes, res);
     mela_run_close(r);
     return status;
 }
