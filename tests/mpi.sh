@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# mpi.sh - the distributed runs (CTest mpi_bits, mpi_failure; built with MPI).
+#   tests/mpi.sh bits DIST_TRAIN   theta after every update of exact MAML,
+#       Reptile and ProtoNets, and the spread evaluation, are the same bits
+#       alone and under mpirun -np 2 and -np 3
+#   tests/mpi.sh failure MELA      a rank that fails (a missing checkpoint on
+#       rank 1 only) ends the whole job with its message, and a rank killed
+#       from outside ends the job with an error; neither hangs
+# CI runs as root: Open MPI then wants its consent, and oversubscription
+# lets 3 processes share fewer cores.
+set -euo pipefail
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpirun=(mpirun --oversubscribe)
+tmp=$(mktemp -d /tmp/mela-mpi-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "mpi.sh: $*" >&2; exit 1; }
+
+case "$1" in
+bits)
+  bin=$2
+  "$bin" "$tmp/p1" | grep -q "1 process, done" || fail "one process failed"
+  # 4 trainings of 6 updates and a test line each
+  [ "$(grep -c ' theta ' "$tmp/p1")" = 24 ] && [ "$(grep -c ' test acc ' "$tmp/p1")" = 4 ] ||
+    fail "one process: expected 24 updates and 4 tests in $tmp/p1"
+  for P in 2 3; do
+    timeout 300 "${mpirun[@]}" -np $P "$bin" "$tmp/p$P" >"$tmp/out$P" 2>&1 ||
+      { cat "$tmp/out$P"; fail "-np $P failed"; }
+    grep -q "$P processes, done" "$tmp/out$P" || { cat "$tmp/out$P"; fail "-np $P: not $P processes"; }
+    if ! cmp "$tmp/p1" "$tmp/p$P"; then
+      diff "$tmp/p1" "$tmp/p$P" | head -20
+      fail "-np $P differs from one process"
+    fi
+    echo "-np $P: the same bits as one process ($(wc -l <"$tmp/p$P") lines)"
+  done
+  ;;
+failure)
+  mela=$2
+  "$mela" train --dataset sinusoid --learner maml --iterations 4 --val-every 2 --threads 1 \
+    --out-dir "$tmp/run" >/dev/null || fail "training the checkpoint failed"
+  ok="$tmp/run/best.safetensors" bad="$tmp/missing.safetensors"
+  set +e
+  timeout 120 "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$bad" --threads 1 \
+    >"$tmp/out" 2>&1
+  rc=$?
+  set -e
+  [ $rc -ne 124 ] || { cat "$tmp/out"; fail "the job hung"; }
+  [ $rc -ne 0 ] || { cat "$tmp/out"; fail "the job succeeded"; }
+  grep -q "missing.safetensors" "$tmp/out" || { cat "$tmp/out"; fail "rank 1's message is missing"; }
+  grep -q "rank 1 of 2" "$tmp/out" || { cat "$tmp/out"; fail "the failing rank is not named"; }
+  echo "a failing rank (agreed on): the job ended (status $rc) with its message"
+  # rank 1 fails before the library sees it (a bad option): it ends the job
+  set +e
+  timeout 120 "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$ok" --episodes 0 \
+    >"$tmp/out" 2>&1
+  rc=$?
+  set -e
+  [ $rc -ne 124 ] || { cat "$tmp/out"; fail "the job hung"; }
+  [ $rc -ne 0 ] || { cat "$tmp/out"; fail "the job succeeded"; }
+  grep -q "episodes" "$tmp/out" && grep -q "rank 1 of 2 failed" "$tmp/out" ||
+    { cat "$tmp/out"; fail "rank 1's message is missing"; }
+  echo "a failing rank (its own): the job ended (status $rc) with its message"
+  # a rank killed from outside: the job ends with an error
+  "${mpirun[@]}" -np 2 "$mela" train --dataset sinusoid --learner maml --iterations 100000000 \
+    --val-every 0 --threads 1 >"$tmp/out2" 2>&1 &
+  job=$!
+  victim=
+  for _ in $(seq 100); do
+    victim=$(pgrep -P "$job" -f "mela train" | tail -1 || true)
+    [ -n "$victim" ] && grep -q "iter" "$tmp/out2" && break
+    sleep 0.2
+  done
+  [ -n "$victim" ] || { kill "$job"; fail "no rank process found"; }
+  kill -9 "$victim"
+  set +e
+  timeout 60 tail --pid="$job" -f /dev/null
+  waited=$?
+  wait "$job"
+  rc=$?
+  set -e
+  [ $waited -eq 0 ] || { kill -9 "$job"; fail "the job did not end after a rank was killed"; }
+  [ $rc -ne 0 ] || fail "the job ended with status 0 after a rank was killed"
+  echo "a killed rank: the job ended (status $rc)"
+  ;;
+*) fail "usage: mpi.sh bits DIST_TRAIN | failure MELA" ;;
+esac
