@@ -4,7 +4,12 @@
  * images, the paper's 5-way 1-shot meta-batch of 32. Run it alone and under
  * mpirun -np P (bench/results/mpi.md).
  *
- *   [mpirun -np P] bench_mpi [--reps N] [--threads T] [--ways N] [--batch B]
+ * --comm: the collectives of an update alone (tp_grad's agreement, the
+ * ordered fold of the gradients and its broadcast, the gathered losses), on
+ * the same sizes with no computation: what communication costs when no rank
+ * waits for a slower one.
+ *
+ *   [mpirun -np P] bench_mpi [--reps N] [--threads T] [--ways N] [--batch B] [--comm]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +25,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_mpi: %s\n", mela_last_error());
         return 1;
     }
-    int reps = 10, threads = 1, ways = 5, B = 32;
+    int reps = 10, threads = 1, ways = 5, B = 32, comm = 0, k = 1;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--comm"))
+            argv[k++] = argv[i];
+        else
+            comm = 1;
+    argc = k;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
@@ -58,13 +69,21 @@ int main(int argc, char **argv)
         tasks[b] = (mela_task){d, ys, d + (size_t)ns * 784, yq};
     }
     double t0 = 0, b0 = 0, s0 = 0;
+    int lo, hi;
+    dist_share(B, &lo, &hi);
+    float *grad = calloc(n, sizeof *grad), *parts = calloc((size_t)(hi - lo) * n, sizeof *parts);
+    double *pairs = calloc(2 * (size_t)B, sizeof *pairs);
     for (int i = -2; i < reps; i++) {
         if (i == 0) {
             dist_min_ints(&(int){0}, 1); /* start together */
             dist_counters(&b0, &s0);
             t0 = mela_sys_now();
         }
-        if (mela_learner_step(l, theta, i + 3, B, tasks, NULL, NULL)) {
+        if (comm) {
+            dist_agree(0);
+            dist_fold(grad, parts, B, n, 1.0f / (float)B);
+            dist_gather_items(pairs, B, 2);
+        } else if (mela_learner_step(l, theta, i + 3, B, tasks, NULL, NULL)) {
             fprintf(stderr, "bench_mpi: %s\n", mela_last_error());
             return 1;
         }
@@ -77,14 +96,15 @@ int main(int argc, char **argv)
     dist_gather_items(v, P, 2);
     if (me == 0) {
         double bytes = 0, smax = 0, smean = 0;
-        for (int k = 0; k < P; k++) {
-            bytes += v[2 * k];
-            smean += v[2 * k + 1] / P;
-            smax = v[2 * k + 1] > smax ? v[2 * k + 1] : smax;
+        for (int q = 0; q < P; q++) {
+            bytes += v[2 * q];
+            smean += v[2 * q + 1] / P;
+            smax = v[2 * q + 1] > smax ? v[2 * q + 1] : smax;
         }
-        printf("| %d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.1f | %.1f |\n", P, threads, B, reps / wall,
+        printf("| %s | %d | %d | %d | %.2f | %.0f | %.2f | %.0f | %.1f | %.1f |\n", comm ? "collectives only" : "MAML 5-way 1-shot", P, threads, B, reps / wall,
                B * reps / wall, n * 4 / 1e6, bytes / 1e3, 1e3 * smean, 1e3 * smax);
     }
+    free(grad), free(parts), free(pairs);
     free(v), free(data), free(tasks), free(theta);
     mela_learner_free(l);
     mela_dist_finalize();
