@@ -18,4 +18,9 @@ void cli_curves_draw(const struct mela_run_config *rc);
 int cli_int_arg(const char *cmd, const char *flag, const char *text, long long lo, long long hi,
                 long long *out);
 
+/* Under MPI: the status the command returns is one every process returns
+ * (a stop they agreed on), so rank 0 alone says why and the job ends
+ * without MPI_Abort (main.c). */
+void cli_dist_agreed(void);
+
 #endif

@@ -79,7 +79,9 @@ static void choose_blas_kernels(char **argv)
  * said once, by rank 0, and every process exits with its status; a
  * process's own failure (the others may be waiting for it) is said by that
  * process, named, and ends the whole job (mela_dist_abort). */
-static int held_stderr = -1;
+static int held_stderr = -1, agreed;
+
+void cli_dist_agreed(void) { agreed = 1; }
 static int run_command(int argc, char **argv);
 
 static void dist_begin(int *argc, char ***argv)
@@ -100,7 +102,7 @@ static void dist_begin(int *argc, char ***argv)
 
 static int dist_end(int status)
 {
-    if (mela_dist_size() > 1 && status != 0 && !mela_dist_error_shared()) {
+    if (mela_dist_size() > 1 && status != 0 && !agreed && !mela_dist_error_shared()) {
         fflush(stderr);
         if (held_stderr >= 0) {
             char buf[4096];

@@ -274,6 +274,7 @@ static int train_run(mela_run *r, int report, int profile)
     int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
     mela_run_close(r);
     if (status == 1) {
+        cli_dist_agreed(); /* every process stopped after the same iteration */
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
                 "with 'mela train --resume %s'\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
         return 128 + stop_signal;
