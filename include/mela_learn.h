@@ -516,7 +516,8 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
  * Under MPI (when mela is built with it: mela_dist_backend), a program
  * started by mpirun or srun as P processes calls mela_dist_init first; from
  * then on every process calls the mela_run_* functions with the same
- * arguments in the same order, and the runs spread their work: the tasks of
+ * arguments in the same order (mela_learner_step too), and they spread their
+ * work: the tasks of
  * every meta-batch (in blocks of consecutive tasks, the first B % P
  * processes one more) and the validation and test episodes. Per-task
  * gradients are summed in task order, the running sum passed from rank to

@@ -89,7 +89,12 @@ static void train_help(const char *learner, const char *dataset, int ways)
            "\n"
            "Examples:\n"
            "  mela train --dataset sinusoid --shots 5 --iterations 20000\n"
-           "  mela train --learner fomaml --ways 20 --data-dir ../shared/data/omniglot\n");
+           "  mela train --learner fomaml --ways 20 --data-dir ../shared/data/omniglot\n"
+           "  mpirun -np 4 mela train --learner maml --ways 20 --threads 2 --out-dir runs/m20\n"
+           "\n"
+           "Under mpirun or srun (a build with MPI: see 'mela --version') the tasks of every\n"
+           "meta-batch and the validation and test episodes are spread over the processes,\n"
+           "with the same bits as one process; rank 0 writes and prints (docs/distributed.md).\n");
 }
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -417,6 +422,7 @@ int cli_train(int argc, char **argv)
 static void eval_help(void)
 {
     printf("Usage: mela eval CHECKPOINT [--episodes N] [--steps K] [--key value]...\n"
+           "       mpirun -np P mela eval CHECKPOINT ...   (the episodes spread, same results)\n"
            "\n"
            "Evaluates a checkpoint written by 'mela train' on the fixed test episodes (the\n"
            "test split, episodes 0..N-1 under --test-seed): the inner loop adapts to each\n"

@@ -45,8 +45,9 @@ int dist_any(int flag)
     return v < 0;
 }
 
-/* In chunks, so that the hops from rank to rank overlap (a pipeline). */
-#define FOLD_CHUNK ((size_t)1 << 16)
+/* In chunks of 64 KB, so that the hops from rank to rank overlap (a
+ * pipeline; docs/distributed.md). */
+#define FOLD_CHUNK ((size_t)1 << 14)
 
 void dist_fold(float *sum, const float *parts, int n, size_t size, float scale)
 {
