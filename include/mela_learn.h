@@ -516,10 +516,10 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
  * Under MPI (when mela is built with it: mela_dist_backend), a program
  * started by mpirun or srun as P processes calls mela_dist_init first; from
  * then on every process calls the mela_run_* functions with the same
- * arguments in the same order (mela_learner_step too), and they spread their
- * work: the tasks of
- * every meta-batch (in blocks of consecutive tasks, the first B % P
- * processes one more) and the validation and test episodes. Per-task
+ * arguments in the same order (mela_learner_step too), and they spread
+ * their work: the tasks of every meta-batch (in blocks of consecutive tasks,
+ * the first B % P processes one more) and the validation and test
+ * episodes. Per-task
  * gradients are summed in task order, the running sum passed from rank to
  * rank, so theta after every update has the same bits as one process with
  * the same seed, for any P. Only rank 0 writes (out_dir is rank 0's); a
