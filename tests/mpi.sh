@@ -3,9 +3,10 @@
 #   tests/mpi.sh bits DIST_TRAIN   theta after every update of exact MAML,
 #       Reptile and ProtoNets, and the spread evaluation, are the same bits
 #       alone and under mpirun -np 2 and -np 3
-#   tests/mpi.sh failure MELA      a rank that fails (a missing checkpoint on
-#       rank 1 only) ends the whole job with its message, and a rank killed
-#       from outside ends the job with an error; neither hangs
+#   tests/mpi.sh failure MELA      a rank that fails (a missing checkpoint or
+#       a bad option on rank 1 only) ends the whole job with its message, a
+#       NaN every rank meets is said once, and a rank killed from outside ends
+#       the job with an error; none hangs
 # CI runs as root: Open MPI then wants its consent, and oversubscription
 # lets 3 processes share fewer cores.
 set -euo pipefail
@@ -15,6 +16,25 @@ mpirun=(mpirun --oversubscribe)
 tmp=$(mktemp -d /tmp/mela-mpi-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "mpi.sh: $*" >&2; exit 1; }
+
+# job_fails WHAT PATTERN... -- COMMAND...: the job must end (no hang) with a
+# non-zero status, its output holding every pattern.
+job_fails() {
+  local what=$1 pats=() rc
+  shift
+  while [ "$1" != "--" ]; do pats+=("$1"); shift; done
+  shift
+  set +e
+  timeout 120 "$@" >"$tmp/out" 2>&1
+  rc=$?
+  set -e
+  [ $rc -ne 124 ] || { cat "$tmp/out"; fail "$what: the job hung"; }
+  [ $rc -ne 0 ] || { cat "$tmp/out"; fail "$what: the job succeeded"; }
+  for p in "${pats[@]}"; do
+    grep -q -- "$p" "$tmp/out" || { cat "$tmp/out"; fail "$what: '$p' is not in the output"; }
+  done
+  echo "$what: the job ended (status $rc) with its message"
+}
 
 case "$1" in
 bits)
@@ -39,35 +59,23 @@ failure)
   "$mela" train --dataset sinusoid --learner maml --iterations 4 --val-every 2 --threads 1 \
     --out-dir "$tmp/run" >/dev/null || fail "training the checkpoint failed"
   ok="$tmp/run/best.safetensors" bad="$tmp/missing.safetensors"
-  set +e
-  timeout 120 "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$bad" --threads 1 \
-    >"$tmp/out" 2>&1
-  rc=$?
-  set -e
-  [ $rc -ne 124 ] || { cat "$tmp/out"; fail "the job hung"; }
-  [ $rc -ne 0 ] || { cat "$tmp/out"; fail "the job succeeded"; }
-  grep -q "missing.safetensors" "$tmp/out" || { cat "$tmp/out"; fail "rank 1's message is missing"; }
-  grep -q "rank 1 of 2" "$tmp/out" || { cat "$tmp/out"; fail "the failing rank is not named"; }
-  echo "a failing rank (agreed on): the job ended (status $rc) with its message"
+  job_fails "a failing rank (agreed on)" "missing.safetensors" "rank 1 of 2" -- \
+    "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$bad" --threads 1
   # rank 1 fails before the library sees it (a bad option): it ends the job
-  set +e
-  timeout 120 "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$ok" --episodes 0 \
-    >"$tmp/out" 2>&1
-  rc=$?
-  set -e
-  [ $rc -ne 124 ] || { cat "$tmp/out"; fail "the job hung"; }
-  [ $rc -ne 0 ] || { cat "$tmp/out"; fail "the job succeeded"; }
-  grep -q "episodes" "$tmp/out" && grep -q "rank 1 of 2 failed" "$tmp/out" ||
-    { cat "$tmp/out"; fail "rank 1's message is missing"; }
-  echo "a failing rank (its own): the job ended (status $rc) with its message"
+  job_fails "a failing rank (its own)" "episodes" "rank 1 of 2 failed" -- \
+    "${mpirun[@]}" -np 1 "$mela" eval "$ok" --threads 1 : -np 1 "$mela" eval "$ok" --episodes 0
+  # a failure every rank meets (a NaN: every rank holds the same theta): said once
+  job_fails "a NaN on every rank" "loss is nan" -- "${mpirun[@]}" -np 2 "$mela" train --dataset sinusoid \
+    --learner maml --iterations 50 --inner-lr 100 --threads 1 --out-dir "$tmp/nan"
+  [ "$(grep -c "loss is nan" "$tmp/out")" = 1 ] || { cat "$tmp/out"; fail "the NaN is not said once"; }
   # a rank killed from outside: the job ends with an error
   "${mpirun[@]}" -np 2 "$mela" train --dataset sinusoid --learner maml --iterations 100000000 \
-    --val-every 0 --threads 1 >"$tmp/out2" 2>&1 &
+    --val-every 0 --threads 1 --out-dir "$tmp/killed" >"$tmp/out2" 2>&1 &
   job=$!
   victim=
   for _ in $(seq 100); do
     victim=$(pgrep -P "$job" -f "mela train" | tail -1 || true)
-    [ -n "$victim" ] && grep -q "iter" "$tmp/out2" && break
+    [ -n "$victim" ] && grep -q "^iter" "$tmp/out2" && break
     sleep 0.2
   done
   [ -n "$victim" ] || { kill "$job"; fail "no rank process found"; }

@@ -103,6 +103,10 @@ static void dist_begin(int *argc, char ***argv)
 static int dist_end(int status)
 {
     if (mela_dist_size() > 1 && status != 0 && !agreed && !mela_dist_error_shared()) {
+        /* the same failure on rank 0 (a bad option given to all) ends the
+         * job first, said once; else this rank says its own */
+        if (mela_dist_rank() != 0)
+            sleep(2);
         fflush(stderr);
         if (held_stderr >= 0) {
             char buf[4096];
