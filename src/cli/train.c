@@ -277,7 +277,7 @@ static int train_run(mela_run *r, int report, int profile)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
     else if (profile)
         print_profile(r, &t.last);
-    if (dir[0])
+    if (dir[0] && mela_dist_rank() == 0) /* only rank 0 writes */
         cli_curves_draw(rc);
     int it = mela_run_iteration(r), test_episodes = rc->test_episodes, patience = rc->patience;
     mela_run_close(r);
@@ -342,7 +342,8 @@ static int train_resume(const char *dir, int argc, char **argv, int report, int 
 /* A directory that holds a run is used again only when the user says how. */
 static int train_fresh(mela_run_config *rc, int overwrite, int report, int profile)
 {
-    if (rc->out_dir[0] && mela_run_saved(rc->out_dir)) {
+    /* only rank 0 writes, so it alone looks at (and clears) the directory */
+    if (rc->out_dir[0] && mela_dist_rank() == 0 && mela_run_saved(rc->out_dir)) {
         if (!overwrite) {
             fprintf(stderr, "mela train: %s already holds a run: continue it with 'mela train --resume %s', "
                     "or start again there (its files replaced) with --overwrite\n", rc->out_dir, rc->out_dir);
