@@ -18,23 +18,32 @@ void dist_share(int n, int *lo, int *hi)
     *hi = *lo + q + (r < extra);
 }
 
+/* Every agreement carries its sequence number: processes that reach
+ * different agreements (one failed where the others could not know it)
+ * see it, and the failure is then not shared (its caller ends the job). */
 int dist_agree(int status)
 {
+    static int seq;
     int P = dist_size(), me = dist_rank();
     if (P == 1)
         return status < 0 ? -1 : 0;
-    int v[2] = {status < 0 ? me : P, status < 0 ? 0 : -1};
-    dist_min_ints(v, 2);
-    if (v[0] == P)
+    seq = (seq + 1) % 1000000000;
+    int v[4] = {status < 0 ? me : P, status < 0 ? 0 : -1, seq, -seq};
+    dist_min_ints(v, 4);
+    int in_step = v[2] == -v[3];
+    if (v[0] == P && in_step)
         return 0;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", me == v[0] ? mela_last_error() : "");
-    dist_bcast(msg, sizeof msg, v[0]);
+    if (v[0] == P) /* out of step, yet nobody failed here: a bug of ours */
+        snprintf(msg, sizeof msg, "the processes reached different collectives");
+    else
+        dist_bcast(msg, sizeof msg, v[0]);
     if (v[1] == 0) /* every rank failed: rank 0's own message */
         mela_set_error("%s", msg);
     else
         mela_set_error("rank %d of %d: %s", v[0], P, msg);
-    snprintf(shared_error, sizeof shared_error, "%s", mela_last_error());
+    snprintf(shared_error, sizeof shared_error, "%s", in_step ? mela_last_error() : "");
     return -1;
 }
 

@@ -35,7 +35,10 @@ void dist_counters(double *bytes, double *seconds);
 void dist_share(int n, int *lo, int *hi);
 /* status (0 or negative: failed, the error set) of every process: 0 when
  * all are 0; otherwise -1 on every process with the lowest failing rank's
- * message ("rank R of P: ..." unless every rank failed), then shared. */
+ * message ("rank R of P: ..." unless every rank failed), then shared --
+ * unless the processes reached different agreements (a failure that skipped
+ * a collective on one process): then not shared, and the callers must end
+ * the job (mela_dist_abort). */
 int dist_agree(int status);
 /* flag (0/1) of any process. */
 int dist_any(int flag);

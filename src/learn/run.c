@@ -310,9 +310,8 @@ static int fit_validate(mela_run *r, fit *f, int it)
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
     double t0 = mela_sys_now();
-    if (f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l)))
-        return -1;
-    if (run_evaluate(r, f->val, rc->val_episodes, &v))
+    int cal = f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l));
+    if (dist_agree(cal ? -1 : 0) || run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
     f->p.validate_s += mela_sys_now() - t0;
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
