@@ -12,7 +12,7 @@
 set -euo pipefail
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_btl_vader_single_copy_mechanism=none
-mpirun=(mpirun --oversubscribe)
+mpirun=("${MELA_MPIRUN:-mpirun}" --oversubscribe)
 tmp=$(mktemp -d /tmp/mela-mpi-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "mpi.sh: $*" >&2; exit 1; }
