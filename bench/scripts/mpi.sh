@@ -7,14 +7,19 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
 b=build/bench_mpi
-mpirun=(mpirun --oversubscribe --bind-to none)
+# yield: a process waiting in MPI gives its core away instead of spinning;
+# Open MPI does so by itself only when it knows the cores are oversubscribed
+# (P > cores), and this machine's two cores are busy with other jobs
+mpirun=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1)
+spin=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 0)
 echo "# MPI: meta-iterations spread over processes (issue 17)"
 echo
 echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores, shared with other"
 echo "jobs: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start. $(build/mela --version)."
 echo
 echo "Command: \`bench/scripts/mpi.sh > bench/results/mpi.md\`; each row one run of"
-echo "\`[mpirun --oversubscribe --bind-to none -np P [--mca btl self,tcp]] build/bench_mpi --reps N [--threads T] [--comm]\`."
+echo "\`[mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1|0 -np P [--mca btl self,tcp]] build/bench_mpi --reps N [--threads T] [--comm]\`"
+echo "(yield 1 unless the row says 'spinning')."
 echo
 echo "MAML 5-way 1-shot, meta-batch 32, Omniglot Conv-4 (28x28, random images), 1 inner step:"
 echo "the paper's setting. Each process 1 thread unless said. Updates/s: mela_learner_step calls"
@@ -41,5 +46,7 @@ for P in 2 4; do
   row "shared memory" "${mpirun[@]}" -np $P $b --reps 200 --comm
   row "TCP loopback" "${mpirun[@]}" -np $P --mca btl self,tcp $b --reps 200 --comm
 done
+row "shared memory, spinning" "${spin[@]}" -np 2 $b --reps 10
+row "shared memory, spinning" "${spin[@]}" -np 2 $b --reps 200 --comm
 echo
 echo "Load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
