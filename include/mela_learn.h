@@ -556,8 +556,8 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
  * then on every process calls the mela_run_* functions with the same
  * arguments in the same order (mela_learner_step too), and they spread
  * their work: the tasks of every meta-batch (in blocks of consecutive tasks,
- * the first B % P processes one more) and the validation and test
- * episodes. Per-task
+ * the first B % P processes one more), the validation and test episodes and
+ * the tasks of mela_metric_calibrate. Per-task
  * gradients are summed in task order, the running sum passed from rank to
  * rank, so theta after every update has the same bits as one process with
  * the same seed, for any P. Only rank 0 writes (out_dir is rank 0's); a

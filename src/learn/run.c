@@ -201,7 +201,8 @@ int mela_run_test(mela_run *r, int episodes, mela_eval_result *res)
     const mela_run_config *rc = &r->rc;
     memset(res, 0, sizeof *res);
     mela_tasks *ts = run_tasks(r, 0, r->data.test, (uint64_t)rc->test_seed, rc->threads);
-    int status = dist_agree(ts ? 0 : -1) ? -1 : run_evaluate(r, ts, episodes > 0 ? episodes : rc->test_episodes, res);
+    int n = episodes > 0 ? episodes : rc->test_episodes;
+    int status = dist_agree(ts ? 0 : -1) ? -1 : run_evaluate(r, ts, n, res);
     mela_tasks_free(ts);
     if (status)
         return -1;
