@@ -3,6 +3,7 @@
  * (the build when libopenmpi-dev is missing or MELA_MPI is off).
  */
 #include <stddef.h>
+#include <stdlib.h>
 
 #include "learn/dist.h"
 #include "mela_learn.h"
@@ -22,9 +23,20 @@ void dist_counters(double *bytes, double *seconds)
     *seconds = 0;
 }
 
+/* Started as one of several processes (mpirun, srun) by a build that cannot
+ * join them: every process would run the whole job alone, each writing the
+ * same files. Refused. */
 int mela_dist_init(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 1)
+            return mela_set_error("started as one of %s processes (%s), but this mela is built "
+                                  "without MPI: rebuild with libopenmpi-dev installed, or run one "
+                                  "process", v, vars[i]);
+    }
     return 0;
 }
 
