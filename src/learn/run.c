@@ -367,10 +367,11 @@ static int fit_save(mela_run *r, fit *f)
     return run_writes(r) ? run_save_state(r, &st) : 0;
 }
 
-/* Iteration it: this process's share of the tasks, the step (its
- * collectives in tp_grad), the stop flags of every process agreed on, then
- * what rank 0 writes. 0, 1 (stopped, the state saved) or -1. */
-static int fit_iteration(mela_run *r, fit *f, int it, mela_progress_fn fn, void *ctx)
+/* Iteration it (of a fit up to until): this process's share of the tasks,
+ * the step (its collectives in tp_grad), the stop flags of every process
+ * agreed on, then what rank 0 writes. 0, 1 (stopped, the state saved) or
+ * -1. */
+static int fit_iteration(mela_run *r, fit *f, int it, int until, mela_progress_fn fn, void *ctx)
 {
     const mela_run_config *rc = &r->rc;
     int B = rc->meta_batch, lo, hi, status;
@@ -392,9 +393,9 @@ static int fit_iteration(mela_run *r, fit *f, int it, mela_progress_fn fn, void 
         return status;
     if ((it % f->st.report == 0 || validate) && (status = fit_report(r, f, it, fn, ctx)))
         return status;
-    if ((validate || stop) && (status = fit_save(r, f)))
+    if ((validate || stop || it == until) && (status = fit_save(r, f)))
         return status;
-    return stop && it < rc->iterations; /* 1: stopped, the state saved */
+    return stop && it < until; /* 1: stopped, the state saved */
 }
 
 /* Every process runs the same iterations and agrees on each one's status
@@ -402,15 +403,33 @@ static int fit_iteration(mela_run *r, fit *f, int it, mela_progress_fn fn, void 
  * progress. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
 {
+    return mela_run_fit_until(r, r->rc.iterations, report, fn, ctx);
+}
+
+int mela_run_validation(const mela_run *r, double *val_loss, double *val_acc, double *best)
+{
+    if (val_loss)
+        *val_loss = r->st.val_loss;
+    if (val_acc)
+        *val_acc = r->st.val_acc;
+    if (best)
+        *best = r->st.best;
+    return r->st.iteration;
+}
+
+int mela_run_fit_until(mela_run *r, int until, int report, mela_progress_fn fn, void *ctx)
+{
     const mela_run_config *rc = &r->rc;
+    if (until > rc->iterations)
+        until = rc->iterations;
     int blas = tp_blas_hold();
     fit f;
     int status = fit_begin(r, &f, report), began = status == 0;
     status = dist_agree(status);
     if (dist_rank() != 0)
         fn = NULL;
-    for (int it = f.start + 1; it <= rc->iterations && !status && !f.st.early; it++) {
-        status = fit_iteration(r, &f, it, fn, ctx);
+    for (int it = f.start + 1; it <= until && !status && !f.st.early; it++) {
+        status = fit_iteration(r, &f, it, until, fn, ctx);
         if (dist_agree(status < 0 ? -1 : 0))
             status = -1;
     }
