@@ -597,7 +597,8 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
  * arguments in the same order (mela_learner_step too), and they spread
  * their work: the tasks of every meta-batch (in blocks of consecutive tasks,
  * the first B % P processes one more), the validation and test episodes and
- * the tasks of mela_metric_calibrate. Per-task
+ * the tasks of mela_metric_calibrate (and mela_tune_search, its trials:
+ * mela_tune.h). Per-task
  * gradients are summed in task order, the running sum passed from rank to
  * rank, so theta after every update has the same bits as one process with
  * the same seed, for any P. Only rank 0 writes (out_dir is rank 0's); a

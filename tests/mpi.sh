@@ -3,6 +3,8 @@
 #   tests/mpi.sh bits DIST_TRAIN   theta after every update of exact MAML,
 #       Reptile and ProtoNets, and the spread evaluation, are the same bits
 #       alone and under mpirun -np 2 and -np 3
+#   tests/mpi.sh tune MELA         mela tune's trials spread over processes:
+#       the same records and winner as one process
 #   tests/mpi.sh failure MELA      a rank that fails (a missing checkpoint or
 #       a bad option on rank 1 only) ends the whole job with its message, a
 #       NaN every rank meets is said once, and a rank killed from outside ends
@@ -54,6 +56,23 @@ bits)
     echo "-np $P: the same bits as one process ($(wc -l <"$tmp/p$P") lines)"
   done
   ;;
+tune)
+  # mela tune's trials spread over 3 processes: the same records (scores to
+  # the last digit; the seconds aside) and the same winner as one process
+  mela=$2
+  space=(--dataset sinusoid --vary 'inner_lr log 0.001 0.1' --vary 'meta_batch choice 5 10 25'
+         --trials 9 --min-iterations 10 --max-iterations 90 --val-episodes 10 --workers 1 --threads 1)
+  "$mela" tune "${space[@]}" --out-dir "$tmp/t1" >"$tmp/out1" 2>&1 || { cat "$tmp/out1"; fail "tune alone failed"; }
+  timeout 300 "${mpirun[@]}" -np 3 "$mela" tune "${space[@]}" --out-dir "$tmp/t3" >"$tmp/out3" 2>&1 ||
+    { cat "$tmp/out3"; fail "tune -np 3 failed"; }
+  records() { sed 's/"seconds":[^,]*,//' "$1/trials.jsonl" | sort; }
+  [ "$(records "$tmp/t1" | wc -l)" -ge 9 ] || fail "tune alone: fewer than 9 records"
+  diff <(records "$tmp/t1") <(records "$tmp/t3") || fail "tune -np 3: other records than one process"
+  diff <(grep -v '^#' "$tmp/t1/best.conf") <(grep -v '^#' "$tmp/t3/best.conf") ||
+    fail "tune -np 3: another winner"
+  [ "$(grep -c '^trial' "$tmp/out3")" = "$(grep -c '^trial' "$tmp/out1")" ] || fail "tune -np 3: reported twice?"
+  echo "tune -np 3: the same $(records "$tmp/t1" | wc -l) records and winner as one process"
+  ;;
 failure)
   mela=$2
   "$mela" train --dataset sinusoid --learner maml --iterations 4 --val-every 2 --threads 1 \
@@ -90,5 +109,5 @@ failure)
   [ $rc -ne 0 ] || fail "the job ended with status 0 after a rank was killed"
   echo "a killed rank: the job ended (status $rc)"
   ;;
-*) fail "usage: mpi.sh bits DIST_TRAIN | failure MELA" ;;
+*) fail "usage: mpi.sh bits DIST_TRAIN | tune MELA | failure MELA" ;;
 esac

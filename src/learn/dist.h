@@ -15,6 +15,13 @@
 /* ---- the primitives (dist_mpi.c, dist_none.c) */
 int dist_rank(void);
 int dist_size(void);
+/* on = 1: until dist_local(0), this process works alone (dist_rank 0,
+ * dist_size 1, every collective a no-op; set from the thread of
+ * mela_dist_init while no other thread of mela runs): the trials of a
+ * search, each a whole run on one process. Returns the previous setting.
+ * dist_job_rank: the rank in the job, even then. */
+int dist_local(int on);
+int dist_job_rank(void);
 /* v[0..n) replaced by its minimum over every process. */
 void dist_min_ints(int *v, int n);
 /* bytes from root to every process. */

@@ -14,11 +14,20 @@
 #include "mela_learn.h"
 
 static int rank_, size_ = 1, started; /* started: this library called MPI_Init */
+static int local_;                    /* dist_local: one process for a while */
 static double sent, spent;
 static int *counts, *displs; /* dist_gather_items' (size_ each) */
 
-int dist_rank(void) { return rank_; }
-int dist_size(void) { return size_; }
+int dist_rank(void) { return local_ ? 0 : rank_; }
+int dist_size(void) { return local_ ? 1 : size_; }
+int dist_job_rank(void) { return rank_; }
+
+int dist_local(int on)
+{
+    int was = local_;
+    local_ = on;
+    return was;
+}
 
 void dist_counters(double *bytes, double *seconds)
 {
@@ -28,7 +37,7 @@ void dist_counters(double *bytes, double *seconds)
 
 void dist_min_ints(int *v, int n)
 {
-    if (size_ == 1)
+    if (dist_size() == 1)
         return;
     double t0 = MPI_Wtime();
     MPI_Allreduce(MPI_IN_PLACE, v, n, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
@@ -41,7 +50,7 @@ void dist_min_ints(int *v, int n)
 
 void dist_bcast(void *buf, size_t bytes, int root)
 {
-    if (size_ == 1)
+    if (dist_size() == 1)
         return;
     double t0 = MPI_Wtime();
     for (size_t o = 0; o < bytes; o += PIECE)
@@ -75,7 +84,7 @@ void dist_recv(float *buf, size_t count, int from)
 
 void dist_gather_items(double *v, int n, int k)
 {
-    if (size_ == 1)
+    if (dist_size() == 1)
         return;
     int lo, hi, q = n / size_, extra = n % size_;
     for (int r = 0; r < size_; r++) {
