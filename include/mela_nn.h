@@ -114,7 +114,8 @@ int mela_model_outputs(const mela_model *m);
  * A network of cells (DARTS, Liu et al. 2019; the search space of MetaNAS,
  * Elsken et al. 2020): a stem (3x3 convolution of stride stem_stride, batch
  * norm), then `cells` cells, each followed by a 2x2 max-pool (while the side
- * is at least 2), then global average pooling and a linear head.
+ * is at least 2; none with no_pool), then global average pooling and a
+ * linear head.
  *
  * A cell has an input state s0 and `nodes` intermediate states; state j is
  * the sum over i < j of edge (i, j) applied to state i, and the cell's output
@@ -170,6 +171,7 @@ typedef struct mela_cellnet_spec {
     unsigned candidates;  /* search: bit k set = op k is a candidate (0: all ops) */
     int smooth;           /* 1: tanh instead of relu before the convolutions
                            * (smooth, for finite-difference checks) */
+    int no_pool;          /* 1: no max-pool after the cells */
     int ops[MELA_CELL_MAX_EDGES]; /* discrete: the op of each edge of the cell */
 } mela_cellnet_spec;
 
@@ -178,6 +180,11 @@ const char *mela_cell_op_name(int op);
 int mela_cell_op_find(const char *name);
 /* Edges of a cell of `nodes` states: nodes (nodes + 1) / 2. */
 int mela_cell_edges(int nodes);
+/* Op `op` of a cell applied to x (N, C, H, W) with its weights w (conv3,
+ * conv5, dil3: w[0]; sep3: w[0] the depthwise (1, C, 3, 3), w[1] the
+ * pointwise (C, C, 1, 1); others none); smooth: tanh instead of relu. zero
+ * gives MELA_NONE (no node: the edge adds nothing). */
+mela_node mela_cell_op(mela_graph *g, int op, const mela_node *w, mela_node x, int smooth);
 /* The network of spec s; NULL with a message on bad sizes (or more than
  * MELA_MODEL_MAX_PARAMS views: fewer cells, nodes or candidates). */
 mela_model *mela_cellnet_new(const mela_cellnet_spec *s);

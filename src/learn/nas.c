@@ -55,7 +55,8 @@ int mela_nas_read_model(const char *path, mela_cellnet_spec *s)
     else if (get_int(root, path, "width", -1, 1, 1024, &s->width) ||
              get_int(root, path, "cells", -1, 1, 8, &s->cells) ||
              get_int(root, path, "nodes", -1, 1, MELA_CELL_MAX_NODES, &s->nodes) ||
-             get_int(root, path, "stem_stride", 2, 1, 2, &s->stem_stride))
+             get_int(root, path, "stem_stride", 2, 1, 2, &s->stem_stride) ||
+             get_int(root, path, "no_pool", 0, 0, 1, &s->no_pool))
         rcode = -1;
     else if (!cell || cell->type != JSON_ARRAY || cell->n != mela_cell_edges(s->nodes))
         rcode = mela_set_error("%s: \"cell\" must list the op of each of the %d edges", path,
@@ -77,7 +78,8 @@ static void model_json(char *buf, size_t cap, size_t *k, const mela_cellnet_spec
 {
     int E = mela_cell_edges(s->nodes);
     PUT("{\n  \"mela_model\": \"cellnet\",\n  \"width\": %d,\n  \"cells\": %d,\n  \"nodes\": %d,\n"
-        "  \"stem_stride\": %d,\n  \"cell\": [", s->width, s->cells, s->nodes, s->stem_stride);
+        "  \"stem_stride\": %d,\n  \"no_pool\": %d,\n  \"cell\": [", s->width, s->cells, s->nodes,
+        s->stem_stride, s->no_pool);
     for (int e = 0; e < E; e++)
         PUT("%s\"%s\"", e ? ", " : "", mela_cell_op_name(s->ops[e]));
     PUT("]");

@@ -118,19 +118,20 @@ static mela_node dilate(mela_graph *g, mela_node w3)
                         MELA_SHAPE(s.d[0], s.d[1], 5, 5));
 }
 
-static mela_node apply_op(const cellnet *cn, mela_graph *g, const mela_node *w, int view, int op,
-                          mela_node x)
+mela_node mela_cell_op(mela_graph *g, int op, const mela_node *w, mela_node x, int smooth)
 {
-    mela_node a = op >= MELA_OP_CONV3 ? (cn->s.smooth ? mela_tanh(g, x) : mela_relu(g, x)) : x;
+    if (op >= MELA_OP_CONV3 && !w)
+        return MELA_NONE;
+    mela_node a = op >= MELA_OP_CONV3 ? (smooth ? mela_tanh(g, x) : mela_relu(g, x)) : x;
     switch (op) {
     case MELA_OP_SKIP: return x;
     case MELA_OP_AVG3: return bn(g, mela_avgpool2d(g, pad1(g, x), 3, 1));
     case MELA_OP_MAX3: return bn(g, mela_maxpool2d(g, pad1(g, x), 3, 1));
-    case MELA_OP_CONV3: return bn(g, mela_conv2d(g, a, w[view], MELA_NONE, 1, 1));
-    case MELA_OP_CONV5: return bn(g, mela_conv2d(g, a, w[view], MELA_NONE, 1, 2));
-    case MELA_OP_DIL3: return bn(g, mela_conv2d(g, a, dilate(g, w[view]), MELA_NONE, 1, 2));
+    case MELA_OP_CONV3: return bn(g, mela_conv2d(g, a, w[0], MELA_NONE, 1, 1));
+    case MELA_OP_CONV5: return bn(g, mela_conv2d(g, a, w[0], MELA_NONE, 1, 2));
+    case MELA_OP_DIL3: return bn(g, mela_conv2d(g, a, dilate(g, w[0]), MELA_NONE, 1, 2));
     case MELA_OP_SEP3: { /* pw (O, C, 1, 1) times dw (1, C, 3, 3): (O, C, 3, 3) */
-        mela_node k = mela_mul(g, w[view + 1], w[view]);
+        mela_node k = mela_mul(g, w[1], w[0]);
         return bn(g, mela_conv2d(g, a, k, MELA_NONE, 1, 1));
     }
     default: return MELA_NONE; /* zero */
@@ -159,7 +160,8 @@ static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
                 if (st[i] == MELA_NONE)
                     continue; /* a state with no edges in is zero */
                 for (int k = 0; k < n; k++) {
-                    mela_node y = apply_op(cn, g, w, cn->view[c][e][ops[k]], ops[k], st[i]);
+                    int v = cn->view[c][e][ops[k]];
+                    mela_node y = mela_cell_op(g, ops[k], v >= 0 ? w + v : NULL, st[i], s->smooth);
                     if (y != MELA_NONE && s->search)
                         y = mela_mul(g, mela_slice(g, mix, e * cn->K + k, 1), y);
                     st[j] = add_opt(g, st[j], y);
@@ -170,7 +172,7 @@ static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
         if (out == MELA_NONE) /* every edge zero: the cell outputs zeros */
             out = mela_scale(g, h, 0.0f);
         mela_shape os = mela_node_shape(g, out);
-        h = os.nd == 4 && os.d[2] >= 2 && os.d[3] >= 2 ? mela_maxpool2d(g, out, 2, 2) : out;
+        h = !s->no_pool && os.nd == 4 && os.d[2] >= 2 && os.d[3] >= 2 ? mela_maxpool2d(g, out, 2, 2) : out;
     }
     return mela_global_avgpool(g, h);
 }
