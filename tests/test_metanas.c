@@ -276,6 +276,51 @@ static void test_alpha_meta_grad(void)
     mela_gbml_free(gb), mela_gbml_free(fo), mela_model_free(m);
 }
 
+/* Reptile moves alpha too: with 1 inner step its direction theta - phi is
+ * inner_lr times the support gradient, which is MAML's meta-gradient at 0
+ * steps on a task whose query set is its support set. */
+static void test_reptile_moves_alpha(void)
+{
+    enum { W = 2, S = 3, IMG = 6 };
+    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 2, .cells = 1, .nodes = 2, .stem_stride = 1,
+                           .outputs = W, .search = 1};
+    mela_model *m = mela_cellnet_new(&s);
+    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .train = {W, S, S, 0}, .steps = 1, .test_steps = 1,
+                          .inner_lr = 0.25f};
+    mela_gbml *rep = mela_gbml_new(m, &c);
+    c.learner = MELA_LEARNER_MAML, c.steps = 0;
+    mela_gbml *m0 = mela_gbml_new(m, &c);
+    CHECK(rep && m0, "learners: %s", mela_last_error());
+    if (!rep || !m0)
+        return;
+    const mela_layout *L = mela_gbml_layout(rep);
+    size_t n = mela_layout_size(L);
+    float *theta = calloc(n, sizeof *theta), *dr = calloc(n, sizeof *dr), *dm = calloc(n, sizeof *dm);
+    mela_rng r = mela_rng_new(4);
+    mela_gbml_init(rep, theta, &r);
+    int a = mela_layout_find(L, "alpha");
+    size_t off = mela_layout_offset(L, a), na = mela_shape_numel(mela_layout_shape(L, a));
+    for (size_t j = 0; j < na; j++)
+        theta[off + j] = 0.5f * mela_rng_normal(&r);
+    float xs[W * S * IMG * IMG], ys[W * S];
+    for (int i = 0; i < W * S * IMG * IMG; i++)
+        xs[i] = mela_rng_normal(&r);
+    for (int i = 0; i < W * S; i++)
+        ys[i] = (float)(i / S);
+    mela_task t = {xs, ys, xs, ys};
+    CHECK(mela_gbml_meta_grad(rep, theta, 1, &t, 1, dr, NULL, NULL) == 0 &&
+              mela_gbml_meta_grad(m0, theta, 1, &t, 1, dm, NULL, NULL) == 0, "directions: %s", mela_last_error());
+    double big = 0;
+    for (size_t j = 0; j < na; j++) {
+        dm[off + j] *= c.inner_lr;
+        big = fmax(big, fabs(dm[off + j]));
+    }
+    CHECK_ARRAY(dr + off, dm + off, na, 1e-6, 1e-3, "Reptile's alpha direction = inner lr x support gradient");
+    CHECK(big > 1e-4, "alpha moves (%g)", big);
+    free(theta), free(dr), free(dm);
+    mela_gbml_free(rep), mela_gbml_free(m0), mela_model_free(m);
+}
+
 /* ------------------------------------------------ a search with a winner */
 
 /* 12x12 images, nothing lit within 2 pixels of the border, 9 pixels lit:
@@ -502,6 +547,7 @@ int main(void)
     test_ops_gradients();
     test_search_equals_discrete();
     test_alpha_meta_grad();
+    test_reptile_moves_alpha();
     test_model_files();
     test_search_finds_max3();
     return check_finish();
