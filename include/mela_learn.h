@@ -522,7 +522,7 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
  * channels, `depth` cells of 2 states, stem stride 2) with its weights, under
  * any learner. Each time validation improves, the run writes the discrete
  * cell (mela_cellnet_derive) to out_dir/arch.json and its picture to
- * out_dir/cell.svg. `--model out_dir/arch.json` then trains that network.
+ * out_dir/cell.png and out_dir/cell.svg. `--model out_dir/arch.json` then trains that network.
  *
  * A model-definition file is JSON:
  *     {"mela_model": "cellnet", "width": 16, "cells": 3, "nodes": 2,
@@ -540,7 +540,8 @@ int mela_nas_write_model(const char *path, const mela_cellnet_spec *s, const flo
  * units (0: an embedding). 0 or -1. */
 int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_spec *s);
 /* From theta (a buffer of layout L, holding "alpha") of a search run: the
- * discrete cell to dir/arch.json and its picture to dir/cell.svg. 0 or -1. */
+ * discrete cell to dir/arch.json and its pictures to dir/cell.png and
+ * dir/cell.svg. 0 or -1. */
 int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
 
 MELA_EXPORT_END

@@ -13,6 +13,7 @@
 
 #include "check.h"
 #include "gradcheck.h"
+#include "mela_io.h"
 #include "mela_learn.h"
 #include "mela_nn.h"
 
@@ -512,9 +513,22 @@ static void test_model_files(void)
             fclose(f);
         CHECK(strstr(svg, "<svg") && strstr(svg, "conv3") && strstr(svg, "avg3") && strstr(svg, "</svg>"),
               "cell.svg draws the cell");
+        snprintf(bad, sizeof bad, "%s/cell.png", dir);
+        f = fopen(bad, "rb");
+        unsigned char sig[8] = {0};
+        nr = f ? fread(sig, 1, 8, f) : 0;
+        if (f)
+            fclose(f);
+        CHECK(nr == 8 && !memcmp(sig, "\x89PNG\r\n\x1a\n", 8), "cell.png is a PNG");
         free(theta);
         mela_learner_free(l);
     }
+
+    int fr[1] = {1}, too[1] = {1};
+    snprintf(bad, sizeof bad, "%s/dag.png", dir);
+    CHECK(mela_plot_dag_png(bad, "t", 2, NULL, 1, fr, too, NULL, NULL) == -1 &&
+              strstr(mela_last_error(), "edge 0 goes from 1 to 1") && access(bad, F_OK) != 0,
+          "a DAG edge that does not go right: %s", mela_last_error());
 
     /* bad files: the message names the file and what is wrong */
     snprintf(bad, sizeof bad, "%s/bad.json", dir);

@@ -3,7 +3,7 @@
  * the MLP (the search network, or a cell network read from a model-definition
  * file), and what a search leaves in its run folder: the discrete
  * architecture as a model-definition file (arch.json) and a picture of the
- * learned cell (cell.svg).
+ * learned cell (cell.png, cell.svg).
  */
 #include <math.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include "core/sys.h"
 #include "io/json.h"
 #include "learn/learner.h"
+#include "mela_io.h"
 
 /* Search cells have this many intermediate states. */
 #define NAS_SEARCH_NODES 2
@@ -137,6 +138,36 @@ static void cell_svg(char *buf, size_t cap, size_t *k, const mela_cellnet_spec *
 }
 #undef PUT
 
+/* The cell as a PNG: the same picture as cell_svg, drawn by mela_plot_dag_png. */
+static int cell_png(const char *path, const mela_cellnet_spec *s, const float *weight, const char *title)
+{
+    const char *nodes[MELA_CELL_MAX_NODES + 2];
+    char names[MELA_CELL_MAX_NODES + 2][16], labels[2 * MELA_CELL_MAX_EDGES][32];
+    const char *lab[2 * MELA_CELL_MAX_EDGES];
+    int from[2 * MELA_CELL_MAX_EDGES], to[2 * MELA_CELL_MAX_EDGES], ne = 0, n = s->nodes;
+    for (int j = 0; j <= n + 1; j++) {
+        snprintf(names[j], sizeof names[j], j == 0 ? "input" : j <= n ? "state %d" : "output", j);
+        nodes[j] = names[j];
+    }
+    for (int j = 1; j <= n; j++)
+        for (int i = 0; i < j; i++) {
+            int e = j * (j - 1) / 2 + i;
+            if (s->ops[e] == MELA_OP_ZERO)
+                continue;
+            if (weight)
+                snprintf(labels[ne], sizeof labels[ne], "%s (%.2f)", mela_cell_op_name(s->ops[e]), (double)weight[e]);
+            else
+                snprintf(labels[ne], sizeof labels[ne], "%s", mela_cell_op_name(s->ops[e]));
+            lab[ne] = labels[ne], from[ne] = i, to[ne++] = j;
+        }
+    for (int j = 1; j <= n; j++) /* the output is the sum of the states */
+        snprintf(labels[ne], sizeof labels[ne], "+"), lab[ne] = labels[ne], from[ne] = j, to[ne++] = n + 1;
+    char note[128];
+    snprintf(note, sizeof note, "each of the %d cells: these ops, weights of its own; a 2x2 max-pool after each",
+             s->cells);
+    return mela_plot_dag_png(path, title, n + 2, nodes, ne, from, to, lab, note);
+}
+
 /* Writes text to path in one step (a reader sees the old or the new file). */
 static int write_text(const char *path, const char *text, size_t n)
 {
@@ -204,6 +235,9 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
         cell_svg(buf, sizeof buf, &k, &d, weight, title);
         snprintf(path, cap, "%s/cell.svg", dir);
         rcode = write_built(path, buf, sizeof buf, k);
+        snprintf(path, cap, "%s/cell.png", dir);
+        if (!rcode)
+            rcode = cell_png(path, &d, weight, title);
     }
     free(path);
     return rcode;

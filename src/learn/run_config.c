@@ -59,7 +59,7 @@ static const option options[] = {
     {"clip_grad", T_FLOAT, F(clip_grad), 0, 1e30, "clip the meta-gradient (Reptile: the meta-step direction) to this global L2 norm (0: off)"},
     {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
     {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
-    {"model", T_STR, F(model), 0, 0, "conv4 | mlp (1-40-40-1, sinusoids) | search (MetaNAS: cells of mixed ops, --width channels, --depth cells; writes arch.json, cell.svg) | FILE (a model definition, e.g. a search's arch.json)"},
+    {"model", T_STR, F(model), 0, 0, "conv4 | mlp (1-40-40-1, sinusoids) | search (MetaNAS: cells of mixed ops, --width channels, --depth cells; writes arch.json, cell.png) | FILE (a model definition, e.g. a search's arch.json)"},
     {"width", T_INT, F(width), 0, 1024, "conv4: filters per block (search: channels of the cells)"},
     {"depth", T_INT, F(depth), 0, 8, "conv4: blocks (search: cells)"},
     {"maxpool", T_INT, F(maxpool), 0, 1, "conv4: 1 = 2x2 max-pool per block, 0 = stride-2 convolutions"},
