@@ -12,10 +12,6 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
-/* Where `mela train` looks for Omniglot unless told: the repository's
- * layout, ../shared beside the checkout. */
-#define CLI_DATA_DIR "../shared/data/omniglot"
-
 /* "--inner-lr" and "--inner_lr" both name the key "inner_lr". */
 static const char *opt_key(const char *arg, char *key, size_t n)
 {
@@ -29,11 +25,13 @@ static const char *opt_key(const char *arg, char *key, size_t n)
 }
 
 /* The options with the defaults of the learner, dataset and ways given. */
-static void train_help(const char *learner, const char *dataset, int ways)
+static void train_help(const char *learner, const char *dataset, int ways, const char *split)
 {
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways ? ways : 5))
         mela_run_defaults(&rc, "maml", "omniglot", 5);
+    if (split)
+        mela_run_protocol(&rc, split);
     printf("Usage: mela train [--key value]... [--overwrite]\n"
            "       mela train --resume OUT_DIR [--threads N]\n"
            "\n"
@@ -153,7 +151,8 @@ static void print_plan(const mela_run_config *rc)
         printf("mela train: %s on %s (%s split), %d pairs a batch, tested %d-way %d-shot", rc->learner,
                rc->dataset, rc->split, rc->pairs, te.ways, te.shots);
     else
-        printf("mela train: %s on %s, %d-way %d-shot (tested %d-way %d-shot)", rc->learner, rc->dataset,
+        printf("mela train: %s on %s (%s split%s), %d-way %d-shot (tested %d-way %d-shot)", rc->learner,
+               rc->dataset, rc->split, strcmp(rc->split, "lake") ? "" : ", episodes within one alphabet",
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)
         printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);
@@ -271,7 +270,7 @@ static int train_run(mela_run *r, int report, int profile)
         print_profile(r, &t.last);
     if (dir[0])
         cli_curves_draw(rc);
-    int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
+    int it = mela_run_iteration(r), test_episodes = rc->test_episodes, patience = rc->patience;
     mela_run_close(r);
     if (status == 1) {
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
@@ -283,6 +282,10 @@ static int train_run(mela_run *r, int report, int profile)
             say_kept(dir);
         return 1;
     }
+    if (t.last.stopped_early)
+        fprintf(stderr, "mela train: stopped early after iteration %d: the best validation (%.2f%%, "
+                "iteration %d) is %d iterations old (--patience %d)\n", it, 100 * t.last.best_val,
+                t.last.best_iteration, it - t.last.best_iteration, patience);
     char path[700];
     snprintf(path, sizeof path, "%s/best.safetensors", dir);
     mela_eval_result res;
@@ -293,6 +296,14 @@ static int train_run(mela_run *r, int report, int profile)
         return 1;
     }
     print_result("test", &res);
+    if (res.regression) { /* Finn et al.'s figure: two test tasks */
+        char png[700];
+        snprintf(png, sizeof png, "%s/adaptation.png", dir);
+        if (mela_run_show(path, 0, NULL, 2, -1, png))
+            fprintf(stderr, "mela train: %s\n", mela_last_error());
+        else
+            printf("fits before and after adaptation: %s\n", png);
+    }
     return 0;
 }
 
@@ -344,6 +355,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
     mela_run *r = mela_run_open(rc, NULL);
     if (!r) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
+        cli_data_hint("train", rc->dataset, rc->data_dir);
         return 1;
     }
     return train_run(r, report, profile);
@@ -352,7 +364,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
 int cli_train(int argc, char **argv)
 {
     int profile = take_flag(&argc, argv, "--profile"), overwrite = take_flag(&argc, argv, "--overwrite");
-    const char *learner = "maml", *dataset = "omniglot", *resume = NULL;
+    const char *learner = "maml", *dataset = "omniglot", *resume = NULL, *split = NULL;
     int ways = 0, test_ways = 0, report = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
@@ -369,6 +381,7 @@ int cli_train(int argc, char **argv)
         }
         if (!strcmp(key, "learner")) learner = argv[i + 1];
         if (!strcmp(key, "dataset")) dataset = argv[i + 1];
+        if (!strcmp(key, "split")) split = argv[i + 1];
         long long v = 0;
         int is_ways = !strcmp(key, "ways"), is_test = !strcmp(key, "test_ways"), is_report = !strcmp(key, "report");
         if ((is_ways || is_test || is_report) &&
@@ -383,8 +396,10 @@ int cli_train(int argc, char **argv)
         if (!strcmp(key, "resume")) resume = argv[i + 1];
         i++;
     }
+    if (split && !strcmp(split, "lake") && !ways)
+        ways = 20; /* Lake's 20-way within-alphabet one-shot task */
     if (help) {
-        train_help(learner, dataset, ways);
+        train_help(learner, dataset, ways, split);
         return 0;
     }
     if (resume && overwrite) {
@@ -394,7 +409,7 @@ int cli_train(int argc, char **argv)
     if (resume)
         return train_resume(resume, argc, argv, report, profile);
     mela_run_config rc;
-    if (mela_run_defaults(&rc, learner, dataset, ways)) {
+    if (mela_run_defaults(&rc, learner, dataset, ways) || (split && mela_run_protocol(&rc, split))) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
@@ -425,6 +440,13 @@ static void eval_help(void)
            "  --episodes N     test episodes, 1..1000000 (default: the checkpoint's\n"
            "                   test_episodes, 600)\n"
            "  --steps K        inner steps, 0..100 (default: the checkpoint's test_steps)\n"
+           "  --show N         also draw the first N test episodes (1..100) as a PNG:\n"
+           "                   support images with their classes, queries with the\n"
+           "                   predicted and true class, wrong ones framed red; for a\n"
+           "                   sinusoid checkpoint N test tasks (1..64): the true curve,\n"
+           "                   the fit before and after adaptation, the K points\n"
+           "  --png FILE       where --show draws (default: the checkpoint's name with\n"
+           "                   .png for .safetensors; a shipped model's NAME.png here)\n"
            "  --key value      any 'mela train' option to override, e.g. --data-dir,\n"
            "                   --threads, --test-queries, --test-seed\n"
            "  -h, --help       show this help\n");
@@ -432,8 +454,8 @@ static void eval_help(void)
 
 int cli_eval(int argc, char **argv)
 {
-    const char *ckpt = NULL;
-    int episodes = 0, steps = -1, nover = 0;
+    const char *ckpt = NULL, *png = NULL, *named = NULL;
+    int episodes = 0, steps = -1, nover = 0, show = 0;
     char **over = calloc(argc, sizeof *over);
     char key[64];
     for (int i = 1; i < argc; i++) {
@@ -447,7 +469,8 @@ int cli_eval(int argc, char **argv)
                 fprintf(stderr, "mela eval: one checkpoint only ('%s' and '%s')\n", ckpt, argv[i]);
                 goto usage;
             }
-            ckpt = argv[i];
+            ckpt = cli_model_path(argv[i]);
+            named = argv[i];
             continue;
         }
         if (i + 1 >= argc) {
@@ -464,6 +487,12 @@ int cli_eval(int argc, char **argv)
             if (cli_int_arg("eval", "--steps", argv[++i], 0, 100, &v))
                 goto usage;
             steps = (int)v;
+        } else if (!strcmp(key, "show")) {
+            if (cli_int_arg("eval", "--show", argv[++i], 1, 100, &v))
+                goto usage;
+            show = (int)v;
+        } else if (!strcmp(key, "png")) {
+            png = argv[++i];
         } else {
             size_t n = strlen(key) + strlen(argv[i + 1]) + 2;
             over[nover] = malloc(n);
@@ -480,6 +509,23 @@ int cli_eval(int argc, char **argv)
         fprintf(stderr, "mela eval: %s\n", mela_last_error());
     else
         print_result(ckpt, &res);
+    if (!rc && show) {
+        char path[1200];
+        size_t n = strlen(ckpt);
+        if (png)
+            snprintf(path, sizeof path, "%s", png);
+        else if (strcmp(named, ckpt)) /* a shipped model: NAME.png here */
+            snprintf(path, sizeof path, "%s.png", named);
+        else if (n > 12 && !strcmp(ckpt + n - 12, ".safetensors"))
+            snprintf(path, sizeof path, "%.*s.png", (int)(n - 12), ckpt);
+        else
+            snprintf(path, sizeof path, "%s.png", ckpt);
+        rc = mela_run_show(ckpt, nover, (const char *const *)over, show, steps, path);
+        if (rc)
+            fprintf(stderr, "mela eval: %s\n", mela_last_error());
+        else
+            printf("%d test %s drawn in %s\n", show, res.regression ? "tasks" : "episodes", path);
+    }
     for (int i = 0; i < nover; i++)
         free(over[i]);
     free(over);
