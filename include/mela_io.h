@@ -247,6 +247,16 @@ typedef int (*mela_fetch_fn)(long long done, long long total, void *ctx);
  * first call unless the program has done it; no signal handlers are set. */
 int mela_fetch(const char *url, const char *path, const char *md5, mela_fetch_fn fn, void *ctx);
 
+/* Draws a small directed acyclic graph as a PNG (800 x 500): nnodes
+ * (1..8) boxes in a row, labelled nodes[i], and nedges arcs from box
+ * from[e] to box to[e] (from[e] < to[e]), each with an arrowhead and the
+ * label labels[e] (may be NULL) at its top; the title above, note (may be
+ * NULL) below. MetaNAS draws its learned cell with it. Returns 0, or -1 with
+ * the error set. */
+int mela_plot_dag_png(const char *path, const char *title, int nnodes, const char *const *nodes,
+                      int nedges, const int *from, const int *to, const char *const *labels,
+                      const char *note);
+
 MELA_EXPORT_END
 #ifdef __cplusplus
 }

@@ -254,7 +254,9 @@ typedef struct mela_run_config {
     float min_lr;
     int meta_batch;        /* tasks per meta-iteration */
     int iterations;        /* meta-iterations */
-    char model[16];        /* conv4 | mlp */
+    char model[512];       /* conv4 | mlp | search (MetaNAS's search network of
+                            * cells, width and depth cells) | the path of a
+                            * model-definition file (a cell network, JSON) */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
@@ -588,6 +590,38 @@ void mela_adapt_result_free(mela_adapt_result *res);
 /* Siamese checkpoints: the probability that images a and b (files, loaded
  * as mela_run_adapt loads them) show the same class. Returns 0 or -1. */
 int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same);
+
+/* ------------------------------------------------------------------ MetaNAS */
+
+/*
+ * MetaNAS (Elsken et al. 2020; docs/learners/metanas.md): a run whose model
+ * is "search" meta-learns the mixture weights "alpha" of a network of cells
+ * (mela_cellnet_new, search = 1: 1 input channel, image_size, `width`
+ * channels, `depth` cells of 2 states, stem stride 2) with its weights, under
+ * any learner. Each time validation improves, the run writes the discrete
+ * cell (mela_cellnet_derive) to out_dir/arch.json and its picture to
+ * out_dir/cell.png and out_dir/cell.svg. `--model out_dir/arch.json` then
+ * trains that network.
+ *
+ * A model-definition file is JSON:
+ *     {"mela_model": "cellnet", "width": 16, "cells": 3, "nodes": 2,
+ *      "stem_stride": 2, "cell": ["conv5", "sep3", "skip"]}
+ * ("cell": the op of each edge, mela_cell_op_name; other keys are ignored).
+ * The input and the head come from the run (image_size, ways).
+ */
+/* Reads a model-definition file into s (input, outputs and search 0). 0 or
+ * -1 with a message naming the file and the key. */
+int mela_nas_read_model(const char *path, mela_cellnet_spec *s);
+/* Writes the discrete network s as a model-definition file (in one step);
+ * weight (or NULL): each edge's softmax weight, written as "weight". */
+int mela_nas_write_model(const char *path, const mela_cellnet_spec *s, const float *weight);
+/* The cell network of rc's model ("search", or a file) with `outputs` head
+ * units (0: an embedding). 0 or -1. */
+int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_spec *s);
+/* From theta (a buffer of layout L, holding "alpha") of a search run: the
+ * discrete cell to dir/arch.json and its pictures to dir/cell.png and
+ * dir/cell.svg. 0 or -1. */
+int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
 
 /* ------------------------------------------------- more than one process
  *
