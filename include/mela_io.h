@@ -263,6 +263,15 @@ typedef struct mela_png_box {
  * the error set (the partial file removed). */
 int mela_boxes_png(const char *path, const float *grey, int H, int W, int ink, int zoom, int n,
                    const mela_png_box *boxes);
+/* Draws a small directed acyclic graph as a PNG (800 x 500): nnodes
+ * (1..8) boxes in a row, labelled nodes[i], and nedges arcs from box
+ * from[e] to box to[e] (from[e] < to[e]), each with an arrowhead and the
+ * label labels[e] (may be NULL) at its top; the title above, note (may be
+ * NULL) below. MetaNAS draws its learned cell with it. Returns 0, or -1 with
+ * the error set. */
+int mela_plot_dag_png(const char *path, const char *title, int nnodes, const char *const *nodes,
+                      int nedges, const int *from, const int *to, const char *const *labels,
+                      const char *note);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

@@ -254,7 +254,9 @@ typedef struct mela_run_config {
     float min_lr;
     int meta_batch;        /* tasks per meta-iteration */
     int iterations;        /* meta-iterations */
-    char model[16];        /* conv4 | mlp */
+    char model[512];       /* conv4 | mlp | search (MetaNAS's search network of
+                            * cells, width and depth cells) | the path of a
+                            * model-definition file (a cell network, JSON) */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
@@ -553,7 +555,9 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
  * adapted to, as Finn et al.'s figure 2. Returns 0 or -1. */
 int mela_run_show_run(mela_run *r, int n, const char *path);
 /* The same from a checkpoint, rebuilt and overridden as mela_run_eval does
- * (steps: the inner steps at test time, -1: its test_steps). */
+ * (steps: the inner steps at test time, -1: its test_steps). In a job of
+ * several processes (mela_dist_init) only rank 0 draws; the others return 0
+ * at once. */
 int mela_run_show(const char *checkpoint, int nover, const char *const *overrides, int episodes,
                   int steps, const char *path);
 
@@ -682,6 +686,80 @@ int mela_match_boxes(const mela_find_box *det, int ndet, const mela_find_box *gt
  * made non-increasing (all-point interpolation, as PASCAL VOC since 2010).
  * Equal scores count their false positives first. NaN when npos is 0. */
 double mela_average_precision(int n, const float *scores, const int *tp, int npos);
+/* ------------------------------------------------------------------ MetaNAS */
+
+/*
+ * MetaNAS (Elsken et al. 2020; docs/learners/metanas.md): a run whose model
+ * is "search" meta-learns the mixture weights "alpha" of a network of cells
+ * (mela_cellnet_new, search = 1: 1 input channel, image_size, `width`
+ * channels, `depth` cells of 2 states, stem stride 2) with its weights, under
+ * any learner. Each time validation improves, the run writes the discrete
+ * cell (mela_cellnet_derive) to out_dir/arch.json and its picture to
+ * out_dir/cell.png and out_dir/cell.svg. `--model out_dir/arch.json` then
+ * trains that network.
+ *
+ * A model-definition file is JSON:
+ *     {"mela_model": "cellnet", "width": 16, "cells": 3, "nodes": 2,
+ *      "stem_stride": 2, "cell": ["conv5", "sep3", "skip"]}
+ * ("cell": the op of each edge, mela_cell_op_name; other keys are ignored).
+ * The input and the head come from the run (image_size, ways).
+ */
+/* Reads a model-definition file into s (input, outputs and search 0). 0 or
+ * -1 with a message naming the file and the key. */
+int mela_nas_read_model(const char *path, mela_cellnet_spec *s);
+/* Writes the discrete network s as a model-definition file (in one step);
+ * weight (or NULL): each edge's softmax weight, written as "weight". */
+int mela_nas_write_model(const char *path, const mela_cellnet_spec *s, const float *weight);
+/* The cell network of rc's model ("search", or a file) with `outputs` head
+ * units (0: an embedding). 0 or -1. */
+int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_spec *s);
+/* From theta (a buffer of layout L, holding "alpha") of a search run: the
+ * discrete cell to dir/arch.json and its pictures to dir/cell.png and
+ * dir/cell.svg. 0 or -1. */
+int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
+
+/* ------------------------------------------------- more than one process
+ *
+ * Under MPI (when mela is built with it: mela_dist_backend), a program
+ * started by mpirun or srun as P processes calls mela_dist_init first; from
+ * then on every process calls the mela_run_* functions with the same
+ * arguments in the same order (mela_learner_step too), and they spread
+ * their work: the tasks of every meta-batch (in blocks of consecutive tasks,
+ * the first B % P processes one more), the validation and test episodes and
+ * the tasks of mela_metric_calibrate (and mela_tune_search, its trials:
+ * mela_tune.h). Per-task
+ * gradients are summed in task order, the running sum passed from rank to
+ * rank, so theta after every update has the same bits as one process with
+ * the same seed, for any P. Only rank 0 writes (out_dir is rank 0's); a
+ * failure on one process is agreed on at the next collective and returned by
+ * every process with that rank's message (mela_dist_error_shared). See
+ * docs/distributed.md. Without mela_dist_init (or without MPI) a run is one
+ * process, as before. */
+
+/* Joins the job the process was started in (MPI_Init_thread, funneled: only
+ * the calling thread talks to MPI); a process started alone stays one
+ * process and MPI is not started. argc, argv as main's. Returns 0 or -1. */
+int mela_dist_init(int *argc, char ***argv);
+/* Leaves the job (MPI_Finalize when mela_dist_init started MPI). */
+void mela_dist_finalize(void);
+/* This process's rank, 0..P-1, and P (1 without a job). */
+int mela_dist_rank(void);
+int mela_dist_size(void);
+/* 1 when the last error (mela_last_error) is one every process of the job
+ * returned, so that one of them (rank 0) need say it; 0 when it is this
+ * process's own, and the others may be waiting for it: then end the job
+ * with mela_dist_abort. */
+int mela_dist_error_shared(void);
+/* Ends every process of the job with exit status code (MPI_Abort); with one
+ * process it returns and does nothing. Only for the caller's own decision
+ * to end the program (the library itself never calls it). */
+void mela_dist_abort(int code);
+/* "MPI 3.1 (Open MPI v4.1.4)" or "none (built without MPI)". */
+const char *mela_dist_backend(void);
+/* Payload bytes this process has handed to MPI to send (a broadcast counted
+ * once, at its root) and seconds it has spent in MPI calls, waiting for the
+ * others included, since it started. Zero without a job. */
+void mela_dist_counters(double *bytes_sent, double *seconds);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

@@ -53,7 +53,7 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
  *     static mela_node head(void *ctx, mela_graph *g, const mela_node *w, mela_node h)
  *     { return mela_linear(g, h, w[2], w[3]); }
  *     ...
- *     mela_model_def d = {L, MELA_SHAPE(1), 1, 10, 2, body, head, NULL, NULL, "tanh mlp"};
+ *     mela_model_def d = {L, MELA_SHAPE(1), 1, 10, 2, body, head, NULL, NULL, "tanh mlp", NULL};
  *     mela_model *m = mela_model_new(&d);
  */
 typedef struct mela_model_def {
@@ -69,6 +69,8 @@ typedef struct mela_model_def {
     void (*init)(void *ctx, const mela_layout *L, float *theta, mela_rng *r);
     void *ctx;
     const char *name;     /* for mela_model_describe */
+    void (*ctx_free)(void *ctx); /* NULL, or called on ctx by mela_model_free
+                                  * (and by mela_model_new when it fails) */
 } mela_model_def;
 
 /* Returns NULL (and frees def->layout) when the definition is incomplete. */
@@ -127,6 +129,99 @@ int mela_model_head_first(const mela_model *m);
 mela_shape mela_model_input_shape(const mela_model *m, int n);
 /* Output units of the head (0 for an embedding network). */
 int mela_model_outputs(const mela_model *m);
+
+/* ------------------------------------------------------ networks of cells */
+
+/*
+ * A network of cells (DARTS, Liu et al. 2019; the search space of MetaNAS,
+ * Elsken et al. 2020): a stem (3x3 convolution of stride stem_stride, batch
+ * norm), then `cells` cells, each followed by a 2x2 max-pool (while the side
+ * is at least 2; none with no_pool), then global average pooling and a
+ * linear head.
+ *
+ * A cell has an input state s0 and `nodes` intermediate states; state j is
+ * the sum over i < j of edge (i, j) applied to state i, and the cell's output
+ * is the sum of its intermediate states. Edge (i, j) of the cell is number
+ * j (j - 1) / 2 + i; a cell has nodes (nodes + 1) / 2 edges. Every edge keeps
+ * `width` channels and the spatial size. Its operation is one of:
+ *
+ *   zero   nothing (the edge is absent)
+ *   skip   the identity
+ *   avg3   3x3 average pooling, stride 1, over the zero-padded input, then BN
+ *   max3   3x3 max pooling, stride 1, over the zero-padded input, then BN
+ *   conv3  relu, 3x3 convolution, BN
+ *   conv5  relu, 5x5 convolution, BN
+ *   dil3   relu, 3x3 convolution of dilation 2 (a 5x5 receptive field), BN
+ *   sep3   relu, depthwise 3x3 then pointwise 1x1 convolution, BN
+ *
+ * BN is batch norm with the batch's statistics and no affine weights. Each
+ * is composed from graph ops that have gradients of every order: the
+ * padding is a 1x1 convolution with a fixed weight 1 and padding 1; dil3 is
+ * a 5x5 convolution whose weight is the 3x3 weight times a fixed 0/1 matrix
+ * (9 x 25); sep3 is one 3x3 convolution whose weight is the product
+ * pw[o, c] dw[c, kh, kw] (exactly depthwise then pointwise, as the two are
+ * linear with nothing between them).
+ *
+ * Search (search = 1): every edge is the mixture sum_k softmax(alpha_e)_k
+ * op_k(x) over the candidate ops, with alpha the view "alpha" of shape
+ * (edges, candidates), shared by all cells (the learned cell), initialised
+ * N(0, 1e-3^2). Each candidate of each edge of each cell has weights of its
+ * own. The learners adapt and meta-learn alpha like every other view.
+ * Discrete (search = 0): edge e of every cell is ops[e].
+ *
+ * Views: "stem.weight" (width, channels, 3, 3); "c<cell>.e<edge>.<op>"
+ * (conv3 (w, w, 3, 3), conv5 (w, w, 5, 5), dil3 (w, w, 3, 3)), sep3 as
+ * ".dw" (1, w, 3, 3) and ".pw" (w, w, 1, 1); "alpha"; "head.weight",
+ * "head.bias".
+ */
+enum mela_cell_op {
+    MELA_OP_ZERO, MELA_OP_SKIP, MELA_OP_AVG3, MELA_OP_MAX3,
+    MELA_OP_CONV3, MELA_OP_CONV5, MELA_OP_DIL3, MELA_OP_SEP3,
+    MELA_CELL_OPS
+};
+#define MELA_CELL_MAX_NODES 4
+#define MELA_CELL_MAX_EDGES 10 /* MELA_CELL_MAX_NODES (MELA_CELL_MAX_NODES + 1) / 2 */
+
+typedef struct mela_cellnet_spec {
+    int channels, size;   /* one input: (channels, size, size) */
+    int width;            /* channels of the stem and the cells */
+    int cells;            /* 1..8 */
+    int nodes;            /* intermediate states of a cell, 1..MELA_CELL_MAX_NODES */
+    int stem_stride;      /* 1 or 2 */
+    int outputs;          /* units of the head (0: no head, an embedding of width features) */
+    int search;           /* 1: mixtures of the candidates; 0: the ops below */
+    unsigned candidates;  /* search: bit k set = op k is a candidate (0: all ops) */
+    int smooth;           /* 1: tanh instead of relu before the convolutions
+                           * (smooth, for finite-difference checks) */
+    int no_pool;          /* 1: no max-pool after the cells */
+    int ops[MELA_CELL_MAX_EDGES]; /* discrete: the op of each edge of the cell */
+} mela_cellnet_spec;
+
+/* "conv3" for MELA_OP_CONV3 (NULL out of range); the op named, or -1. */
+const char *mela_cell_op_name(int op);
+int mela_cell_op_find(const char *name);
+/* Edges of a cell of `nodes` states: nodes (nodes + 1) / 2. */
+int mela_cell_edges(int nodes);
+/* Op `op` of a cell applied to x (N, C, H, W) with its weights w (conv3,
+ * conv5, dil3: w[0]; sep3: w[0] the depthwise (1, C, 3, 3), w[1] the
+ * pointwise (C, C, 1, 1); others none); smooth: tanh instead of relu. zero
+ * gives MELA_NONE (no node: the edge adds nothing). */
+mela_node mela_cell_op(mela_graph *g, int op, const mela_node *w, mela_node x, int smooth);
+/* The network of spec s; NULL with a message on bad sizes (or more than
+ * MELA_MODEL_MAX_PARAMS views: fewer cells, nodes or candidates). */
+mela_model *mela_cellnet_new(const mela_cellnet_spec *s);
+/* The spec a cell network was built from (NULL for other models). */
+const mela_cellnet_spec *mela_cellnet_spec_of(const mela_model *m);
+/* The candidate ops of a search spec, in op order, into ops[]; their count. */
+int mela_cell_candidates(const mela_cellnet_spec *s, int *ops);
+/* The discrete cell of a search (DARTS's rule): for every state j, the
+ * incoming edges ranked by the weight of their strongest op other than zero
+ * (softmax of alpha, one row of candidates per edge); the best min(2, j)
+ * keep that op, the others become zero. Writes out (a copy of the search
+ * spec with search = 0) and, if weight is not NULL, each edge's softmax
+ * weight of its op (0 for zero). Returns 0 or -1 (not a search spec). */
+int mela_cellnet_derive(const mela_cellnet_spec *search, const float *alpha, mela_cellnet_spec *out,
+                        float *weight);
 
 /* ------------------------------------------------------------- optimisers */
 

@@ -159,7 +159,11 @@ int mela_tune_brackets(const mela_tune_spec *s, int max, int *first, int *trials
  * (may be NULL): when it becomes non-zero no new trial starts, and the
  * search returns 1 once those under way return. Returns 0 (res filled; the
  * winner is the best score at max_iterations, ties to the lower trial), 1
- * stopped, -1 with a message. */
+ * stopped, -1 with a message. In a job of several processes
+ * (mela_dist_init, mela_learn.h), every process calls it alike: each scores
+ * its share of a rung's trials with fn (alone: runs fn starts are one
+ * process's), the scores are gathered, every process promotes the same
+ * trials, and rank 0 alone writes the logs and sees the reports. */
 int mela_tune_search(const mela_tune_spec *s, const char *dir, mela_tune_objective fn, void *ctx,
                      volatile sig_atomic_t *stop, mela_tune_report_fn report, void *report_ctx,
                      mela_tune_result *res);

@@ -5,7 +5,9 @@
 #   scripts/deps.sh          what the build and the tests need
 #   scripts/deps.sh --fuzz   and clang with its libFuzzer runtime (scripts/fuzz.sh)
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev libcurl4-openssl-dev)
+# libopenmpi-dev, openmpi-bin: optional for the build (MPI runs), needed by the MPI tests
+pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev libcurl4-openssl-dev
+      libopenmpi-dev openmpi-bin)
 if [ "${1:-}" = "--fuzz" ]; then
   pkgs+=(clang libclang-rt-14-dev)
 fi

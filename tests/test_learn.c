@@ -40,7 +40,7 @@ static mela_gbml *sine_learner(mela_model **m, int learner, int first_order, int
         mela_layout_add(L, "fc1.bias", MELA_SHAPE(10));
         mela_layout_add(L, "fc2.weight", MELA_SHAPE(1, 10));
         mela_layout_add(L, "fc2.bias", MELA_SHAPE(1));
-        mela_model_def d = {L, MELA_SHAPE(1), 1, 10, 2, tanh_body, tanh_head, NULL, NULL, "tanh mlp"};
+        mela_model_def d = {L, MELA_SHAPE(1), 1, 10, 2, tanh_body, tanh_head, NULL, NULL, "tanh mlp", NULL};
         *m = mela_model_new(&d);
     } else {
         *m = mela_mlp_new(1, hidden, 2, 1);

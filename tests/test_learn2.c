@@ -22,7 +22,7 @@ static void test_reptile_by_hand(void)
 {
     mela_layout *L0 = mela_layout_new();
     mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
-    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x"};
+    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
     mela_model *m = mela_model_new(&d);
     const float a = 0.05f, e = 0.3f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
@@ -52,7 +52,7 @@ static void test_inner_batch_by_hand(void)
 {
     mela_layout *L0 = mela_layout_new();
     mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
-    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x"};
+    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
     mela_model *m = mela_model_new(&d);
     const float a = 0.05f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
@@ -230,7 +230,7 @@ static mela_model *smooth_conv(void)
     }
     mela_layout_add(L, "head.weight", MELA_SHAPE(2, 12));
     mela_layout_add(L, "head.bias", MELA_SHAPE(2));
-    mela_model_def d = {L, MELA_SHAPE(1, 6, 6), 2, 12, 8, smooth_body, smooth_head, NULL, NULL, "smooth conv"};
+    mela_model_def d = {L, MELA_SHAPE(1, 6, 6), 2, 12, 8, smooth_body, smooth_head, NULL, NULL, "smooth conv", NULL};
     return mela_model_new(&d);
 }
 

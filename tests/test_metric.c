@@ -23,7 +23,7 @@ static mela_model *linear_embedding(void)
 {
     mela_layout *L = mela_layout_new();
     mela_layout_add(L, "embed.weight", MELA_SHAPE(D, D));
-    mela_model_def d = {L, MELA_SHAPE(D), 0, D, 1, lin_body, NULL, NULL, NULL, "linear embedding"};
+    mela_model_def d = {L, MELA_SHAPE(D), 0, D, 1, lin_body, NULL, NULL, NULL, "linear embedding", NULL};
     return mela_model_new(&d);
 }
 

@@ -89,7 +89,7 @@ int main(void)
     mela_layout *L0 = mela_layout_new();
     for (int i = 0; i < 10; i++)
         mela_layout_add(L0, names[i], shapes[i]);
-    mela_model_def d = {L0, MELA_SHAPE(1, 8, 8), 2, 16, 8, body, head, NULL, NULL, "fixture net"};
+    mela_model_def d = {L0, MELA_SHAPE(1, 8, 8), 2, 16, 8, body, head, NULL, NULL, "fixture net", NULL};
     mela_model *m = mela_model_new(&d);
     for (int order = 0; order < 2; order++) {
         mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .first_order = order, .train = {2, 2, 2, 0},

@@ -41,6 +41,11 @@ void cli_curves_draw(const struct mela_run_config *rc);
 int cli_int_arg(const char *cmd, const char *flag, const char *text, long long lo, long long hi,
                 long long *out);
 
+/* Under MPI: the status the command returns is one every process returns
+ * (a stop they agreed on), so rank 0 alone says why and the job ends
+ * without MPI_Abort (main.c). */
+void cli_dist_agreed(void);
+
 /* SIGINT and SIGTERM ask a run (or a search) to stop: cli_catch_signals(1)
  * sets cli_stop_signal to the signal's number when one comes (the flag to
  * give mela_run_set_stop); a second signal ends the process. (0): the

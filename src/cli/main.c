@@ -8,6 +8,7 @@
 
 #include "cli/cli.h"
 #include "mela.h"
+#include "mela_learn.h"
 
 static const struct {
     const char *name;
@@ -77,9 +78,68 @@ static void choose_blas_kernels(char **argv)
     unsetenv("OPENBLAS_CORETYPE"); /* exec failed: carry on as we are */
 }
 
+/* Under mpirun or srun with P > 1 processes, rank 0 speaks for the job: the
+ * others' standard output goes nowhere and their standard error is held
+ * (a temporary file) until the end. A failure every process agreed on is
+ * said once, by rank 0, and every process exits with its status; a
+ * process's own failure (the others may be waiting for it) is said by that
+ * process, named, and ends the whole job (mela_dist_abort). */
+static int held_stderr = -1, agreed;
+
+void cli_dist_agreed(void) { agreed = 1; }
+static int run_command(int argc, char **argv);
+
+static void dist_begin(int *argc, char ***argv)
+{
+    if (mela_dist_init(argc, argv)) {
+        fprintf(stderr, "mela: %s\n", mela_last_error());
+        exit(1);
+    }
+    if (mela_dist_size() < 2 || mela_dist_rank() == 0)
+        return;
+    fflush(stdout);
+    fflush(stderr);
+    FILE *tmp = tmpfile();
+    if (!freopen("/dev/null", "w", stdout) || !tmp || (held_stderr = dup(2)) < 0 ||
+        dup2(fileno(tmp), 2) < 0)
+        held_stderr = -1; /* say everything, then */
+}
+
+static int dist_end(int status)
+{
+    if (mela_dist_size() > 1 && status != 0 && !agreed && !mela_dist_error_shared()) {
+        /* the same failure on rank 0 (a bad option given to all) ends the
+         * job first, said once; else this rank says its own */
+        if (mela_dist_rank() != 0)
+            sleep(2);
+        fflush(stderr);
+        if (held_stderr >= 0) {
+            char buf[4096];
+            ssize_t n;
+            if (lseek(2, 0, SEEK_SET) == 0)
+                while ((n = read(2, buf, sizeof buf)) > 0)
+                    if (write(held_stderr, buf, (size_t)n) != n)
+                        break;
+        }
+        fprintf(held_stderr >= 0 ? fdopen(held_stderr, "w") : stderr,
+                "mela: rank %d of %d failed (above); ending the job\n", mela_dist_rank(),
+                mela_dist_size());
+        fflush(NULL);
+        mela_dist_abort(status);
+    }
+    mela_dist_finalize();
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     choose_blas_kernels(argv);
+    dist_begin(&argc, &argv);
+    return dist_end(run_command(argc, argv));
+}
+
+static int run_command(int argc, char **argv)
+{
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -91,7 +151,8 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "-V") || !strcmp(argv[1], "--version")) {
         char conv[64];
         mela_conv_backend(conv, sizeof conv);
-        printf("mela %s (OpenBLAS kernels: %s; convolutions: %s)\n", mela_version(), mela_blas_core(), conv);
+        printf("mela %s (OpenBLAS kernels: %s; convolutions: %s; processes: %s)\n", mela_version(),
+               mela_blas_core(), conv, mela_dist_backend());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)

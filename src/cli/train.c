@@ -91,7 +91,12 @@ static void train_help(const char *learner, const char *dataset, int ways, const
            "\n"
            "Examples:\n"
            "  mela train --dataset sinusoid --shots 5 --iterations 20000\n"
-           "  mela train --learner fomaml --ways 20 --data-dir ../shared/data/omniglot\n");
+           "  mela train --learner fomaml --ways 20 --data-dir ../shared/data/omniglot\n"
+           "  mpirun -np 4 mela train --learner maml --ways 20 --threads 2 --out-dir runs/m20\n"
+           "\n"
+           "Under mpirun or srun (a build with MPI: see 'mela --version') the tasks of every\n"
+           "meta-batch and the validation and test episodes are spread over the processes,\n"
+           "with the same bits as one process; rank 0 writes and prints (docs/distributed.md).\n");
 }
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -247,11 +252,12 @@ static int train_run(mela_run *r, int report, int profile)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
     else if (profile)
         print_profile(r, &t.last);
-    if (dir[0])
+    if (dir[0] && mela_dist_rank() == 0) /* only rank 0 writes */
         cli_curves_draw(rc);
     int it = mela_run_iteration(r), test_episodes = rc->test_episodes, patience = rc->patience;
     mela_run_close(r);
     if (status == 1) {
+        cli_dist_agreed(); /* every process stopped after the same iteration */
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
                 "with 'mela train --resume %s'\n", cli_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
         return 128 + cli_stop_signal;
@@ -319,7 +325,8 @@ static int train_resume(const char *dir, int argc, char **argv, int report, int 
 /* A directory that holds a run is used again only when the user says how. */
 static int train_fresh(mela_run_config *rc, int overwrite, int report, int profile)
 {
-    if (rc->out_dir[0] && mela_run_saved(rc->out_dir)) {
+    /* only rank 0 writes, so it alone looks at (and clears) the directory */
+    if (rc->out_dir[0] && mela_dist_rank() == 0 && mela_run_saved(rc->out_dir)) {
         if (!overwrite) {
             fprintf(stderr, "mela train: %s already holds a run: continue it with 'mela train --resume %s', "
                     "or start again there (its files replaced) with --overwrite\n", rc->out_dir, rc->out_dir);
@@ -417,6 +424,7 @@ int cli_train(int argc, char **argv)
 static void eval_help(void)
 {
     printf("Usage: mela eval CHECKPOINT [--episodes N] [--steps K] [--key value]...\n"
+           "       mpirun -np P mela eval CHECKPOINT ...   (the episodes spread, same results)\n"
            "\n"
            "Evaluates a checkpoint written by 'mela train' on the fixed test episodes (the\n"
            "test split, episodes 0..N-1 under --test-seed): the inner loop adapts to each\n"

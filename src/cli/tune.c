@@ -225,7 +225,7 @@ int cli_tune(int argc, char **argv)
         return 2;
     }
     snprintf(path, sizeof path, "%s/trials.jsonl", dir);
-    if (!resume && access(path, F_OK) == 0) {
+    if (!resume && mela_dist_rank() == 0 && access(path, F_OK) == 0) { /* rank 0 writes there */
         fprintf(stderr, "mela tune: %s already holds a search: go on with it with 'mela tune --resume %s', or "
                 "give another --out-dir\n", dir, dir);
         free(s);
@@ -247,6 +247,7 @@ int cli_tune(int argc, char **argv)
         return 1;
     }
     if (status == 1) {
+        cli_dist_agreed(); /* every process stopped after the same rung */
         fprintf(stderr, "mela tune: stopped (%s); go on with 'mela tune --resume %s'\n",
                 cli_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", dir);
         free(s);

@@ -681,6 +681,75 @@ int mela_plot_episodes_png(const char *path, const char *title, int n, const mel
     return rc;
 }
 
+/* ------------------------------------------------------------------- DAGs */
+
+/* A box of w x h centred at (x, y) with a frame. */
+static void box(canvas *c, int x, int y, int w, int h, rgb bg)
+{
+    int x0 = x - w / 2, y0 = y - h / 2;
+    fill(c, x0, y0, w, h, bg);
+    line(c, x0, y0, x0 + w - 1, y0, 1, BLACK);
+    line(c, x0, y0 + h - 1, x0 + w - 1, y0 + h - 1, 1, BLACK);
+    line(c, x0, y0, x0, y0 + h - 1, 1, BLACK);
+    line(c, x0 + w - 1, y0, x0 + w - 1, y0 + h - 1, 1, BLACK);
+}
+
+int mela_plot_dag_png(const char *path, const char *title, int nnodes, const char *const *nodes,
+                      int nedges, const int *from, const int *to, const char *const *labels,
+                      const char *note)
+{
+    if (!path || !*path)
+        return mela_set_error("plot: no path given");
+    if (nnodes < 1 || nnodes > 8 || nedges < 0 || (nedges && (!from || !to)))
+        return mela_set_error("plot %s: %d nodes (1..8), %d edges", path, nnodes, nedges);
+    for (int e = 0; e < nedges; e++)
+        if (from[e] < 0 || to[e] <= from[e] || to[e] >= nnodes)
+            return mela_set_error("plot %s: edge %d goes from %d to %d (must go right, 0..%d)", path, e,
+                                  from[e], to[e], nnodes - 1);
+    canvas c = canvas_new(PLOT_W, PLOT_H);
+    if (!c.px)
+        return mela_set_error("plot %s: out of memory", path);
+    const int yc = PLOT_H - 110, bw = 96, bh = 34, left = 70, right = PLOT_W - 70;
+    int span = nnodes > 1 ? (right - left) / (nnodes - 1) : 0;
+    /* Arcs first (a quadratic Bezier above the row, higher the farther it
+     * goes), each with an arrowhead; then the boxes over their ends. */
+    for (int e = 0; e < nedges; e++) {
+        double xa = left + span * from[e], xb = left + span * to[e], ya = yc - bh / 2;
+        double cy = ya - 120.0 * (to[e] - from[e]) * (nnodes > 4 ? 4.0 / nnodes : 1.0);
+        rgb col = PALETTE[e % 10];
+        int px = to_px(xa), py = to_px(ya);
+        for (int k = 1; k <= 48; k++) {
+            double t = k / 48.0, u = 1 - t;
+            double x = u * u * xa + 2 * u * t * (xa + xb) / 2 + t * t * xb;
+            double y = u * u * ya + 2 * u * t * cy + t * t * ya;
+            line(&c, px, py, to_px(x), to_px(y), 2, col);
+            px = to_px(x), py = to_px(y);
+        }
+        /* the tangent at the end is (xb - xm, ya - cy): the arrowhead along it */
+        double dx = xb - (xa + xb) / 2, dy = ya - cy, len = sqrt(dx * dx + dy * dy);
+        dx /= len, dy /= len;
+        for (int s = -1; s <= 1; s += 2)
+            line(&c, px, py, to_px(px - 10 * dx - 5 * s * dy), to_px(py - 10 * dy + 5 * s * dx), 2, col);
+        if (labels && labels[e] && *labels[e]) {
+            int lx = to_px((xa + xb) / 2), ly = to_px((ya + cy) / 2) - 4, w = text_width(labels[e], 1);
+            fill(&c, lx - w / 2 - 3, ly - 3, w + 6, 13, WHITE);
+            text(&c, lx - w / 2, ly, labels[e], 1, col);
+        }
+    }
+    for (int i = 0; i < nnodes; i++) {
+        const char *s = nodes && nodes[i] ? nodes[i] : "";
+        box(&c, left + span * i, yc, bw, bh, i == 0 || i == nnodes - 1 ? (rgb){232, 232, 232} : (rgb){255, 233, 168});
+        text(&c, left + span * i - text_width(s, 1) / 2, yc - 3, s, 1, BLACK);
+    }
+    if (title && *title)
+        text(&c, (PLOT_W - text_width(title, 2)) / 2, 12, title, 2, BLACK);
+    if (note && *note)
+        text(&c, (PLOT_W - text_width(note, 1)) / 2, PLOT_H - 30, note, 1, FRAME);
+    int rc = write_png(path, &c);
+    free(c.px);
+    return rc;
+}
+
 /* ------------------------------------------------------------ boxed pictures */
 
 int mela_boxes_png(const char *path, const float *grey, int H, int W, int ink, int zoom, int n,

@@ -51,7 +51,10 @@ mela_model *learner_model(const mela_run_config *rc)
     }
     const learner_def *d = learner_def_find(rc->learner);
     int nout = d && d->info.adapts ? rc->train.ways : 0;
-    return mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool);
+    if (!strcmp(rc->model, "conv4"))
+        return mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool);
+    mela_cellnet_spec s; /* MetaNAS: the search network or a model-definition file */
+    return mela_nas_search_spec(rc, nout, &s) ? NULL : mela_cellnet_new(&s);
 }
 
 int learner_check_weights(const mela_run_config *rc, const mela_checkpoint *ck, const char *path)

@@ -60,8 +60,9 @@ struct learner_def {
 /* The shared parts the defs are made of (learner.c). */
 void learner_adam_update(mela_learner *l, float *theta, int it); /* with rc's lr schedule */
 void learner_softmax_rows(float *z, int rows, int N);
-/* The model of rc: the MLP (sinusoids) or Conv-4 with a head of ways
- * outputs (learners that adapt) or none (an embedding). */
+/* The model of rc: the MLP (sinusoids), or Conv-4 or a cell network (the
+ * search network, a model-definition file) with a head of ways outputs
+ * (learners that adapt) or none (an embedding). */
 mela_model *learner_model(const mela_run_config *rc);
 /* Checks rc, then that checkpoint ck (path, for messages) holds every view
  * of rc's model with its shape: cheap (no plans, no executors), so that a

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "learn/dist.h"
 #include "learn/taskpool.h"
 
 struct mela_metric {
@@ -305,29 +306,43 @@ int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tas
     mela_exec_bind_params(mt->se, theta);
     /* Moments of the union of the tasks' images: the mean of the batch means,
      * and the mean of the batch variances plus the variance of the batch
-     * means (every batch has the same size per channel). */
+     * means (every batch has the same size per channel). Each process
+     * computes the moments of its share of the tasks (dist.h); all of them
+     * are gathered and summed in task order, as by one process. */
     size_t total = 0;
     for (int i = 0; i < mt->nbn; i++)
         total += (size_t)mela_model_bn_channels(mt->m, i);
+    int lo, hi;
+    dist_share(tasks, &lo, &hi);
     double *acc = calloc(2 * total, sizeof *acc), *sq = calloc(total, sizeof *sq);
-    int rc = acc && sq ? 0 : mela_set_error("batch-norm statistics: out of memory");
-    for (int k = 0; k < tasks && !rc; k++) {
+    double *per = calloc(2 * total * (size_t)tasks, sizeof *per); /* each task's means, variances */
+    int rc = acc && sq && per ? 0 : mela_set_error("batch-norm statistics: out of memory");
+    for (int k = lo; k < hi && !rc; k++) {
         mela_task t;
         mela_tasks_get(ts, 0, (uint64_t)k, &t);
         mela_exec_bind(mt->se, mt->sx1, t.xs);
         mela_exec_bind(mt->se, mt->sx2, t.xq);
         if ((rc = mela_exec_run(mt->se)))
             break;
+        double *mk = per + 2 * total * (size_t)k;
         size_t off = 0;
         for (int i = 0; i < mt->nbn; i++) {
             int C = mela_model_bn_channels(mt->m, i);
             const float *mu = mela_exec_value(mt->se, mt->smean[i]), *v = mela_exec_value(mt->se, mt->svar[i]);
-            for (int c = 0; c < C; c++) {
-                acc[off + c] += mu[c];
-                acc[total + off + c] += v[c];
-                sq[off + c] += (double)mu[c] * mu[c];
-            }
+            for (int c = 0; c < C; c++)
+                mk[off + c] = mu[c], mk[total + off + c] = v[c];
             off += (size_t)C;
+        }
+    }
+    if (!(rc = dist_agree(rc))) {
+        dist_gather_items(per, tasks, 2 * (int)total);
+        for (int k = 0; k < tasks; k++) {
+            const double *mk = per + 2 * total * (size_t)k;
+            for (size_t c = 0; c < total; c++) {
+                acc[c] += mk[c];
+                acc[total + c] += mk[total + c];
+                sq[c] += mk[c] * mk[c];
+            }
         }
     }
     size_t off = 0;
@@ -343,7 +358,7 @@ int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tas
         }
         off += (size_t)C;
     }
-    free(acc), free(sq);
+    free(acc), free(sq), free(per);
     return rc;
 }
 

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/sys.h"
+#include "learn/dist.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
@@ -97,12 +98,18 @@ fail:
 mela_run *mela_run_open(const mela_run_config *rc, const mela_run_data *data)
 {
     mela_run *r = run_open_rows(rc, data, 0, 0);
-    if (r && ((rc->out_dir[0] && run_dir_open(r)) || run_load_data(r))) {
+    if (r && ((run_writes(r) && run_dir_open(r)) || run_load_data(r))) {
+        mela_run_close(r);
+        r = NULL;
+    }
+    if (dist_agree(r ? 0 : -1)) {
         mela_run_close(r);
         return NULL;
     }
     return r;
 }
+
+int run_writes(const mela_run *r) { return r->rc.out_dir[0] && dist_rank() == 0; }
 
 mela_learner *mela_run_learner(mela_run *r) { return r->l; }
 float *mela_run_theta(mela_run *r) { return r->theta; }
@@ -125,7 +132,7 @@ mela_tasks *run_tasks(mela_run *r, int train, const mela_split *sp, uint64_t see
 typedef struct eval_job {
     mela_run *r;
     mela_tasks *ts;
-    int n, slot, nthreads, rc;
+    int lo, hi, slot, nthreads, rc; /* episodes lo..hi-1 */
     double *acc, *loss;
     char error[256];
 } eval_job;
@@ -133,10 +140,11 @@ typedef struct eval_job {
 static void *eval_worker(void *arg)
 {
     eval_job *j = arg;
-    for (int i = j->slot; i < j->n; i += j->nthreads) {
+    for (int i = j->lo + j->slot; i < j->hi; i += j->nthreads) {
         mela_task t;
         mela_tasks_get(j->ts, j->slot, (uint64_t)i, &t);
-        if (mela_learner_evaluate(j->r->l, j->r->theta, &t, j->slot, &j->loss[i], &j->acc[i], NULL)) {
+        if (mela_learner_evaluate(j->r->l, j->r->theta, &t, j->slot, &j->acc[2 * i + 1],
+                                  &j->acc[2 * i], NULL)) {
             j->rc = -1;
             snprintf(j->error, sizeof j->error, "%s", mela_last_error());
             return NULL;
@@ -146,36 +154,43 @@ static void *eval_worker(void *arg)
 }
 
 /* Evaluates n tasks of ts on the run's threads (one slot each, spare
- * threads to the convolutions); per-task results are kept by index, so the
- * mean does not depend on the thread count. */
+ * threads to the convolutions), this process's share of them when there are
+ * several; per-task results are kept by index and gathered, so the mean
+ * does not depend on the thread or process count. */
 int run_evaluate(mela_run *r, mela_tasks *ts, int n, mela_eval_result *res)
 {
+    int lo, hi;
+    dist_share(n, &lo, &hi);
     int all = r->rc.threads, threads = all;
     if (threads > mela_tasks_slots(ts))
         threads = mela_tasks_slots(ts);
-    if (threads > n)
-        threads = n;
-    if (mela_learner_reserve(r->l, threads, all > threads ? all / threads : 1))
-        return -1;
-    double *acc = calloc(2 * (size_t)n, sizeof *acc);
-    eval_job *jobs = calloc(threads, sizeof *jobs);
+    if (threads > hi - lo)
+        threads = hi - lo;
+    double *acc = calloc(3 * (size_t)n, sizeof *acc); /* (acc, loss) of each, then the losses */
+    eval_job *jobs = calloc(threads > 0 ? threads : 1, sizeof *jobs);
     int rc = 0;
-    if (!acc || !jobs) {
-        free(acc), free(jobs);
-        return mela_set_error("evaluation: out of memory");
+    if (!acc || !jobs)
+        rc = mela_set_error("evaluation: out of memory");
+    else if (threads > 0 && mela_learner_reserve(r->l, threads, all > threads ? all / threads : 1))
+        rc = -1;
+    if (!rc && threads > 0) {
+        for (int k = 0; k < threads; k++)
+            jobs[k] = (eval_job){r, ts, lo, hi, k, threads, 0, acc, NULL, ""};
+        int blas = tp_blas_hold();
+        mela_parallel(threads, eval_worker, jobs, sizeof *jobs);
+        tp_blas_release(blas);
+        for (int k = 0; k < threads && !rc; k++)
+            if (jobs[k].rc)
+                rc = mela_set_error("evaluation: %s", jobs[k].error);
     }
-    for (int k = 0; k < threads; k++)
-        jobs[k] = (eval_job){r, ts, n, k, threads, 0, acc, acc + n, ""};
-    int blas = tp_blas_hold();
-    mela_parallel(threads, eval_worker, jobs, sizeof *jobs);
-    tp_blas_release(blas);
-    for (int k = 0; k < threads && !rc; k++)
-        if (jobs[k].rc)
-            rc = mela_set_error("evaluation: %s", jobs[k].error);
-    if (!rc) {
+    if (!(rc = dist_agree(rc))) {
+        dist_gather_items(acc, n, 2);
+        double *loss = acc + 2 * (size_t)n;
+        for (int i = 0; i < n; i++)
+            acc[i] = acc[2 * i], loss[i] = acc[2 * i + 1]; /* in place: i <= 2i */
         res->episodes = n;
         mela_mean_ci(acc, n, &res->acc, &res->acc_ci);
-        mela_mean_ci(acc + n, n, &res->loss, &res->loss_ci);
+        mela_mean_ci(loss, n, &res->loss, &res->loss_ci);
     }
     free(acc), free(jobs);
     return rc;
@@ -186,7 +201,8 @@ int mela_run_test(mela_run *r, int episodes, mela_eval_result *res)
     const mela_run_config *rc = &r->rc;
     memset(res, 0, sizeof *res);
     mela_tasks *ts = run_tasks(r, 0, r->data.test, (uint64_t)rc->test_seed, rc->threads);
-    int status = ts ? run_evaluate(r, ts, episodes > 0 ? episodes : rc->test_episodes, res) : -1;
+    int n = episodes > 0 ? episodes : rc->test_episodes;
+    int status = dist_agree(ts ? 0 : -1) ? -1 : run_evaluate(r, ts, n, res);
     mela_tasks_free(ts);
     if (status)
         return -1;
@@ -262,7 +278,7 @@ static int fit_begin(mela_run *r, fit *f, int report)
         mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
         mela_learner_init(r->l, r->theta, &init);
     }
-    if (rc->out_dir[0] && fit_files(r, f))
+    if (run_writes(r) && fit_files(r, f))
         return -1;
     f->t0 = mela_sys_now();
     return 0;
@@ -295,9 +311,8 @@ static int fit_validate(mela_run *r, fit *f, int it)
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
     double t0 = mela_sys_now();
-    if (f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l)))
-        return -1;
-    if (run_evaluate(r, f->val, rc->val_episodes, &v))
+    int cal = f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l));
+    if (dist_agree(cal ? -1 : 0) || run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
     f->p.validate_s += mela_sys_now() - t0;
     double score = mela_run_regression(rc) ? -v.loss : v.acc;
@@ -314,9 +329,12 @@ static int fit_validate(mela_run *r, fit *f, int it)
     }
     if (rc->patience > 0 && it - f->st.best_iteration >= rc->patience)
         f->st.early = f->p.stopped_early = 1;
-    if (!rc->out_dir[0])
+    if (!run_writes(r))
         return 0;
     if (better && run_save_checkpoint(r, "best.safetensors", it, score))
+        return -1;
+    if (better && !strcmp(rc->model, "search") && /* MetaNAS: the cell of the best weights */
+        mela_nas_write(rc, mela_learner_layout(r->l), r->theta, rc->out_dir))
         return -1;
     return run_save_checkpoint(r, "last.safetensors", it, score);
 }
@@ -349,9 +367,43 @@ static int fit_save(mela_run *r, fit *f)
 {
     run_state st = f->st;
     st.seconds += mela_sys_now() - f->t0;
-    return r->rc.out_dir[0] ? run_save_state(r, &st) : 0;
+    return run_writes(r) ? run_save_state(r, &st) : 0;
 }
 
+/* Iteration it (of a fit up to until): this process's share of the tasks,
+ * the step (its collectives in tp_grad), the stop flags of every process
+ * agreed on, then what rank 0 writes. 0, 1 (stopped, the state saved) or
+ * -1. */
+static int fit_iteration(mela_run *r, fit *f, int it, int until, mela_progress_fn fn, void *ctx)
+{
+    const mela_run_config *rc = &r->rc;
+    int B = rc->meta_batch, lo, hi, status;
+    dist_share(B, &lo, &hi);
+    double t0 = mela_sys_now();
+    for (int b = lo; b < hi; b++)
+        mela_tasks_get(f->train, b, (uint64_t)(it - 1) * B + b, &f->tasks[b]);
+    double loss, acc, t1 = mela_sys_now();
+    f->p.data_s += t1 - t0;
+    if ((status = mela_learner_step(r->l, r->theta, it, B, f->tasks, &loss, &acc)))
+        return status;
+    f->step_s += mela_sys_now() - t1;
+    f->st.iteration = it;
+    f->st.sum_loss += loss, f->st.sum_acc += acc, f->st.nsum++;
+    int stop = dist_any(r->stop && *r->stop);
+    int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
+    f->p.validated = 0;
+    if (validate && (status = fit_validate(r, f, it)))
+        return status;
+    if ((it % f->st.report == 0 || validate) && (status = fit_report(r, f, it, fn, ctx)))
+        return status;
+    if ((validate || stop || it == until) && (status = fit_save(r, f)))
+        return status;
+    return stop && it < until; /* 1: stopped, the state saved */
+}
+
+/* Every process runs the same iterations and agrees on each one's status
+ * after its writes (a write of rank 0 may fail). Only rank 0 reports
+ * progress. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
 {
     return mela_run_fit_until(r, r->rc.iterations, report, fn, ctx);
@@ -373,30 +425,16 @@ int mela_run_fit_until(mela_run *r, int until, int report, mela_progress_fn fn, 
     const mela_run_config *rc = &r->rc;
     if (until > rc->iterations)
         until = rc->iterations;
-    int B = rc->meta_batch, blas = tp_blas_hold();
+    int blas = tp_blas_hold();
     fit f;
     int status = fit_begin(r, &f, report), began = status == 0;
+    status = dist_agree(status);
+    if (dist_rank() != 0)
+        fn = NULL;
     for (int it = f.start + 1; it <= until && !status && !f.st.early; it++) {
-        double t0 = mela_sys_now();
-        for (int b = 0; b < B; b++)
-            mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);
-        double loss, acc, t1 = mela_sys_now();
-        f.p.data_s += t1 - t0;
-        if ((status = mela_learner_step(r->l, r->theta, it, B, f.tasks, &loss, &acc)))
-            break;
-        f.step_s += mela_sys_now() - t1;
-        f.st.iteration = it;
-        f.st.sum_loss += loss, f.st.sum_acc += acc, f.st.nsum++;
-        int validate = (rc->val_every > 0 && it % rc->val_every == 0) || it == rc->iterations;
-        int stop = r->stop && *r->stop;
-        f.p.validated = 0;
-        if (validate && (status = fit_validate(r, &f, it)))
-            break;
-        if ((it % f.st.report == 0 || validate) && (status = fit_report(r, &f, it, fn, ctx)))
-            break;
-        if ((validate || stop || it == until) && (status = fit_save(r, &f)))
-            break;
-        status = stop && it < until; /* 1: stopped, the state saved */
+        status = fit_iteration(r, &f, it, until, fn, ctx);
+        if (dist_agree(status < 0 ? -1 : 0))
+            status = -1;
     }
     tp_blas_release(blas);
     return fit_end(r, &f, status, began);

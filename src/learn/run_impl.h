@@ -50,6 +50,10 @@ int run_load_data(mela_run *r);
 mela_tasks *run_tasks(mela_run *r, int train, const mela_split *sp, uint64_t seed, int slots);
 int run_evaluate(mela_run *r, mela_tasks *ts, int n, mela_eval_result *res);
 
+/* 1 when this process writes the run's files: it has an out_dir and is
+ * rank 0 of its job (the only process that writes). */
+int run_writes(const mela_run *r);
+
 /* run_state.c: the run configuration in a checkpoint's metadata. */
 int run_config_read(const mela_checkpoint *ck, const char *path, mela_run_config *rc);
 /* ... in the checkpoint or run state at path (its format checked). */

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "core/sys.h"
+#include "learn/dist.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 
@@ -309,7 +310,7 @@ static mela_run *resume_open(const mela_checkpoint *ck, const char *path, const 
     }
     snprintf(rc.out_dir, sizeof rc.out_dir, "%s", dir); /* where the run is now */
     mela_run *r = run_open_rows(&rc, data, 0, 0);
-    if (!r || run_dir_open(r) || learner_state_read(r->l, ck, path, r->theta) ||
+    if (!r || (run_writes(r) && run_dir_open(r)) || learner_state_read(r->l, ck, path, r->theta) ||
         state_read(ck, path, rc.iterations, &r->st) || run_load_data(r)) {
         mela_run_close(r);
         return NULL;
@@ -335,5 +336,9 @@ mela_run *mela_run_resume(const char *dir, int nover, const char *const *overrid
     mela_checkpoint *ck = mela_checkpoint_open(path);
     mela_run *r = ck ? resume_open(ck, path, dir, nover, overrides, data) : NULL;
     mela_checkpoint_close(ck);
+    if (dist_agree(r ? 0 : -1)) {
+        mela_run_close(r);
+        return NULL;
+    }
     return r;
 }

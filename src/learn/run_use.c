@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "learn/dist.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
@@ -83,7 +84,7 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
                   int steps, mela_eval_result *res)
 {
     mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
-    int status = r ? mela_run_test(r, episodes, res) : -1;
+    int status = dist_agree(r ? 0 : -1) ? -1 : mela_run_test(r, episodes, res);
     mela_run_close(r);
     return status;
 }
@@ -91,6 +92,8 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
 int mela_run_show(const char *checkpoint, int nover, const char *const *overrides, int episodes,
                   int steps, const char *path)
 {
+    if (dist_rank() != 0) /* only rank 0 writes (the pictures are a few episodes) */
+        return 0;
     mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
     int status = r ? mela_run_show_run(r, episodes, path) : -1;
     mela_run_close(r);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "learn/dist.h"
 #include "learn/taskpool.h"
 
 int tp_blas_hold(void)
@@ -160,7 +161,7 @@ typedef struct job {
     taskpool *gb;
     const float *theta;
     const mela_task *tasks;
-    int n, slot, nthreads, rc;
+    int lo, hi, slot, nthreads, rc; /* tasks lo..hi-1, this process's */
     double *loss, *acc;
     char error[256];
 } job;
@@ -171,7 +172,7 @@ static void *worker(void *arg)
     taskpool *gb = j->gb;
     size_t size = mela_layout_size(gb->L);
     mela_exec *e = gb->et[j->slot];
-    for (int t = j->slot; t < j->n; t += j->nthreads) {
+    for (int t = j->lo + j->slot; t < j->hi; t += j->nthreads) {
         if (run_task(e, &gb->train, j->theta, &j->tasks[t])) {
             j->rc = -1;
             snprintf(j->error, sizeof j->error, "task %d: %s", t, mela_last_error());
@@ -179,7 +180,7 @@ static void *worker(void *arg)
         }
         j->loss[t] = mela_exec_value(e, gb->train.loss)[0];
         j->acc[t] = gb->train.acc != MELA_NONE ? mela_exec_value(e, gb->train.acc)[0] : 0.0;
-        float *dst = gb->task_grads + (size_t)t * size;
+        float *dst = gb->task_grads + (size_t)(t - j->lo) * size;
         for (int v = 0; v < gb->train.ngrads; v++)
             memcpy(dst + mela_layout_offset(gb->L, v), mela_exec_value(e, gb->train.grads[v]),
                    mela_shape_numel(mela_layout_shape(gb->L, v)) * sizeof *dst);
@@ -187,63 +188,67 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* The tasks lo..hi of this process (all of them with one process) on its
+ * threads, the gradients of task t at row t - lo of task_grads; then the
+ * mean over all n tasks, summed in task order on every process (dist_fold),
+ * and the mean loss and accuracy, summed in task order too. */
 int tp_grad(taskpool *gb, const float *theta, int n, const mela_task *tasks, int threads,
             float *grad, double *loss, double *acc)
 {
     if (n < 1)
         return mela_set_error("learner: a meta-batch needs at least one task");
+    int lo, hi;
+    dist_share(n, &lo, &hi);
+    int mine = hi - lo;
     if (threads < 1)
         threads = 1;
     int all = threads;
-    if (threads > n)
-        threads = n;
+    if (threads > mine)
+        threads = mine;
     size_t size = mela_layout_size(gb->L);
-    if (n > gb->tcap) {
-        float *tg = realloc(gb->task_grads, (size_t)n * size * sizeof *tg);
+    if (mine > gb->tcap) {
+        float *tg = realloc(gb->task_grads, (size_t)mine * size * sizeof *tg);
         if (!tg)
-            return mela_set_error("learner: out of memory for %d task gradients", n);
-        memset(tg, 0, (size_t)n * size * sizeof *tg); /* padding between views stays 0 */
+            return dist_agree(mela_set_error("learner: out of memory for %d task gradients", mine));
+        memset(tg, 0, (size_t)mine * size * sizeof *tg); /* padding between views stays 0 */
         gb->task_grads = tg;
-        gb->tcap = n;
+        gb->tcap = mine;
     }
-    if (tp_reserve(gb, threads))
-        return -1;
+    if (tp_reserve(gb, threads > 1 ? threads : 1))
+        return dist_agree(-1);
     /* spare threads go inside the tasks' convolutions (same results) */
     for (int k = 0; k < threads; k++)
-        mela_exec_set_threads(gb->et[k], all > n ? all / n : 1);
-    double *tl = calloc(2 * (size_t)n, sizeof *tl);
-    job *jobs = calloc(threads, sizeof *jobs);
+        mela_exec_set_threads(gb->et[k], all > mine ? all / mine : 1);
+    double *tl = calloc(4 * (size_t)n, sizeof *tl), *pairs = tl + 2 * (size_t)n;
+    job *jobs = calloc(threads > 1 ? threads : 1, sizeof *jobs);
     if (!tl || !jobs) {
         free(tl), free(jobs);
-        return mela_set_error("learner: out of memory");
+        return dist_agree(mela_set_error("learner: out of memory"));
     }
     for (int k = 0; k < threads; k++)
-        jobs[k] = (job){gb, theta, tasks, n, k, threads, 0, tl, tl + n, ""};
+        jobs[k] = (job){gb, theta, tasks, lo, hi, k, threads, 0, tl, tl + n, ""};
     int blas = tp_blas_hold();
     if (threads > 1 && mk_pool_threads(gb->pool) < threads) {
         mk_pool_free(gb->pool);
         gb->pool = mk_pool_new(threads);
     }
-    mk_pool_run(threads > 1 ? gb->pool : NULL, threads, worker, jobs, sizeof *jobs);
+    if (threads > 0)
+        mk_pool_run(threads > 1 ? gb->pool : NULL, threads, worker, jobs, sizeof *jobs);
     tp_blas_release(blas);
     int rc = 0;
     for (int k = 0; k < threads && !rc; k++)
         if (jobs[k].rc)
             rc = mela_set_error("learner: %s", jobs[k].error);
-    if (!rc) {
-        /* the mean over tasks, summed in task order: thread-count independent */
-        memcpy(grad, gb->task_grads, size * sizeof *grad);
-        for (int t = 1; t < n; t++) {
-            const float *src = gb->task_grads + (size_t)t * size;
-            for (size_t i = 0; i < size; i++)
-                grad[i] += src[i];
-        }
-        float inv = 1.0f / (float)n;
-        for (size_t i = 0; i < size; i++)
-            grad[i] *= inv;
+    if (!(rc = dist_agree(rc))) {
+        /* the mean over tasks, summed in task order: thread- and process-count independent */
+        dist_fold(grad, gb->task_grads, n, size, 1.0f / (float)n);
+        /* per task (loss, acc) pairs, gathered: tl[t] and tl[n + t] as before */
+        for (int t = lo; t < hi; t++)
+            pairs[2 * t] = tl[t], pairs[2 * t + 1] = tl[n + t];
+        dist_gather_items(pairs, n, 2);
         double sl = 0, sa = 0;
         for (int t = 0; t < n; t++)
-            sl += tl[t], sa += tl[n + t];
+            sl += pairs[2 * t], sa += pairs[2 * t + 1];
         if (loss)
             *loss = sl / n;
         if (acc)

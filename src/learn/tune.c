@@ -15,6 +15,7 @@
 
 #include "core/sys.h"
 #include "io/json.h"
+#include "learn/dist.h"
 #include "learn/run_impl.h"
 #include "mela_tune.h"
 
@@ -369,6 +370,11 @@ typedef struct rec {
     double score, seconds;
 } rec;
 
+/* An outcome of a trial-rung gathered from another process: its status,
+ * score and seconds, then its error text. */
+#define OUT_ERR 256
+#define OUT_K (3 + OUT_ERR / sizeof(double))
+
 typedef struct search {
     const mela_tune_spec *s;
     mela_tune_objective fn;
@@ -384,6 +390,7 @@ typedef struct search {
     mela_tune_trial *trials; /* of the bracket, by position */
     int *todo, ntodo, next, rung, iterations;
     double *scores;          /* by position in the bracket */
+    double *out;             /* several processes: outcomes by index in todo (OUT_K each) */
     int failed, stopped, scored;
     char error[1024];
 } search;
@@ -612,7 +619,7 @@ static void *work(void *arg)
     for (;;) {
         pthread_mutex_lock(&se->mu);
         int quit = se->failed || se->stopped || (se->stop && *se->stop) || se->next >= se->ntodo;
-        int k = quit ? -1 : se->todo[se->next++];
+        int i = quit ? -1 : se->next++, k = quit ? -1 : se->todo[i];
         pthread_mutex_unlock(&se->mu);
         if (quit)
             return NULL;
@@ -629,7 +636,12 @@ static void *work(void *arg)
             snprintf(se->error, sizeof se->error, "trial %d: %s", t->id, mela_last_error());
         se->failed |= st < 0;
         se->stopped |= st == 1;
-        if (st == 0) {
+        if (se->out) { /* logged once every process's are gathered */
+            double *o = se->out + (size_t)i * OUT_K;
+            o[0] = st, o[1] = r.score, o[2] = r.seconds;
+            memcpy(o + 3, error, sizeof error < OUT_ERR ? sizeof error : OUT_ERR);
+            ((char *)(o + 3))[OUT_ERR - 1] = 0;
+        } else if (st == 0) {
             se->scores[k] = r.score;
             se->scored++;
             if (log_write(se, t, &r, error) && !se->failed) {
@@ -641,19 +653,72 @@ static void *work(void *arg)
     }
 }
 
-/* Scores positions todo[0..ntodo) of the bracket at this rung. */
-static int score_rung(search *se, int ntodo)
+/* Scores todo[lo..hi) on this process's workers. */
+static void score_share(search *se, int lo, int hi)
 {
-    se->ntodo = ntodo, se->next = 0;
-    int nw = se->s->workers < ntodo ? se->s->workers : ntodo;
+    se->ntodo = hi, se->next = lo;
+    int nw = se->s->workers < hi - lo ? se->s->workers : hi - lo;
     worker *w = calloc(nw > 0 ? nw : 1, sizeof *w);
-    if (!w)
-        return mela_set_error("tune: out of memory");
+    if (!w) {
+        se->failed = 1;
+        snprintf(se->error, sizeof se->error, "tune: out of memory");
+        return;
+    }
     for (int i = 0; i < nw; i++)
         w[i] = (worker){se, i};
     if (nw > 0)
         mela_parallel(nw, work, w, sizeof *w);
     free(w);
+}
+
+/* Several processes (dist.h): each scores its share of todo, every trial a
+ * run of its own on one process (dist_local); the outcomes are gathered, and
+ * every process takes them in todo order (rank 0 logs them), so every
+ * process promotes the same trials as one process would. */
+static int score_rung_spread(search *se, int ntodo)
+{
+    int lo, hi;
+    dist_share(ntodo, &lo, &hi);
+    se->out = malloc((size_t)(ntodo > 0 ? ntodo : 1) * OUT_K * sizeof *se->out);
+    if (!se->out) {
+        se->failed = 1;
+        snprintf(se->error, sizeof se->error, "tune: out of memory");
+    }
+    for (int i = 0; i < ntodo && se->out; i++)
+        se->out[(size_t)i * OUT_K] = 2; /* not scored */
+    if (se->out) {
+        int was = dist_local(1);
+        score_share(se, lo, hi);
+        dist_local(was);
+    }
+    int status = dist_agree(se->failed ? mela_set_error("%s", se->error) : 0);
+    if (!status) {
+        dist_gather_items(se->out, ntodo, OUT_K);
+        for (int i = 0; i < ntodo && !status; i++) {
+            const double *o = se->out + (size_t)i * OUT_K;
+            int k = se->todo[i];
+            if (o[0] != 0)
+                continue;
+            rec r = {se->trials[k].id, se->rung, se->iterations, o[1], o[2]};
+            se->scores[k] = r.score;
+            se->scored++;
+            status = log_write(se, &se->trials[k], &r, (const char *)(o + 3));
+        }
+        status = dist_agree(status);
+    }
+    free(se->out);
+    se->out = NULL;
+    if (status)
+        return -1;
+    return dist_any(se->stopped || (se->stop && *se->stop));
+}
+
+/* Scores positions todo[0..ntodo) of the bracket at this rung. */
+static int score_rung(search *se, int ntodo)
+{
+    if (dist_size() > 1)
+        return score_rung_spread(se, ntodo);
+    score_share(se, 0, ntodo);
     if (se->failed)
         return mela_set_error("%s", se->error);
     return se->stopped || (se->stop && *se->stop) ? 1 : 0;
@@ -736,6 +801,24 @@ static int run_bracket(search *se, int b, int first, int n, int start, mela_tune
     return status;
 }
 
+/* Several processes: the records rank 0 read from the log, to every
+ * process (the same binary everywhere: the records go as bytes). */
+static int share_log(search *se)
+{
+    int n = se->nrec;
+    dist_bcast(&n, sizeof n, 0);
+    if (dist_rank() != 0 && n > se->cap) {
+        rec *r = realloc(se->recs, (size_t)n * sizeof *r);
+        se->recs = r ? r : se->recs;
+        se->cap = r ? n : se->cap;
+    }
+    if (dist_agree(n > se->cap && n > 0 ? mela_set_error("tune: out of memory") : 0))
+        return -1;
+    dist_bcast(se->recs, (size_t)n * sizeof *se->recs, 0);
+    se->nrec = n;
+    return 0;
+}
+
 /* dir/tune.txt: written by a new search, matched by one started again. */
 static int spec_file(const mela_tune_spec *s, const char *dir)
 {
@@ -775,11 +858,15 @@ int mela_tune_search(const mela_tune_spec *s, const char *dir, mela_tune_objecti
     search se = {.s = s, .fn = fn, .ctx = ctx, .stop = stop, .report = report, .report_ctx = report_ctx};
     pthread_mutex_init(&se.mu, NULL);
     int lock = -1, status = 0;
-    if (dir && *dir) {
+    if (dist_rank() != 0) /* several processes: rank 0 reports and writes */
+        se.report = NULL;
+    if (dir && *dir && dist_rank() == 0) {
         if (mela_sys_mkdirs(dir) || (lock = mela_sys_lock_dir(dir)) < 0 || mela_sys_remove_temps(dir) ||
             spec_file(s, dir) || log_open(&se, dir))
             status = mela_sys_error_context("tune");
     }
+    if (!(status = dist_agree(status)) && dist_size() > 1)
+        status = share_log(&se);
     int first[64], n[64], start[64], nb = mela_tune_brackets(s, 64, first, n, start);
     if (!status && nb > 64)
         status = mela_set_error("tune: %d brackets are more than 64", nb);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/sys.h"
+#include "learn/dist.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
 #include "mela_tune.h"
@@ -153,7 +154,9 @@ int mela_tune_train(const mela_tune_spec *s, const char *dir, int threads, const
     int blas = tp_blas_hold(); /* one BLAS thread per product while trials run at once */
     int status = mela_tune_search(s, dir, train_trial, &tr, stop, report, report_ctx, res);
     tp_blas_release(blas);
-    if (status == 0 && res->best >= 0 && write_winner(s, dir, threads, res))
+    if (status == 0 && res->best >= 0 && dist_rank() == 0 && write_winner(s, dir, threads, res))
+        status = -1;
+    if (dist_agree(status < 0 ? -1 : 0))
         status = -1;
     mela_run_close(holder);
     return status;

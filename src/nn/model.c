@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "mela_nn.h"
+#include "nn/model_impl.h"
 
 enum { MODEL_MLP, MODEL_CONV4, MODEL_CUSTOM };
 
@@ -24,11 +25,14 @@ void mela_model_free(mela_model *m)
 {
     if (!m)
         return;
+    if (m->kind == MODEL_CUSTOM && m->def.ctx_free)
+        m->def.ctx_free(m->def.ctx);
     mela_layout_free(m->L);
     free(m);
 }
 
 const mela_layout *mela_model_layout(const mela_model *m) { return m->L; }
+const mela_model_def *model_def_of(const mela_model *m) { return m->kind == MODEL_CUSTOM ? &m->def : NULL; }
 size_t mela_model_size(const mela_model *m) { return mela_layout_size(m->L); }
 int mela_model_features(const mela_model *m) { return m->features; }
 const char *mela_model_describe(const mela_model *m) { return m->desc; }
@@ -49,11 +53,15 @@ mela_model *mela_model_new(const mela_model_def *def)
         mela_set_error("model: incomplete definition '%s' (layout, input shape, body, head, head_first)",
                        def->name ? def->name : "");
         mela_layout_free(def->layout);
+        if (def->ctx_free)
+            def->ctx_free(def->ctx);
         return NULL;
     }
     mela_model *m = calloc(1, sizeof *m);
     if (!m) {
         mela_layout_free(def->layout);
+        if (def->ctx_free)
+            def->ctx_free(def->ctx);
         mela_set_error("model: out of memory");
         return NULL;
     }
