@@ -835,12 +835,12 @@ static PyObject *py_train(PyObject *self, PyObject *args)
         for (int i = 0; i < n && !bad; i++) {
             char key[64];
             const char *eq = strchr(kv[i], '=');
-            if (!eq || eq - kv[i] >= (long)sizeof key) {
-                free(kv);
-                return PyErr_Format(PyExc_ValueError, "mela: option '%s' is not key=value", kv[i]);
+            if (!eq || eq - kv[i] >= (long)sizeof key)
+                bad = mela_set_error("option '%s' is not key=value", kv[i]);
+            else {
+                snprintf(key, sizeof key, "%.*s", (int)(eq - kv[i]), kv[i]);
+                bad = mela_run_set(&rc, key, eq + 1);
             }
-            snprintf(key, sizeof key, "%.*s", (int)(eq - kv[i]), kv[i]);
-            bad = mela_run_set(&rc, key, eq + 1);
         }
         if (!bad && !mela_run_check(&rc)) {
             if (rc.out_dir[0] && mela_run_saved(rc.out_dir) && !overwrite)

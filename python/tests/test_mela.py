@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import zipfile
 import zlib
 
@@ -287,15 +288,19 @@ def test_training(tmp, omni, cache):
     check(raises(mela.Error, lambda: mela.train(dict(sin, out_dir=out)), "already holds a run"),
           "train: a used out_dir is refused with mela's message")
     check(raises(mela.Error, lambda: mela.train(dict(sin, shots=0)), "shots"), "train: a bad option is named")
-    # the GIL is free while a run computes: this thread keeps counting
-    count, done = [0], threading.Event()
-    t = threading.Thread(target=lambda: (mela.train(dict(sin, iterations=400, val_every=0, out_dir="")),
-                                         done.set()))
+    # the GIL is free while a run computes: this thread keeps running (the
+    # longest pause between two of its loops is a small part of the run)
+    res, stamps = [], []
+    t = threading.Thread(target=lambda: res.append(
+        mela.train(dict(sin, iterations=1000, val_every=0, out_dir=""), report=1000)))
     t.start()
-    while not done.is_set() and t.is_alive():
-        count[0] += 1
+    while t.is_alive():
+        stamps.append(time.perf_counter())
     t.join()
-    check(done.is_set() and count[0] > 10000, f"train: Python ran meanwhile ({count[0]} loops)")
+    fit = res[0]["progress"][-1]["seconds"] if res else 0
+    gap = max(np.diff(stamps)) if len(stamps) > 1 else fit
+    check(fit > 0 and gap < 0.4 * fit, f"train: Python ran while the run computed (longest pause {gap:.3f} s "
+                                       f"in {fit:.3f} s)")
     small = {"data_dir": omni, "cache_dir": cache, "ways": 5, "shots": 1, "queries": 2, "test_ways": 5,
              "test_shots": 1, "test_queries": 2, "iterations": 4, "meta_batch": 2, "val_every": 2,
              "val_episodes": 3, "test_episodes": 3, "width": 8, "threads": 1}
