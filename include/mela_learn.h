@@ -181,9 +181,24 @@ typedef struct mela_metric mela_metric;
 mela_metric *mela_metric_new(const mela_model *embedding, const mela_metric_config *c);
 void mela_metric_free(mela_metric *mt);
 /* The embedding's views, then "siamese.weight" (1, D) and "siamese.bias" (1)
- * (Siamese) or "matching.scale" (1) (Matching with learn_scale). */
+ * (Siamese) or "matching.scale" (1) (Matching with learn_scale), then, for
+ * each batch-norm layer of the embedding (mela_model_bn_layers), its
+ * population statistics "bnI.running_mean" and "bnI.running_var" (C): not
+ * trained (their gradient is 0), set by mela_metric_calibrate. */
 const mela_layout *mela_metric_layout(const mela_metric *mt);
 void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
+/* Batch norm: training normalises each layer with the statistics of the
+ * training batch (the episode's support and queries together, as Snell et
+ * al.'s and Vinyals et al.'s code in training mode). Evaluation, compare and
+ * classification normalise with the population statistics held in theta, so
+ * an image is embedded on its own: a query's scores depend on the support
+ * set and that query only. mela_metric_calibrate sets them from the weights
+ * in theta: the per-channel mean and (biased) variance of each layer's input
+ * over all images of training tasks 0..tasks-1 of ts (a stream of this
+ * learner's training tasks; slot 0 is used), each layer's input computed as
+ * in training. The run loop calls it before every validation, so every
+ * checkpoint holds the statistics of its own weights. */
+int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tasks, int threads);
 /* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
  * episode is the batch), summed in task order as mela_gbml_meta_grad; spare
  * threads (threads > n) go to the convolutions. */
@@ -247,6 +262,8 @@ typedef struct mela_run_config {
     long long test_seed;   /* the fixed test episodes */
     int threads;           /* threads of the run (results do not depend on it) */
     int val_every;         /* iterations between validations (0: never) */
+    int patience;          /* stop when the best validation score is this many
+                            * iterations old (0: never; the run is then complete) */
     int val_episodes;
     int test_episodes;
     char out_dir[512];     /* checkpoints and metrics ("": write nothing) */
@@ -259,6 +276,13 @@ typedef struct mela_run_config {
  * data_dir is left empty ("": the caller says where the data is) and out_dir
  * is "runs/<learner>-<dataset>". Returns 0 or -1 (unknown learner or dataset). */
 int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways);
+/* A split's evaluation protocol over the defaults, for every learner:
+ * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say) or
+ * "lake" (Lake et al. 2015 / Koch et al. 2015: the background set to train,
+ * 10 + 10 evaluation alphabets to validate and test, one-shot episodes drawn
+ * within one alphabet, one query per class; give the defaults 20 ways for
+ * Lake's 20-way task). Returns 0 or -1 (an unknown split). */
+int mela_run_protocol(mela_run_config *rc, const char *split);
 /* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
  * with a message naming the key and the value. */
 int mela_run_set(mela_run_config *rc, const char *key, const char *value);
@@ -347,6 +371,16 @@ int mela_learner_reserve(mela_learner *l, int slots, int kernel_threads);
  * support), or regression predictions (Q, 1). Returns 0 or -1. */
 int mela_learner_evaluate(mela_learner *l, const float *theta, const mela_task *t, int slot,
                           double *loss, double *acc, float *probs);
+/* Learners whose evaluation holds statistics of the training data in theta
+ * (the metric learners' batch-norm population statistics,
+ * mela_metric_calibrate) set them from the weights in theta, over training
+ * tasks 0..tasks-1 of ts (a stream of mela_learner_tasks(l, 1, ...)); the
+ * others leave theta alone. The run loop calls it before every validation
+ * with mela_learner_calibration_tasks(l) tasks. Returns 0 or -1. */
+int mela_learner_calibrate(mela_learner *l, float *theta, mela_tasks *ts, int tasks);
+/* How many training tasks calibration uses (0: the learner has nothing to
+ * calibrate): enough for about 8,192 images, at least 8, at most 256. */
+int mela_learner_calibration_tasks(const mela_learner *l);
 /* p(same class) of images a and b (one input each); learners with `compares`. */
 int mela_learner_compare(mela_learner *l, const float *theta, const float *a, const float *b,
                          double *p_same);
@@ -374,6 +408,8 @@ typedef struct mela_progress {
     double seconds, eta;        /* elapsed, estimated remaining */
     double tasks_per_second;
     int validated;              /* 1 when this report follows a validation */
+    int best_iteration;         /* the iteration of best_val (0: none yet) */
+    int stopped_early;          /* 1: the patience ran out at this report */
     /* where the time went since the start (seconds): drawing tasks, the
      * learners' forward and backward passes, the outer updates, validation */
     double data_s, grad_s, update_s, validate_s;
@@ -434,7 +470,9 @@ float *mela_run_theta(mela_run *r);
  * Afterwards theta holds the final weights. A non-finite training loss,
  * meta-gradient or validation score stops the run with an error naming the
  * iteration; nothing is written with a non-finite score or weights, so the
- * files hold the last good state. Returns 0 when the run is complete, 1 when
+ * files hold the last good state. A run with a patience is complete when
+ * its best validation score is that many iterations old (progress says
+ * stopped_early; resuming it does nothing more). Returns 0 when the run is complete, 1 when
  * it stopped at a request (mela_run_set_stop; its state saved), or -1 with
  * a message; files written before a failure stay in place. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx);

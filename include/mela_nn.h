@@ -100,6 +100,28 @@ mela_node mela_model_forward(const mela_model *m, mela_graph *g, const mela_node
  * without a head it is the number of views. ANIL adapts views from there on. */
 mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x);
 mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w, mela_node h);
+
+/* Batch normalisation with statistics held fixed (inference), so that each
+ * image is embedded on its own, whatever else is in the batch. A model has
+ * mela_model_bn_layers() batch-norm layers whose statistics can be fixed
+ * (Conv-4: one per block; the MLP and custom models: 0). The mode of
+ * mela_model_body_bn:
+ *   mean, var   NULL: every layer normalises with the batch's statistics (as
+ *               mela_model_body); else nodes of shape (C) per layer: layer i
+ *               computes gamma * (x - mean[i]) / sqrt(var[i] + eps) + beta.
+ *   batch_mean, batch_var   when not NULL (and mean is NULL), filled with
+ *               nodes of this batch's per-channel mean and biased variance of
+ *               each layer's input, shape (C): what population statistics
+ *               are gathered from. */
+typedef struct mela_bn_mode {
+    const mela_node *mean, *var;
+    mela_node *batch_mean, *batch_var;
+} mela_bn_mode;
+int mela_model_bn_layers(const mela_model *m);
+/* The channels of batch-norm layer i (0 <= i < mela_model_bn_layers). */
+int mela_model_bn_channels(const mela_model *m, int i);
+mela_node mela_model_body_bn(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x,
+                             const mela_bn_mode *mode);
 int mela_model_head_first(const mela_model *m);
 /* The input shape for a batch of n: (n, C, H, W) or (n, nin). */
 mela_shape mela_model_input_shape(const mela_model *m, int n);

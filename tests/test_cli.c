@@ -218,6 +218,10 @@ int main(void)
     CHECK(run(out, sizeof out, "train --learner reptile --ways 20 --help", 0, 0) == 0 &&
               strstr(out, "default for reptile on omniglot, 20-way") && strstr(out, "(default: 0.0005)"),
           "train --help shows the defaults of the learner given: %s", out);
+    CHECK(run(out, sizeof out, "train --learner protonet --split lake --help", 0, 0) == 0 &&
+              strstr(out, "20-way") && strstr(out, "--test-queries     query examples per class at test "
+                                               "time (sinusoid: points) (default: 1)"),
+          "--split lake gives every learner Lake's 20-way one-query protocol: %s", out);
     CHECK(run(out, sizeof out, "--help", 0, 0) == 0 && strstr(out, "MAML++, Reptile"),
           "--help names every learner: %s", out);
     CHECK(run(out, sizeof out, "adapt --help", 0, 0) == 0 && strstr(out, "mamlpp, reptile"),

@@ -181,6 +181,138 @@ static void test_siamese_grad(void)
 }
 
 
+/* The moments of a layer's input (x, B images of C channels of HW values)
+ * added to sum, sq (per channel, double). */
+static void add_moments(const float *x, int B, int C, int HW, double *sum, double *sq)
+{
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++)
+            for (int k = 0; k < HW; k++) {
+                double v = x[((size_t)b * C + c) * HW + k];
+                sum[c] += v, sq[c] += v * v;
+            }
+}
+
+/* Population statistics of batch norm (metric learners): gathered over the
+ * union of the calibration tasks' images (each layer's input computed as in
+ * training, every task with its own batch statistics), then used at
+ * evaluation, so a query's scores do not depend on the other queries; with
+ * the batch's own statistics the fixed mode gives what batch mode gives; and
+ * Siamese compare() equals the episode score of the same pair. */
+static void test_population_bn(int kind)
+{
+    enum { C = 4, T = 3 };
+    synth_data d;
+    synth_open(&d, 5);
+    mela_model *m = mela_conv4_new(1, 8, C, 2, 0, 1);
+    mela_metric_config c = {.kind = kind, .train = {3, 1, 2, 0}, .test = {2, 1, 1, 0}, .pairs = 4};
+    mela_metric *mt = mela_metric_new(m, &c);
+    CHECK(mt != NULL, "metric learner: %s", mela_last_error());
+    const mela_layout *L = mela_metric_layout(mt);
+    float *theta = calloc(mela_layout_size(L), sizeof *theta);
+    mela_rng r = mela_rng_new(9);
+    mela_metric_init(mt, theta, &r);
+    for (int v = 0; v < mela_layout_count(L); v++) /* batch-norm gamma and beta away from 1, 0 */
+        if (!strncmp(mela_layout_name(L, v), "bn", 2) && !strstr(mela_layout_name(L, v), "running"))
+            for (int j = 0; j < C; j++)
+                theta[mela_layout_offset(L, v) + j] += 0.3f * mela_rng_normal(&r);
+    mela_tasks_opts o = {.kind = kind == MELA_METRIC_SIAMESE ? MELA_TASKS_PAIRS : MELA_TASKS_EPISODES,
+                         .spec = c.train, .pairs = 4, .seed = 77, .slots = 1};
+    mela_tasks *ts = mela_tasks_new(d.ds, &d.train, &o);
+    CHECK(mela_metric_calibrate(mt, theta, ts, T, 1) == 0, "calibrate: %s", mela_last_error());
+
+    /* by hand: each task's layer inputs, through a graph of the same body */
+    int n1 = kind == MELA_METRIC_SIAMESE ? 4 : 3, n2 = kind == MELA_METRIC_SIAMESE ? 4 : 6, B = n1 + n2;
+    mela_graph *g = mela_graph_new();
+    mela_node w[32];
+    for (int v = 0; v < mela_layout_count(L); v++)
+        w[v] = mela_param(g, L, v);
+    mela_node x = mela_input(g, "x", MELA_SHAPE(B, 1, 8, 8));
+    mela_node z1 = mela_conv2d(g, x, w[0], w[1], 1, 1);
+    mela_node h = mela_maxpool2d(g, mela_relu(g, mela_batchnorm(g, z1, w[2], w[3], 1e-5f)), 2, 2);
+    mela_node z2 = mela_conv2d(g, h, w[4], w[5], 1, 1);
+    mela_node outs[2] = {z1, z2};
+    mela_plan *pl = mela_plan_new(g, 2, outs);
+    mela_exec *e = mela_exec_new(pl);
+    mela_exec_bind_params(e, theta);
+    double sum[2][C] = {{0}}, sq[2][C] = {{0}};
+    float *xb = malloc((size_t)B * 64 * sizeof *xb);
+    for (int k = 0; k < T; k++) {
+        mela_task t;
+        mela_tasks_get(ts, 0, (uint64_t)k, &t);
+        memcpy(xb, t.xs, (size_t)n1 * 64 * sizeof *xb);
+        memcpy(xb + (size_t)n1 * 64, t.xq, (size_t)n2 * 64 * sizeof *xb);
+        mela_exec_bind(e, x, xb);
+        CHECK(mela_exec_run(e) == 0, "reference graph: %s", mela_last_error());
+        add_moments(mela_exec_value(e, z1), B, C, 64, sum[0], sq[0]);
+        add_moments(mela_exec_value(e, z2), B, C, 16, sum[1], sq[1]);
+    }
+    for (int layer = 0; layer < 2; layer++) {
+        double cnt = (double)T * B * (layer ? 16 : 64);
+        const float *mean = theta + mela_layout_offset(L, mela_layout_find(L, layer ? "bn2.running_mean" : "bn1.running_mean"));
+        const float *var = theta + mela_layout_offset(L, mela_layout_find(L, layer ? "bn2.running_var" : "bn1.running_var"));
+        for (int ch = 0; ch < C; ch++) {
+            double mu = sum[layer][ch] / cnt, v = sq[layer][ch] / cnt - mu * mu;
+            char what[64];
+            snprintf(what, sizeof what, "bn%d population mean[%d]", layer + 1, ch);
+            CHECK_CLOSE(mean[ch], mu, 1e-5, 1e-4, what);
+            snprintf(what, sizeof what, "bn%d population variance[%d]", layer + 1, ch);
+            CHECK_CLOSE(var[ch], v, 1e-5, 1e-4, what);
+        }
+    }
+    mela_exec_free(e), mela_plan_free(pl), mela_graph_free(g);
+
+    /* fixed statistics equal to a batch's own give batch mode's output */
+    g = mela_graph_new();
+    for (int v = 0; v < mela_layout_count(L); v++)
+        w[v] = mela_param(g, L, v);
+    x = mela_input(g, "x", MELA_SHAPE(B, 1, 8, 8));
+    mela_node bm[2], bv[2];
+    mela_bn_mode collect = {NULL, NULL, bm, bv};
+    mela_node batch = mela_model_body_bn(m, g, w, x, &collect);
+    mela_bn_mode fixed = {bm, bv, NULL, NULL};
+    mela_node fix = mela_model_body_bn(m, g, w, x, &fixed);
+    mela_node o2[2] = {batch, fix};
+    pl = mela_plan_new(g, 2, o2);
+    e = mela_exec_new(pl);
+    mela_exec_bind_params(e, theta);
+    mela_exec_bind(e, x, xb);
+    CHECK(mela_exec_run(e) == 0, "fixed-statistics graph: %s", mela_last_error());
+    const float *yb = mela_exec_value(e, batch), *yf = mela_exec_value(e, fix);
+    double worst = 0;
+    for (int i = 0; i < B * C * 4; i++)
+        worst = fmax(worst, fabs(yb[i] - yf[i]));
+    CHECK(worst < 1e-4, "fixed mode with the batch's statistics = batch mode (max diff %.2g)", worst);
+    mela_exec_free(e), mela_plan_free(pl), mela_graph_free(g);
+
+    /* a query's scores depend on the support and that query only */
+    mela_task t;
+    mela_tasks_opts eo = {.kind = MELA_TASKS_EPISODES, .spec = c.test, .seed = 3, .slots = 1};
+    mela_tasks *es = mela_tasks_new(d.ds, &d.test, &eo);
+    mela_tasks_get(es, 0, 0, &t);
+    float q2[2 * 64], out1[4], out2[4];
+    memcpy(q2, t.xq, sizeof q2);
+    mela_task t2 = t;
+    t2.xq = q2;
+    CHECK(mela_metric_evaluate(mt, theta, &t, 0, NULL, NULL, out1) == 0, "evaluate: %s", mela_last_error());
+    for (int i = 64; i < 128; i++)
+        q2[i] = 1.0f - q2[i]; /* the other query replaced */
+    mela_metric_evaluate(mt, theta, &t2, 0, NULL, NULL, out2);
+    CHECK(out1[0] == out2[0] && out1[1] == out2[1], "query 0's scores do not depend on query 1 "
+          "(%g %g / %g %g)", out1[0], out1[1], out2[0], out2[1]);
+    if (kind == MELA_METRIC_SIAMESE) {
+        double p;
+        CHECK(mela_metric_compare(mt, theta, t.xq, t.xs, &p) == 0, "compare: %s", mela_last_error());
+        CHECK_CLOSE(out1[0], p, 1e-6, 1e-5, "compare(a, b) = a's episode score against support b");
+    }
+    mela_tasks_free(es);
+    mela_tasks_free(ts);
+    free(xb), free(theta);
+    mela_metric_free(mt);
+    mela_model_free(m);
+    synth_close(&d);
+}
+
 static void test_training(int kind)
 {
     static const char *names[] = {"protonet", "matchnet", "siamese"};
@@ -219,6 +351,8 @@ int main(void)
     test_by_hand(MELA_METRIC_MATCHING, 7.5f, 0);
     test_by_hand(MELA_METRIC_MATCHING, 10, 1);
     test_siamese_grad();
+    for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
+        test_population_bn(k);
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
         test_training(k);
     mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 1);

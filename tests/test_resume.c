@@ -216,6 +216,27 @@ static void test_no_nan_saved(void)
     mela_run_close(r);
 }
 
+/* --patience: a run whose validation score cannot improve (a step size of
+ * 1e-8 leaves every prediction as it was) stops once its best is `patience`
+ * iterations old, counts as complete, and a resume of it trains no more. */
+static void test_patience(void)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/patience", root);
+    mela_run_config rc;
+    proto_config(&rc, dir, 1000);
+    rc.outer_lr = 1e-8f;
+    rc.patience = 30; /* validations at 10 (the best), 20, 30, 40: stop */
+    int st = session(&rc, NULL, 1, NULL);
+    CHECK(st == 0, "a run out of patience is complete (%d: %s)", st, st < 0 ? mela_last_error() : "");
+    mela_run_data data = {d.ds, &d.train, &d.test, &d.test};
+    mela_run *r = mela_run_resume(dir, 0, NULL, &data);
+    CHECK(r && mela_run_iteration(r) == 40, "stopped after iteration 40 (%d)", r ? mela_run_iteration(r) : -1);
+    CHECK(r && mela_run_fit(r, 3, NULL, NULL) == 0 && mela_run_iteration(r) == 40,
+          "resuming it trains no more (%d)", r ? mela_run_iteration(r) : -1);
+    mela_run_close(r);
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -228,6 +249,7 @@ int main(void)
     test_stop();
     test_refusals();
     test_no_nan_saved();
+    test_patience();
     synth_close(&d);
     check_rm_rf(root);
     return check_finish();

@@ -124,7 +124,7 @@ int cli_adapt(int argc, char **argv)
         goto out;
     }
     mela_adapt_result res;
-    if (mela_run_adapt(pos[0], pos[1], nq, (const char *const *)queries, steps, invert, &res)) {
+    if (mela_run_adapt(cli_model_path(pos[0]), pos[1], nq, (const char *const *)queries, steps, invert, &res)) {
         fprintf(stderr, "mela adapt: %s\n", mela_last_error());
         rc = 1;
         goto out;
@@ -173,7 +173,7 @@ int cli_compare(int argc, char **argv)
         return 2;
     }
     double p;
-    if (mela_run_compare(pos[0], pos[1], pos[2], invert, &p)) {
+    if (mela_run_compare(cli_model_path(pos[0]), pos[1], pos[2], invert, &p)) {
         fprintf(stderr, "mela compare: %s\n", mela_last_error());
         return 1;
     }

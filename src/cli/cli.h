@@ -8,6 +8,11 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_models(int argc, char **argv);
+/* arg itself when it is a file (or not a plain name); else the shipped
+ * model of that name (NAME.safetensors in the models folders, models.c);
+ * else arg, so that the error names what the user typed. */
+const char *cli_model_path(const char *arg);
 
 /* OUT_DIR/curves.png from OUT_DIR/metrics.csv (curves.c). */
 struct mela_run_config;

@@ -29,11 +29,13 @@ static const char *opt_key(const char *arg, char *key, size_t n)
 }
 
 /* The options with the defaults of the learner, dataset and ways given. */
-static void train_help(const char *learner, const char *dataset, int ways)
+static void train_help(const char *learner, const char *dataset, int ways, const char *split)
 {
     mela_run_config rc;
     if (mela_run_defaults(&rc, learner, dataset, ways ? ways : 5))
         mela_run_defaults(&rc, "maml", "omniglot", 5);
+    if (split)
+        mela_run_protocol(&rc, split);
     printf("Usage: mela train [--key value]... [--overwrite]\n"
            "       mela train --resume OUT_DIR [--threads N]\n"
            "\n"
@@ -153,7 +155,8 @@ static void print_plan(const mela_run_config *rc)
         printf("mela train: %s on %s (%s split), %d pairs a batch, tested %d-way %d-shot", rc->learner,
                rc->dataset, rc->split, rc->pairs, te.ways, te.shots);
     else
-        printf("mela train: %s on %s, %d-way %d-shot (tested %d-way %d-shot)", rc->learner, rc->dataset,
+        printf("mela train: %s on %s (%s split%s), %d-way %d-shot (tested %d-way %d-shot)", rc->learner,
+               rc->dataset, rc->split, strcmp(rc->split, "lake") ? "" : ", episodes within one alphabet",
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)
         printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);
@@ -271,7 +274,7 @@ static int train_run(mela_run *r, int report, int profile)
         print_profile(r, &t.last);
     if (dir[0])
         cli_curves_draw(rc);
-    int it = mela_run_iteration(r), test_episodes = rc->test_episodes;
+    int it = mela_run_iteration(r), test_episodes = rc->test_episodes, patience = rc->patience;
     mela_run_close(r);
     if (status == 1) {
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
@@ -283,6 +286,10 @@ static int train_run(mela_run *r, int report, int profile)
             say_kept(dir);
         return 1;
     }
+    if (t.last.stopped_early)
+        fprintf(stderr, "mela train: stopped early after iteration %d: the best validation (%.2f%%, "
+                "iteration %d) is %d iterations old (--patience %d)\n", it, 100 * t.last.best_val,
+                t.last.best_iteration, it - t.last.best_iteration, patience);
     char path[700];
     snprintf(path, sizeof path, "%s/best.safetensors", dir);
     mela_eval_result res;
@@ -352,7 +359,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
 int cli_train(int argc, char **argv)
 {
     int profile = take_flag(&argc, argv, "--profile"), overwrite = take_flag(&argc, argv, "--overwrite");
-    const char *learner = "maml", *dataset = "omniglot", *resume = NULL;
+    const char *learner = "maml", *dataset = "omniglot", *resume = NULL, *split = NULL;
     int ways = 0, test_ways = 0, report = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
@@ -369,6 +376,7 @@ int cli_train(int argc, char **argv)
         }
         if (!strcmp(key, "learner")) learner = argv[i + 1];
         if (!strcmp(key, "dataset")) dataset = argv[i + 1];
+        if (!strcmp(key, "split")) split = argv[i + 1];
         long long v = 0;
         int is_ways = !strcmp(key, "ways"), is_test = !strcmp(key, "test_ways"), is_report = !strcmp(key, "report");
         if ((is_ways || is_test || is_report) &&
@@ -383,8 +391,10 @@ int cli_train(int argc, char **argv)
         if (!strcmp(key, "resume")) resume = argv[i + 1];
         i++;
     }
+    if (split && !strcmp(split, "lake") && !ways)
+        ways = 20; /* Lake's 20-way within-alphabet one-shot task */
     if (help) {
-        train_help(learner, dataset, ways);
+        train_help(learner, dataset, ways, split);
         return 0;
     }
     if (resume && overwrite) {
@@ -394,7 +404,7 @@ int cli_train(int argc, char **argv)
     if (resume)
         return train_resume(resume, argc, argv, report, profile);
     mela_run_config rc;
-    if (mela_run_defaults(&rc, learner, dataset, ways)) {
+    if (mela_run_defaults(&rc, learner, dataset, ways) || (split && mela_run_protocol(&rc, split))) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
@@ -447,7 +457,7 @@ int cli_eval(int argc, char **argv)
                 fprintf(stderr, "mela eval: one checkpoint only ('%s' and '%s')\n", ckpt, argv[i]);
                 goto usage;
             }
-            ckpt = argv[i];
+            ckpt = cli_model_path(argv[i]);
             continue;
         }
         if (i + 1 >= argc) {

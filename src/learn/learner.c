@@ -237,6 +237,24 @@ int mela_learner_evaluate(mela_learner *l, const float *theta, const mela_task *
     return 0;
 }
 
+int mela_learner_calibration_tasks(const mela_learner *l)
+{
+    if (!l->def->calibrate)
+        return 0;
+    int per = l->def->calibration_images(l), n = per > 0 ? (8192 + per - 1) / per : 8;
+    return n < 8 ? 8 : n > 256 ? 256 : n;
+}
+
+int mela_learner_calibrate(mela_learner *l, float *theta, mela_tasks *ts, int tasks)
+{
+    if (!l->def->calibrate)
+        return 0;
+    int blas = tp_blas_hold();
+    int rc = l->def->calibrate(l, theta, ts, tasks);
+    tp_blas_release(blas);
+    return rc;
+}
+
 int mela_learner_compare(mela_learner *l, const float *theta, const float *a, const float *b,
                          double *p_same)
 {

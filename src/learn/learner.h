@@ -50,6 +50,10 @@ struct learner_def {
                     double *acc, float *out);
     void (*probabilities)(const mela_learner *l, float *out, int rows, int N);
     int (*compare)(mela_learner *l, const float *theta, const float *a, const float *b, double *p);
+    /* Statistics of the training data that evaluation uses, set in theta
+     * (NULL: none); calibration_images: images in one training task. */
+    int (*calibrate)(mela_learner *l, float *theta, mela_tasks *ts, int tasks);
+    int (*calibration_images)(const mela_learner *l);
     struct taskpool *(*pool)(mela_learner *l); /* its training executors */
 };
 

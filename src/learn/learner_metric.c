@@ -142,13 +142,28 @@ static int siamese_compare(mela_learner *l, const float *theta, const float *a, 
     return mela_metric_compare(mt_of(l), theta, a, b, p);
 }
 
+static int metric_calibrate(mela_learner *l, float *theta, mela_tasks *ts, int tasks)
+{
+    return mela_metric_calibrate(mt_of(l), theta, ts, tasks, l->rc.threads);
+}
+
+/* Images in one training task: the episode's, or both images of each pair. */
+static int metric_calibration_images(const mela_learner *l)
+{
+    const mela_run_config *rc = &l->rc;
+    if (!strcmp(rc->learner, "siamese"))
+        return 2 * rc->pairs;
+    return rc->train.ways * (rc->train.shots + rc->train.queries);
+}
+
 #define METRIC(id, about_, defaults_, check_, open_, tasks_, probs_, compare_, compares_)        \
     const learner_def learner_##id = {                                                            \
         .info = {#id, about_, 0, 1, compares_}, .defaults = defaults_, .check = check_,       \
         .open = open_, .close = metric_close, .init = metric_init, .tasks = tasks_,              \
         .grad = metric_grad, .update = learner_adam_update, .reserve = metric_reserve,           \
         .evaluate = metric_evaluate, .probabilities = probs_, .compare = compare_,             \
-        .pool = metric_pool}
+        .pool = metric_pool, .calibrate = metric_calibrate,                                     \
+        .calibration_images = metric_calibration_images}
 
 METRIC(protonet, "Prototypical Networks: nearest class mean (Snell et al. 2017)", protonet_defaults,
        no_scale_check, open_protonet, episode_tasks, log_probabilities, NULL, 0);

@@ -16,19 +16,41 @@ struct mela_metric {
     mela_metric_config c;
     mela_layout *L;
     int nmodel, nviews, D;
+    int nbn, bn_view;  /* batch-norm layers with population statistics, the first one's view */
     taskpool tp;
     /* Siamese comparison of two images: its own small graph and executor */
     mela_graph *cg;
     mela_plan *cp;
     mela_exec *ce;
     mela_node ca, cb, cprob;
+    /* population statistics: the training batches' per-layer moments */
+    mela_graph *sg;
+    mela_plan *sp;
+    mela_exec *se;
+    mela_node sx1, sx2, smean[MELA_MODEL_MAX_PARAMS], svar[MELA_MODEL_MAX_PARAMS];
 };
+
+/* The embedding of x: in training with the batch's statistics in batch
+ * norm; at evaluation (fixed = 1) with the population statistics of the
+ * views from bn_view on, so that each image is embedded on its own. */
+static mela_node body(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node x, int fixed)
+{
+    if (!fixed || !mt->nbn)
+        return mela_model_body(mt->m, g, w, x);
+    mela_node mean[MELA_MODEL_MAX_PARAMS], var[MELA_MODEL_MAX_PARAMS];
+    for (int i = 0; i < mt->nbn; i++) {
+        mean[i] = w[mt->bn_view + 2 * i];
+        var[i] = w[mt->bn_view + 2 * i + 1];
+    }
+    mela_bn_mode mode = {mean, var, NULL, NULL};
+    return mela_model_body_bn(mt->m, g, w, x, &mode);
+}
 
 /* Embeddings of support and query in one batch: es (ns, D), eq (nq, D). */
 static void embed(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node xs,
-                  mela_node xq, int ns, int nq, mela_node *es, mela_node *eq)
+                  mela_node xq, int ns, int nq, int fixed, mela_node *es, mela_node *eq)
 {
-    mela_node e = mela_model_body(mt->m, g, w, mela_concat(g, xs, xq));
+    mela_node e = body(mt, g, w, mela_concat(g, xs, xq), fixed);
     *es = mela_slice(g, e, 0, ns);
     *eq = mela_slice(g, e, ns, nq);
 }
@@ -95,7 +117,7 @@ static int build_episode(mela_metric *mt, task_graph *o, const mela_task_spec *t
     o->xq = mela_input(g, "x_query", mela_model_input_shape(mt->m, nq));
     o->yq = mela_input(g, "y_query", MELA_SHAPE(nq));
     mela_node es, eq;
-    embed(mt, g, w, o->xs, o->xq, ns, nq, &es, &eq);
+    embed(mt, g, w, o->xs, o->xq, ns, nq, !train, &es, &eq);
     o->out = class_scores(mt, g, w, es, o->ys, eq, N, K, nq);
     /* The scores are log-probabilities (ProtoNets, Matching) or mean
      * probabilities (Siamese, whose loss at evaluation is the NLL of the
@@ -124,7 +146,7 @@ static int build_pairs(mela_metric *mt, task_graph *o)
     o->ys = mela_input(g, "same", MELA_SHAPE(B));
     o->yq = mela_input(g, "unused", MELA_SHAPE(1));
     mela_node e1, e2;
-    embed(mt, g, w, o->xs, o->xq, B, B, &e1, &e2);
+    embed(mt, g, w, o->xs, o->xq, B, B, 0, &e1, &e2);
     mela_node d = mela_abs(g, mela_sub(g, e1, e2));
     mela_node z = mela_linear(g, d, w[mt->nmodel], w[mt->nmodel + 1]); /* (B, 1) */
     o->loss = mela_bce_with_logits(g, z, mela_reshape(g, o->ys, MELA_SHAPE(B, 1)));
@@ -140,6 +162,9 @@ void mela_metric_free(mela_metric *mt)
     if (!mt)
         return;
     tp_free(&mt->tp);
+    mela_exec_free(mt->se);
+    mela_plan_free(mt->sp);
+    mela_graph_free(mt->sg);
     mela_exec_free(mt->ce);
     mela_plan_free(mt->cp);
     mela_graph_free(mt->cg);
@@ -193,6 +218,16 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
     }
     if (c->kind == MELA_METRIC_MATCHING && c->learn_scale)
         mela_layout_add(mt->L, "matching.scale", MELA_SHAPE(1));
+    mt->nbn = mela_model_bn_layers(m);
+    mt->bn_view = mela_layout_count(mt->L);
+    for (int i = 0; i < mt->nbn; i++) {
+        char name[64];
+        mela_shape cs = MELA_SHAPE(mela_model_bn_channels(m, i));
+        snprintf(name, sizeof name, "bn%d.running_mean", i + 1);
+        mela_layout_add(mt->L, name, cs);
+        snprintf(name, sizeof name, "bn%d.running_var", i + 1);
+        mela_layout_add(mt->L, name, cs);
+    }
     mt->nviews = mela_layout_count(mt->L);
     mt->tp.L = mt->L;
     int rc = c->kind == MELA_METRIC_SIAMESE ? build_pairs(mt, &mt->tp.train)
@@ -222,6 +257,94 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
     }
     if (mt->c.kind == MELA_METRIC_MATCHING && mt->c.learn_scale)
         theta[mela_layout_offset(mt->L, mt->nmodel)] = mt->c.scale;
+    for (int i = 0; i < mt->nbn; i++) { /* variances 1 until the first calibration */
+        int v = mt->bn_view + 2 * i + 1;
+        float *p = theta + mela_layout_offset(mt->L, v);
+        for (size_t j = 0; j < mela_shape_numel(mela_layout_shape(mt->L, v)); j++)
+            p[j] = 1.0f;
+    }
+}
+
+/* The graph of the training batches' per-layer moments: the images of one
+ * training task (support and query, or both images of every pair). */
+static int stats_graph(mela_metric *mt)
+{
+    mela_graph *g = mt->sg = mela_graph_new();
+    if (!g)
+        return mela_set_error("metric learner: out of memory");
+    mela_node w[TP_MAXV];
+    for (int i = 0; i < mt->nviews; i++)
+        w[i] = mela_param(g, mt->L, i);
+    const mela_task_spec *t = &mt->c.train;
+    int n1 = mt->c.kind == MELA_METRIC_SIAMESE ? mt->c.pairs : t->ways * t->shots;
+    int n2 = mt->c.kind == MELA_METRIC_SIAMESE ? mt->c.pairs
+                                                : (t->query_rows > 0 ? t->query_rows : t->ways * t->queries);
+    mt->sx1 = mela_input(g, "x1", mela_model_input_shape(mt->m, n1));
+    mt->sx2 = mela_input(g, "x2", mela_model_input_shape(mt->m, n2));
+    mela_bn_mode mode = {NULL, NULL, mt->smean, mt->svar};
+    mela_model_body_bn(mt->m, g, w, mela_concat(g, mt->sx1, mt->sx2), &mode);
+    if (mela_graph_error(g))
+        return mela_set_error("metric learner: %s", mela_graph_error(g));
+    mela_node outs[2 * MELA_MODEL_MAX_PARAMS];
+    for (int i = 0; i < mt->nbn; i++)
+        outs[2 * i] = mt->smean[i], outs[2 * i + 1] = mt->svar[i];
+    if (!(mt->sp = mela_plan_new(g, 2 * mt->nbn, outs)) || !(mt->se = mela_exec_new(mt->sp)))
+        return -1;
+    return 0;
+}
+
+int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tasks, int threads)
+{
+    if (!mt->nbn)
+        return 0;
+    if (tasks < 1)
+        return mela_set_error("batch-norm statistics: %d tasks (at least 1)", tasks);
+    if (!mt->se && stats_graph(mt))
+        return -1;
+    mela_exec_set_threads(mt->se, threads);
+    mela_exec_bind_params(mt->se, theta);
+    /* Moments of the union of the tasks' images: the mean of the batch means,
+     * and the mean of the batch variances plus the variance of the batch
+     * means (every batch has the same size per channel). */
+    size_t total = 0;
+    for (int i = 0; i < mt->nbn; i++)
+        total += (size_t)mela_model_bn_channels(mt->m, i);
+    double *acc = calloc(2 * total, sizeof *acc), *sq = calloc(total, sizeof *sq);
+    int rc = acc && sq ? 0 : mela_set_error("batch-norm statistics: out of memory");
+    for (int k = 0; k < tasks && !rc; k++) {
+        mela_task t;
+        mela_tasks_get(ts, 0, (uint64_t)k, &t);
+        mela_exec_bind(mt->se, mt->sx1, t.xs);
+        mela_exec_bind(mt->se, mt->sx2, t.xq);
+        if ((rc = mela_exec_run(mt->se)))
+            break;
+        size_t off = 0;
+        for (int i = 0; i < mt->nbn; i++) {
+            int C = mela_model_bn_channels(mt->m, i);
+            const float *mu = mela_exec_value(mt->se, mt->smean[i]), *v = mela_exec_value(mt->se, mt->svar[i]);
+            for (int c = 0; c < C; c++) {
+                acc[off + c] += mu[c];
+                acc[total + off + c] += v[c];
+                sq[off + c] += (double)mu[c] * mu[c];
+            }
+            off += (size_t)C;
+        }
+    }
+    size_t off = 0;
+    for (int i = 0; i < mt->nbn && !rc; i++) {
+        int C = mela_model_bn_channels(mt->m, i);
+        float *mean = theta + mela_layout_offset(mt->L, mt->bn_view + 2 * i);
+        float *var = theta + mela_layout_offset(mt->L, mt->bn_view + 2 * i + 1);
+        for (int c = 0; c < C; c++) {
+            double m = acc[off + c] / tasks;
+            double between = sq[off + c] / tasks - m * m;
+            mean[c] = (float)m;
+            var[c] = (float)(acc[total + off + c] / tasks + (between > 0 ? between : 0));
+        }
+        off += (size_t)C;
+    }
+    free(acc), free(sq);
+    return rc;
 }
 
 int mela_metric_reserve(mela_metric *mt, int slots, int kernel_threads)
@@ -254,7 +377,7 @@ int mela_metric_compare(mela_metric *mt, const float *theta, const float *a, con
         mt->ca = mela_input(g, "a", mela_model_input_shape(mt->m, 1));
         mt->cb = mela_input(g, "b", mela_model_input_shape(mt->m, 1));
         mela_node e1, e2;
-        embed(mt, g, w, mt->ca, mt->cb, 1, 1, &e1, &e2);
+        embed(mt, g, w, mt->ca, mt->cb, 1, 1, 1, &e1, &e2);
         mt->cprob = mela_sigmoid(g, pair_logits(mt, g, w, e1, e2, 1, 1));
         if (mela_graph_error(g))
             return mela_set_error("compare: %s", mela_graph_error(g));

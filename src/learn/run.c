@@ -201,7 +201,7 @@ int mela_run_test(mela_run *r, int episodes, mela_eval_result *res)
 /* --------------------------------------------------------------- the loop */
 
 typedef struct fit {
-    mela_tasks *train, *val;
+    mela_tasks *train, *val, *cal; /* cal: training tasks of calibrations */
     mela_task *tasks;
     mela_metrics *log;
     mela_progress p;
@@ -248,11 +248,15 @@ static int fit_begin(mela_run *r, fit *f, int report)
         f->st.report = report < 1 ? 1 : report;
     f->start = f->st.iteration;
     f->p = (mela_progress){.iterations = rc->iterations, .val_loss = f->st.val_loss,
-                           .val_acc = f->st.val_acc, .best_val = f->st.best};
+                           .val_acc = f->st.val_acc, .best_val = f->st.best,
+                           .best_iteration = f->st.best_iteration, .stopped_early = f->st.early};
     if (!(f->tasks = calloc(B, sizeof *f->tasks)))
         return mela_set_error("run: out of memory");
     if (!(f->train = run_tasks(r, 1, r->data.train, (uint64_t)rc->seed, B > T ? B : T)) ||
         !(f->val = run_tasks(r, 0, r->data.val, vseed, T)))
+        return -1;
+    if (mela_learner_calibration_tasks(r->l) &&
+        !(f->cal = run_tasks(r, 1, r->data.train, (uint64_t)rc->seed ^ 0x626e737461747300ULL, 1)))
         return -1;
     if (!r->resumed) {
         mela_rng init = mela_rng_derive((uint64_t)rc->seed, 0x696e6974ULL, 0);
@@ -272,6 +276,7 @@ static int fit_end(mela_run *r, fit *f, int status, int began)
         status = -1;
     mela_tasks_free(f->train);
     mela_tasks_free(f->val);
+    mela_tasks_free(f->cal);
     free(f->tasks);
     if (status >= 0) {
         r->st = f->st;
@@ -290,6 +295,8 @@ static int fit_validate(mela_run *r, fit *f, int it)
     const mela_run_config *rc = &r->rc;
     mela_eval_result v;
     double t0 = mela_sys_now();
+    if (f->cal && mela_learner_calibrate(r->l, r->theta, f->cal, mela_learner_calibration_tasks(r->l)))
+        return -1;
     if (run_evaluate(r, f->val, rc->val_episodes, &v))
         return -1;
     f->p.validate_s += mela_sys_now() - t0;
@@ -301,8 +308,12 @@ static int fit_validate(mela_run *r, fit *f, int it)
     f->st.val_acc = f->p.val_acc = v.acc;
     f->p.validated = 1;
     int better = score > f->st.best;
-    if (better)
+    if (better) {
         f->st.best = f->p.best_val = score;
+        f->st.best_iteration = f->p.best_iteration = it;
+    }
+    if (rc->patience > 0 && it - f->st.best_iteration >= rc->patience)
+        f->st.early = f->p.stopped_early = 1;
     if (!rc->out_dir[0])
         return 0;
     if (better && run_save_checkpoint(r, "best.safetensors", it, score))
@@ -347,7 +358,7 @@ int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
     int B = rc->meta_batch, blas = tp_blas_hold();
     fit f;
     int status = fit_begin(r, &f, report), began = status == 0;
-    for (int it = f.start + 1; it <= rc->iterations && !status; it++) {
+    for (int it = f.start + 1; it <= rc->iterations && !status && !f.st.early; it++) {
         double t0 = mela_sys_now();
         for (int b = 0; b < B; b++)
             mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);

@@ -28,7 +28,7 @@ static const option options[] = {
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
     {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip (the library has no default)"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
-    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (background; 10+10 evaluation alphabets, within-alphabet episodes)"},
+    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (Lake's protocol: background; 10+10 evaluation alphabets; 20-way 1-shot episodes within one alphabet, one query per class)"},
     {"ways", T_INT, F(train.ways), 1, 1000, "N: classes per task"},
     {"shots", T_INT, F(train.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
     {"queries", T_INT, F(train.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
@@ -68,6 +68,7 @@ static const option options[] = {
     {"test_seed", T_LL, F(test_seed), 0, 9.2e18, "seed of the fixed validation and test episodes"},
     {"threads", T_INT, F(threads), 1, 256, "threads (tasks of a meta-batch run in parallel; results do not depend on it)"},
     {"val_every", T_INT, F(val_every), 0, 100000000, "iterations between validations and checkpoints (0: only at the end)"},
+    {"patience", T_INT, F(patience), 0, 100000000, "stop when the best validation score is this many iterations old (0: never)"},
     {"val_episodes", T_INT, F(val_episodes), 1, 100000, "validation episodes"},
     {"test_episodes", T_INT, F(test_episodes), 1, 1000000, "test episodes (the papers: 600)"},
     {"out_dir", T_STR, F(out_dir), 0, 0, "where checkpoints and metrics are written (\"\": nowhere)"},
@@ -194,6 +195,18 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     else
         return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
     d->defaults(rc, ways);
+    return 0;
+}
+
+int mela_run_protocol(mela_run_config *rc, const char *split)
+{
+    if (strcmp(split, "vinyals") && strcmp(split, "lake"))
+        return mela_set_error("split: '%s' is not one of vinyals, lake", split);
+    snprintf(rc->split, sizeof rc->split, "%s", split);
+    if (!strcmp(split, "lake")) {
+        rc->test.shots = 1;
+        rc->test.queries = 1;
+    }
     return 0;
 }
 

@@ -16,6 +16,8 @@ typedef struct run_state {
     int iteration;             /* meta-iterations done */
     int report;                /* the report interval */
     double best;               /* best validation score (-inf: none yet) */
+    int best_iteration;        /* ... reached after this iteration (0: none) */
+    int early;                 /* 1: stopped for want of patience (complete) */
     double val_loss, val_acc;  /* the latest validation (NaN: none yet) */
     double sum_loss, sum_acc;  /* the report interval under way */
     int nsum;

@@ -133,6 +133,8 @@ int run_save_state(const mela_run *r, const run_state *st)
     meta_add(m, "iteration", "%d", st->iteration);
     meta_add(m, "report", "%d", st->report);
     meta_add(m, "best", "%.17g", st->best);
+    meta_add(m, "best_iteration", "%d", st->best_iteration);
+    meta_add(m, "stopped_early", "%d", st->early);
     meta_add(m, "val_loss", "%.17g", st->val_loss);
     meta_add(m, "val_acc", "%.17g", st->val_acc);
     meta_add(m, "sum_loss", "%.17g", st->sum_loss);
@@ -181,6 +183,13 @@ static int state_read(const mela_checkpoint *ck, const char *path, int iteration
         state_number(ck, path, "metrics_rows", 0, 1e15, &rows) ||
         state_number(ck, path, "seconds", 0, INFINITY, &st->seconds))
         return -1;
+    /* states written before the patience existed lack these two */
+    double bi = it, early = 0;
+    if ((mela_checkpoint_meta(ck, "best_iteration") &&
+         state_number(ck, path, "best_iteration", 0, iterations, &bi)) ||
+        (mela_checkpoint_meta(ck, "stopped_early") && state_number(ck, path, "stopped_early", 0, 1, &early)))
+        return -1;
+    st->best_iteration = isnan(bi) ? (int)it : (int)bi, st->early = early == 1;
     if (isnan(it) || isnan(rep) || isnan(nsum) || isnan(rows) || isnan(st->seconds))
         return mela_set_error("%s: a count of the state is not a number (a damaged state?)", path);
     st->iteration = (int)it, st->report = (int)rep, st->nsum = (int)nsum;

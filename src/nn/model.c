@@ -228,7 +228,45 @@ int mela_model_head_first(const mela_model *m)
     return m->nout > 0 ? 4 * m->depth : mela_layout_count(m->L);
 }
 
+int mela_model_bn_layers(const mela_model *m) { return m->kind == MODEL_CONV4 ? m->depth : 0; }
+
+int mela_model_bn_channels(const mela_model *m, int i)
+{
+    return m->kind == MODEL_CONV4 && i >= 0 && i < m->depth ? m->width : 0;
+}
+
+#define BN_EPS 1e-5f
+
+/* Per-channel mean and biased variance of x (N, C, H, W) over N, H, W. */
+static void batch_stats(mela_graph *g, mela_node x, mela_node *mean, mela_node *var)
+{
+    mela_shape s = mela_node_shape(g, x);
+    mela_shape c4 = MELA_SHAPE(1, s.d[1], 1, 1);
+    float inv = 1.0f / (float)(mela_shape_numel(s) / (size_t)s.d[1]);
+    mela_node mu = mela_scale(g, mela_sum_to(g, x, c4), inv);
+    mela_node v = mela_scale(g, mela_sum_to(g, mela_square(g, mela_sub(g, x, mu)), c4), inv);
+    *mean = mela_reshape(g, mu, MELA_SHAPE(s.d[1]));
+    *var = mela_reshape(g, v, MELA_SHAPE(s.d[1]));
+}
+
+/* gamma * (x - mean) / sqrt(var + eps) + beta as one scale and one shift per
+ * channel of x (N, C, H, W). */
+static mela_node fixed_bn(mela_graph *g, mela_node x, mela_node gamma, mela_node beta, mela_node mean,
+                          mela_node var)
+{
+    mela_shape c4 = MELA_SHAPE(1, mela_node_shape(g, x).d[1], 1, 1);
+    mela_node a = mela_div(g, gamma, mela_sqrt(g, mela_add_scalar(g, var, BN_EPS)));
+    mela_node b = mela_sub(g, beta, mela_mul(g, mean, a));
+    return mela_add(g, mela_mul(g, x, mela_reshape(g, a, c4)), mela_reshape(g, b, c4));
+}
+
 mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
+{
+    return mela_model_body_bn(m, g, w, x, NULL);
+}
+
+mela_node mela_model_body_bn(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x,
+                             const mela_bn_mode *mode)
 {
     if (m->kind == MODEL_CUSTOM)
         return m->def.body(m->def.ctx, g, w, x);
@@ -241,7 +279,13 @@ mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w
     for (int i = 0; i < m->depth; i++) {
         const mela_node *b = w + 4 * i;
         h = mela_conv2d(g, h, b[0], b[1], m->maxpool ? 1 : 2, 1);
-        h = mela_batchnorm(g, h, b[2], b[3], 1e-5f);
+        if (mode && mode->mean) {
+            h = fixed_bn(g, h, b[2], b[3], mode->mean[i], mode->var[i]);
+        } else {
+            if (mode && mode->batch_mean)
+                batch_stats(g, h, &mode->batch_mean[i], &mode->batch_var[i]);
+            h = mela_batchnorm(g, h, b[2], b[3], BN_EPS);
+        }
         h = mela_relu(g, h);
         if (m->maxpool)
             h = mela_maxpool2d(g, h, 2, 2);
