@@ -777,11 +777,12 @@ typedef struct {
 
 static PyObject *progress_dict(const mela_progress *p)
 {
-    return Py_BuildValue("{sisisdsdsdsdsdsdsdsdsOsdsdsdsd}", "iteration", p->iteration, "iterations",
+    return Py_BuildValue("{sisisdsdsdsdsdsisdsdsdsOsOsdsdsdsd}", "iteration", p->iteration, "iterations",
                          p->iterations, "loss", p->loss, "acc", p->acc, "val_loss", p->val_loss, "val_acc",
-                         p->val_acc, "best_val", p->best_val, "seconds", p->seconds, "eta", p->eta,
-                         "tasks_per_second", p->tasks_per_second, "validated",
-                         p->validated ? Py_True : Py_False, "data_s", p->data_s, "grad_s", p->grad_s,
+                         p->val_acc, "best_val", p->best_val, "best_iteration", p->best_iteration,
+                         "seconds", p->seconds, "eta", p->eta, "tasks_per_second", p->tasks_per_second,
+                         "validated", p->validated ? Py_True : Py_False, "stopped_early",
+                         p->stopped_early ? Py_True : Py_False, "data_s", p->data_s, "grad_s", p->grad_s,
                          "update_s", p->update_s, "validate_s", p->validate_s);
 }
 

@@ -306,6 +306,13 @@ def test_training(tmp, omni, cache):
              "val_episodes": 3, "test_episodes": 3, "width": 8, "threads": 1}
     proto = train_both("protonet", tmp, dict(small, learner="protonet"))
     maml = train_both("maml", tmp, dict(small, learner="maml", steps=1, test_steps=2))
+    ck = os.path.join(proto, "best.safetensors")
+    p, ev = cli("eval", ck, "--episodes", 5), mela.evaluate(ck, episodes=5)
+    check(p.returncode == 0 and f"accuracy {100 * ev['acc']:.2f}% +- {100 * ev['acc_ci']:.2f}%" in p.stdout and
+          ev["episodes"] == 5, f"evaluate: `mela eval`'s accuracy ({p.stdout.strip()})")
+    d = mela.defaults("maml", "sinusoid", 1)
+    check(d["meta_batch"] == 25 and d["shots"] == 10 and d["steps"] == 1 and abs(d["inner_lr"] - 0.01) < 1e-9,
+          "defaults: MAML on sinusoids as Finn et al. (meta-batch 25, K = 10, one step of 0.01)")
     return out, proto, maml
 
 
