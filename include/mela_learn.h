@@ -590,6 +590,10 @@ const mela_run_config *mela_predictor_config(const mela_predictor *p);
  * predictor per thread. */
 int mela_predictor_adapt(mela_predictor *p, int nsupport, const float *xs, const float *ys,
                          int nquery, const float *xq, int steps, float *out);
+/* Siamese checkpoints: p(same class) of examples a and b (one each), as
+ * mela_run_compare on files. Returns 0 or -1 (a learner that does not
+ * compare is an error naming it). */
+int mela_predictor_compare(mela_predictor *p, const float *a, const float *b, double *p_same);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

@@ -744,7 +744,44 @@ done:
     return out;
 }
 
+/* compare(a, b) -> p(same class) of two examples (Siamese checkpoints). */
+static PyObject *Predictor_compare(PredictorObject *o, PyObject *args)
+{
+    PyObject *oa, *ob, *out = NULL;
+    if (!PyArg_ParseTuple(args, "OO", &oa, &ob))
+        return NULL;
+    if (!o->p)
+        return PyErr_Format(PyExc_RuntimeError, "mela: Predictor not initialised");
+    const mela_run_config *rc = mela_predictor_config(o->p);
+    npy_intp img = (npy_intp)rc->image_size * rc->image_size;
+    PyArrayObject *a = as_f32(oa, "a"), *b = a ? as_f32(ob, "b") : NULL;
+    if (!b)
+        goto done;
+    if (PyArray_SIZE(a) != img || PyArray_SIZE(b) != img) {
+        PyErr_Format(PyExc_ValueError, "mela: compare takes two images of %zd floats (1 x %d x %d), got %zd "
+                     "and %zd", (Py_ssize_t)img, rc->image_size, rc->image_size, (Py_ssize_t)PyArray_SIZE(a),
+                     (Py_ssize_t)PyArray_SIZE(b));
+        goto done;
+    }
+    if (take(&o->busy, "predictor"))
+        goto done;
+    double p;
+    int rcode;
+    const float *pa = PyArray_DATA(a), *pb = PyArray_DATA(b);
+    Py_BEGIN_ALLOW_THREADS
+    rcode = mela_predictor_compare(o->p, pa, pb, &p);
+    Py_END_ALLOW_THREADS
+    o->busy = 0;
+    out = rcode ? mela_raise() : PyFloat_FromDouble(p);
+done:
+    Py_XDECREF(a);
+    Py_XDECREF(b);
+    return out;
+}
+
 static PyMethodDef Predictor_methods[] = {
+    {"compare", (PyCFunction)Predictor_compare, METH_VARARGS,
+     "compare(a, b) -> p(same class) of two images (Siamese checkpoints)"},
     {"adapt", (PyCFunction)(void (*)(void))Predictor_adapt, METH_VARARGS | METH_KEYWORDS,
      "adapt(xs, ys, xq, steps=-1) -> (nq, N) probabilities, or (nq, 1) predictions (regression)"},
     {NULL},

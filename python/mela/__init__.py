@@ -125,6 +125,10 @@ class Model:
         probs = self.adapt(support_x, support_y, query_x, steps)
         return probs.argmax(axis=1), probs
 
+    def compare(self, a, b):
+        """Siamese checkpoints: p(same class) of two images (1, S, S)."""
+        return self._p.compare(a, b)
+
     def classify_files(self, support_dir, queries, steps=None, invert=True):
         """`mela classify CHECKPOINT SUPPORT_DIR QUERY...` on arrays:
         (class names, predicted names, probabilities)."""

@@ -313,12 +313,13 @@ def test_training(tmp, omni, cache):
     d = mela.defaults("maml", "sinusoid", 1)
     check(d["meta_batch"] == 25 and d["shots"] == 10 and d["steps"] == 1 and abs(d["inner_lr"] - 0.01) < 1e-9,
           "defaults: MAML on sinusoids as Finn et al. (meta-batch 25, K = 10, one step of 0.01)")
-    return out, proto, maml
+    siam = train_both("siamese", tmp, dict(small, learner="siamese", pairs=8, split="vinyals"))
+    return out, proto, maml, siam
 
 
 # ------------------------------------------------------------------ classify
 
-def test_classify(tmp, sin_dir, proto_dir, maml_dir):
+def test_classify(tmp, sin_dir, proto_dir, maml_dir, siam_dir):
     rng = np.random.default_rng(9)
     sup = os.path.join(tmp, "support")
     for c in range(5):
@@ -353,6 +354,16 @@ def test_classify(tmp, sin_dir, proto_dir, maml_dir):
               if name == "maml" else raises(mela.Error, lambda: model.classify(xs[:3], np.array([0, 0, 1]), xq),
                                             "same number"),
               f"classify {name}: a support set the model cannot take raises mela's message")
+    siam = os.path.join(siam_dir, "best.safetensors")
+    pairs = [(queries[0], queries[1]), (queries[2], queries[2])]
+    ok = True
+    for a, b in pairs:
+        p = cli("compare", siam, a, b)
+        got = mela.Model(siam).compare(mela.load_image(a, invert=True), mela.load_image(b, invert=True))
+        ok &= p.returncode == 0 and p.stdout.strip() == f"p(same class) = {got:.4f}" and 0 <= got <= 1
+    check(ok, "compare (siamese): Model.compare gives `mela compare`'s p(same class)")
+    check(raises(mela.Error, lambda: mela.Model(os.path.join(proto_dir, "best.safetensors")).compare(
+        xq[0], xq[1]), "only siamese"), "compare: a protonet checkpoint raises mela's message")
     model = mela.Model(os.path.join(sin_dir, "best.safetensors"))
     t = mela.sinusoid_tasks(77, 0, 1, shots=10, queries=50)
     xs, ys, xq, yq = t["x_support"][0], t["y_support"][0], t["x_query"][0], t["y_query"][0]
@@ -367,8 +378,8 @@ def main():
         fake_omniglot(omni)
         test_safetensors(tmp)
         test_episodes(tmp, omni, cache)
-        sin_dir, proto_dir, maml_dir = test_training(tmp, omni, cache)
-        test_classify(tmp, sin_dir, proto_dir, maml_dir)
+        sin_dir, proto_dir, maml_dir, siam_dir = test_training(tmp, omni, cache)
+        test_classify(tmp, sin_dir, proto_dir, maml_dir, siam_dir)
     print(f"python: {failures} failure(s)")
     return 1 if failures else 0
 

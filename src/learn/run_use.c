@@ -344,25 +344,50 @@ done:
     return status;
 }
 
+/* A Siamese checkpoint's run, built for its own shapes when there is none
+ * yet (the next adapt builds its own). */
+static int predictor_comparer(mela_predictor *p)
+{
+    const mela_learner_info *info = mela_learner_find(p->rc.learner);
+    if (!info || !info->compares)
+        return mela_set_error("%s: a %s checkpoint does not compare two images (only siamese)", p->path,
+                              p->rc.learner);
+    if (p->r)
+        return 0;
+    mela_run *r = run_open_rows(&p->rc, NULL, 0, 0);
+    if (!r || mela_checkpoint_read(p->ck, mela_learner_layout(r->l), r->theta)) {
+        mela_run_close(r);
+        return -1;
+    }
+    p->r = r, p->ns = -1;
+    return 0;
+}
+
+int mela_predictor_compare(mela_predictor *p, const float *a, const float *b, double *p_same)
+{
+    if (predictor_comparer(p))
+        return -1;
+    int blas = tp_blas_hold();
+    int rc = mela_learner_compare(p->r->l, p->r->theta, a, b, p_same);
+    tp_blas_release(blas);
+    return rc;
+}
+
 int mela_run_compare(const char *checkpoint, const char *a, const char *b, int invert, double *p_same)
 {
-    mela_run_config rc;
-    mela_run *r = open_checkpoint(checkpoint, &rc, 0, NULL, 0, 0);
-    if (!r)
+    mela_predictor *p = mela_predictor_open(checkpoint, 0, NULL);
+    if (!p)
         return -1;
-    size_t img = (size_t)rc.image_size * rc.image_size;
+    int S = p->rc.image_size, status = -1;
+    size_t img = (size_t)S * S;
     float *xa = malloc(img * sizeof *xa), *xb = malloc(img * sizeof *xb);
     unsigned flags = invert ? MELA_FOLDER_INVERT : 0;
-    int status = -1;
-    if (!mela_learner_info_of(r->l)->compares)
-        mela_set_error("%s: a %s checkpoint does not compare two images (only siamese)", checkpoint,
-                       rc.learner);
-    else if (!xa || !xb)
+    if (!xa || !xb)
         mela_set_error("compare: out of memory");
-    else if (!mela_image_load(a, 1, rc.image_size, rc.image_size, flags, xa) &&
-             !mela_image_load(b, 1, rc.image_size, rc.image_size, flags, xb))
-        status = mela_learner_compare(r->l, r->theta, xa, xb, p_same);
+    else if (!predictor_comparer(p) && !mela_image_load(a, 1, S, S, flags, xa) &&
+             !mela_image_load(b, 1, S, S, flags, xb))
+        status = mela_predictor_compare(p, xa, xb, p_same);
     free(xa), free(xb);
-    mela_run_close(r);
+    mela_predictor_close(p);
     return status;
 }
