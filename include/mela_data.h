@@ -137,6 +137,18 @@ typedef struct mela_omniglot_opts {
  */
 mela_dataset *mela_omniglot_load(const char *dir, const mela_omniglot_opts *opts);
 
+/* The official archives (Lake et al. 2015, github.com/brendenlake/omniglot,
+ * folder python/): file name, MD5 (as torchvision's Omniglot loader records
+ * them) and size in bytes. Archive i: 0 images_background.zip,
+ * 1 images_evaluation.zip; NULL past the end. `mela data fetch omniglot`
+ * downloads them from MELA_OMNIGLOT_URL/<file> (mela_fetch, mela_io.h). */
+typedef struct mela_archive {
+    const char *file, *md5;
+    long long bytes;
+} mela_archive;
+const mela_archive *mela_omniglot_archive(int i);
+#define MELA_OMNIGLOT_URL "https://github.com/brendenlake/omniglot/raw/master/python"
+
 /* ----------------------------------------------------------- user folders */
 
 enum {

@@ -1,6 +1,7 @@
 /*
  * mela_io.h - what a run leaves behind: checkpoints (safetensors files),
- * metrics logs (JSON lines and CSV) and line charts (PNG).
+ * metrics logs (JSON lines and CSV), line charts (PNG), and downloads
+ * verified by their MD5 (mela_fetch).
  *
  * Save and restore the parameters of a model:
  *
@@ -173,6 +174,78 @@ typedef struct mela_series {
  * (the partial file removed). */
 int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
                   const mela_series *series);
+
+/* One chart of several: what mela_plot_png takes. */
+typedef struct mela_chart {
+    const char *title, *xlabel;
+    int nseries;
+    const mela_series *series;
+} mela_chart;
+
+/* ncharts (1..64) charts, each drawn as mela_plot_png draws one (800 x 500),
+ * in a grid of `columns` columns (fewer when there are fewer charts), row
+ * by row: a PNG of min(columns, ncharts) * 800 x ceil(ncharts / columns) *
+ * 500 pixels. Returns 0, or -1 with the error set. */
+int mela_plot_charts_png(const char *path, int ncharts, int columns, const mela_chart *charts);
+
+/* One few-shot episode as a picture: the support images with their
+ * classes, and the query images with the predicted and the true class.
+ * Images are H x W values in [0, 1] (one channel, row by row); `ink` 1 draws
+ * 1 as black on white (Omniglot's strokes), 0 draws 1 as white. */
+typedef struct mela_episode_picture {
+    int H, W, ink;
+    int nsupport, nquery;
+    const float *support, *query;         /* nsupport, nquery images */
+    const int *support_label;             /* nsupport classes */
+    const int *query_label, *query_pred;  /* nquery true and predicted classes */
+} mela_episode_picture;
+
+/* Episodes eps[0..n) (n 1..100) as one PNG, one band per episode: a header
+ * line ("episode I: R of Q right"), the support row (each image with its
+ * class number), then the queries, MELA_PICTURE_COLUMNS to a row (the
+ * support row wraps likewise), each with "P" under it when predicted right
+ * and "P, not T" when wrong. A right query has a green frame, a wrong one a
+ * red frame (MELA_PICTURE_WRONG, exactly that colour, 2 pixels wide). Each
+ * image is shown at MELA_PICTURE_SCALE times its size. The PNG is
+ * mela_picture_width(...) x mela_picture_height(...) pixels. Returns 0, or
+ * -1 with the error set (the partial file removed). */
+int mela_plot_episodes_png(const char *path, const char *title, int n, const mela_episode_picture *eps);
+#define MELA_PICTURE_COLUMNS 15
+#define MELA_PICTURE_SCALE 2
+#define MELA_PICTURE_WRONG_R 220
+#define MELA_PICTURE_WRONG_G 30
+#define MELA_PICTURE_WRONG_B 30
+/* The size of that PNG (0 for a bad input). */
+int mela_picture_width(int n, const mela_episode_picture *eps);
+int mela_picture_height(int n, const mela_episode_picture *eps);
+
+/* -------------------------------------------------------------- downloads */
+
+/* MD5 (RFC 1321) of n bytes, or of the file at path, as 32 lowercase hex
+ * digits and a NUL in hex. mela_md5_file returns 0, or -1 naming the file. */
+void mela_md5(const void *data, size_t n, char hex[33]);
+int mela_md5_file(const char *path, char hex[33]);
+
+/* Progress of a download: bytes of the file so far (a resumed part
+ * included) and its size (0 while unknown). Return non-zero to stop it. */
+typedef int (*mela_fetch_fn)(long long done, long long total, void *ctx);
+
+/* Downloads url (http or https, redirects followed) to path, verified by
+ * md5 (32 hex digits). The bytes go to "path.part"; only when the whole
+ * file has the expected MD5 is the part synced and renamed to path, so path
+ * never holds a partial or wrong file. A part left by an interrupted call
+ * is continued with an HTTP Range request (a server that cannot continue it
+ * gets a fresh request); a part with the wrong MD5 at the end is removed.
+ * fn (may be NULL) is called as bytes arrive. A path that exists already is
+ * checked, not downloaded again: 1 when its MD5 is the expected one, an
+ * error when it is not (it is left as it is).
+ * Returns 0 (downloaded), 1 (there already), or -1 with a message that says
+ * which: no network (host unreachable), an HTTP error status, a wrong
+ * checksum (nothing kept), an interrupted transfer (the part kept: call
+ * again to resume), a file that cannot be written.
+ * Uses libcurl: its global initialisation (curl_global_init) is done on the
+ * first call unless the program has done it; no signal handlers are set. */
+int mela_fetch(const char *url, const char *path, const char *md5, mela_fetch_fn fn, void *ctx);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

@@ -519,6 +519,21 @@ int mela_run_train(const mela_run_config *rc, int report, mela_progress_fn fn, v
 int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
                   int steps, mela_eval_result *res);
 
+/* Pictures of what the model of a run does (`mela eval --show N`), as a PNG
+ * at path. Classification: the first n (1..100) of the fixed test episodes
+ * (those mela_run_test scores first), each with its support images and
+ * classes and its queries with the predicted and true class, the wrong ones
+ * framed red (mela_plot_episodes_png). Regression (sinusoids): n (1..64)
+ * test tasks, one chart each, two to a row (mela_plot_charts_png): the true
+ * curve, the model's curve before adaptation, after test_steps inner steps
+ * and after 10 (when test_steps is below 10), and the K support points
+ * adapted to, as Finn et al.'s figure 2. Returns 0 or -1. */
+int mela_run_show_run(mela_run *r, int n, const char *path);
+/* The same from a checkpoint, rebuilt and overridden as mela_run_eval does
+ * (steps: the inner steps at test time, -1: its test_steps). */
+int mela_run_show(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, const char *path);
+
 /* Few-shot prediction on the user's own images (`mela adapt`). */
 typedef struct mela_adapt_result {
     int nclasses;

@@ -7,7 +7,7 @@
 # The Python package's python3-dev and python3-numpy are optional: installed
 # as root when missing, but their absence (or a failed install) only skips it.
 set -euo pipefail
-pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev)
+pkgs=(gcc make cmake pkg-config libopenblas-dev libpng-dev libzip-dev libjpeg-dev libdnnl-dev libcurl4-openssl-dev)
 if [ "${1:-}" = "--fuzz" ]; then
   pkgs+=(clang libclang-rt-14-dev)
 fi

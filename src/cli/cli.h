@@ -8,6 +8,15 @@ int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
+int cli_data(int argc, char **argv);
+
+/* Where `mela train` looks for Omniglot unless told, and where `mela data
+ * fetch` puts it: the repository's layout, ../shared beside the checkout. */
+#define CLI_DATA_DIR "../shared/data/omniglot"
+/* After a failure to open a run's data: when dataset is "omniglot" and an
+ * archive is missing from dir, prints "mela CMD: download Omniglot there
+ * with 'mela data fetch omniglot --dir DIR'" (data.c). */
+void cli_data_hint(const char *cmd, const char *dataset, const char *dir);
 int cli_models(int argc, char **argv);
 /* arg itself when it is a file (or not a plain name); else the shipped
  * model of that name (NAME.safetensors in the models folders, models.c);

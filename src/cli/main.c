@@ -20,6 +20,7 @@ static const struct {
     {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
     {"classify", cli_adapt, "the same as adapt"},
     {"compare", cli_compare, "probability that two images show the same class (Siamese)"},
+    {"data", cli_data, "fetch Omniglot (verified, resumable); what a data folder holds"},
     {"models", cli_models, "list the trained models that ship with mela (usable by name)"},
     {"demo", cli_demo, "train a small network on a sine curve and print its loss falling"},
 };

@@ -1,6 +1,7 @@
 /* models.c - the trained models that ship with mela: `mela models` lists
  * them, and every command that takes a CHECKPOINT also takes a shipped
  * model's name (cli_model_path). */
+#define _XOPEN_SOURCE 700 /* realpath */
 #include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
@@ -130,7 +131,8 @@ static int list_dir(const char *dir)
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    printf("%s:\n", dir);
+    char real[PATH_MAX];
+    printf("%s:\n", realpath(dir, real) ? real : dir);
     printf("  %-22s %-9s %-16s %-15s %s\n", "name", "learner", "trained", "tested", "test accuracy (95% CI)");
     row r;
     int n = 0;

@@ -12,10 +12,6 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
-/* Where `mela train` looks for Omniglot unless told: the repository's
- * layout, ../shared beside the checkout. */
-#define CLI_DATA_DIR "../shared/data/omniglot"
-
 /* "--inner-lr" and "--inner_lr" both name the key "inner_lr". */
 static const char *opt_key(const char *arg, char *key, size_t n)
 {
@@ -300,6 +296,14 @@ static int train_run(mela_run *r, int report, int profile)
         return 1;
     }
     print_result("test", &res);
+    if (res.regression) { /* Finn et al.'s figure: two test tasks */
+        char png[700];
+        snprintf(png, sizeof png, "%s/adaptation.png", dir);
+        if (mela_run_show(path, 0, NULL, 2, -1, png))
+            fprintf(stderr, "mela train: %s\n", mela_last_error());
+        else
+            printf("fits before and after adaptation: %s\n", png);
+    }
     return 0;
 }
 
@@ -351,6 +355,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
     mela_run *r = mela_run_open(rc, NULL);
     if (!r) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
+        cli_data_hint("train", rc->dataset, rc->data_dir);
         return 1;
     }
     return train_run(r, report, profile);
@@ -435,6 +440,13 @@ static void eval_help(void)
            "  --episodes N     test episodes, 1..1000000 (default: the checkpoint's\n"
            "                   test_episodes, 600)\n"
            "  --steps K        inner steps, 0..100 (default: the checkpoint's test_steps)\n"
+           "  --show N         also draw the first N test episodes (1..100) as a PNG:\n"
+           "                   support images with their classes, queries with the\n"
+           "                   predicted and true class, wrong ones framed red; for a\n"
+           "                   sinusoid checkpoint N test tasks (1..64): the true curve,\n"
+           "                   the fit before and after adaptation, the K points\n"
+           "  --png FILE       where --show draws (default: the checkpoint's name with\n"
+           "                   .png for .safetensors; a shipped model's NAME.png here)\n"
            "  --key value      any 'mela train' option to override, e.g. --data-dir,\n"
            "                   --threads, --test-queries, --test-seed\n"
            "  -h, --help       show this help\n");
@@ -442,8 +454,8 @@ static void eval_help(void)
 
 int cli_eval(int argc, char **argv)
 {
-    const char *ckpt = NULL;
-    int episodes = 0, steps = -1, nover = 0;
+    const char *ckpt = NULL, *png = NULL, *named = NULL;
+    int episodes = 0, steps = -1, nover = 0, show = 0;
     char **over = calloc(argc, sizeof *over);
     char key[64];
     for (int i = 1; i < argc; i++) {
@@ -458,6 +470,7 @@ int cli_eval(int argc, char **argv)
                 goto usage;
             }
             ckpt = cli_model_path(argv[i]);
+            named = argv[i];
             continue;
         }
         if (i + 1 >= argc) {
@@ -474,6 +487,12 @@ int cli_eval(int argc, char **argv)
             if (cli_int_arg("eval", "--steps", argv[++i], 0, 100, &v))
                 goto usage;
             steps = (int)v;
+        } else if (!strcmp(key, "show")) {
+            if (cli_int_arg("eval", "--show", argv[++i], 1, 100, &v))
+                goto usage;
+            show = (int)v;
+        } else if (!strcmp(key, "png")) {
+            png = argv[++i];
         } else {
             size_t n = strlen(key) + strlen(argv[i + 1]) + 2;
             over[nover] = malloc(n);
@@ -490,6 +509,23 @@ int cli_eval(int argc, char **argv)
         fprintf(stderr, "mela eval: %s\n", mela_last_error());
     else
         print_result(ckpt, &res);
+    if (!rc && show) {
+        char path[1200];
+        size_t n = strlen(ckpt);
+        if (png)
+            snprintf(path, sizeof path, "%s", png);
+        else if (strcmp(named, ckpt)) /* a shipped model: NAME.png here */
+            snprintf(path, sizeof path, "%s.png", named);
+        else if (n > 12 && !strcmp(ckpt + n - 12, ".safetensors"))
+            snprintf(path, sizeof path, "%.*s.png", (int)(n - 12), ckpt);
+        else
+            snprintf(path, sizeof path, "%s.png", ckpt);
+        rc = mela_run_show(ckpt, nover, (const char *const *)over, show, steps, path);
+        if (rc)
+            fprintf(stderr, "mela eval: %s\n", mela_last_error());
+        else
+            printf("%d test %s drawn in %s\n", show, res.regression ? "tasks" : "episodes", path);
+    }
     for (int i = 0; i < nover; i++)
         free(over[i]);
     free(over);

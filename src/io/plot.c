@@ -133,7 +133,8 @@ typedef struct rgb {
 } rgb;
 
 typedef struct canvas {
-    unsigned char *px; /* PLOT_H rows of PLOT_W RGB pixels */
+    unsigned char *px; /* h rows of w RGB pixels */
+    int w, h;
     int x0, y0, x1, y1; /* the clip rectangle, inclusive */
 } canvas;
 
@@ -148,14 +149,14 @@ static const rgb PALETTE[10] = {
 
 static void clip_all(canvas *c)
 {
-    c->x0 = 0, c->y0 = 0, c->x1 = PLOT_W - 1, c->y1 = PLOT_H - 1;
+    c->x0 = 0, c->y0 = 0, c->x1 = c->w - 1, c->y1 = c->h - 1;
 }
 
 static void put(canvas *c, int x, int y, rgb col)
 {
     if (x < c->x0 || x > c->x1 || y < c->y0 || y > c->y1)
         return;
-    unsigned char *p = c->px + 3 * ((size_t)y * PLOT_W + (size_t)x);
+    unsigned char *p = c->px + 3 * ((size_t)y * c->w + (size_t)x);
     p[0] = col.r, p[1] = col.g, p[2] = col.b;
 }
 
@@ -328,7 +329,7 @@ static void on_png_error(png_structp png, png_const_charp msg)
 
 static void on_png_warning(png_structp png, png_const_charp msg) { (void)png, (void)msg; }
 
-static int write_png(const char *path, const unsigned char *px)
+static int write_png(const char *path, const canvas *c)
 {
     FILE *f = mela_sys_fopen_write(path);
     if (!f)
@@ -356,11 +357,11 @@ static int write_png(const char *path, const unsigned char *px)
         return -1;
     }
     png_init_io(png, f);
-    png_set_IHDR(png, info, PLOT_W, PLOT_H, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+    png_set_IHDR(png, info, (png_uint_32)c->w, (png_uint_32)c->h, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                  PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
     png_write_info(png, info);
-    for (int y = 0; y < PLOT_H; y++)
-        png_write_row(png, px + (size_t)y * PLOT_W * 3);
+    for (int y = 0; y < c->h; y++)
+        png_write_row(png, c->px + (size_t)y * c->w * 3);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
     free(err);
@@ -386,18 +387,34 @@ static int point_ok(const mela_series *s, int i)
     return i >= 0 && i < s->n && isfinite(sx(s, i)) && isfinite(s->y[i]);
 }
 
-int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
-                  const mela_series *series)
+/* A white canvas of w x h; NULL pixels when out of memory. */
+static canvas canvas_new(int w, int h)
 {
-    if (!path || !*path)
-        return mela_set_error("plot: no path given");
+    canvas c = {malloc((size_t)w * h * 3), w, h, 0, 0, 0, 0};
+    if (c.px)
+        memset(c.px, 255, (size_t)w * h * 3);
+    clip_all(&c);
+    return c;
+}
+
+static int series_check(const char *path, int nseries, const mela_series *series)
+{
     if (nseries < 0 || (nseries > 0 && !series))
         return mela_set_error("plot %s: bad series (%d, %p)", path, nseries, (const void *)series);
     for (int s = 0; s < nseries; s++)
         if (series[s].n < 0 || (series[s].n > 0 && !series[s].y))
             return mela_set_error("plot %s: series %d has %d points and y %p", path, s,
                                   series[s].n, (const void *)series[s].y);
+    return 0;
+}
 
+/* One chart in the PLOT_W x PLOT_H tile at (ox, oy) of the canvas. */
+static void draw_chart(canvas *cv, int ox, int oy, const mela_chart *ch)
+{
+    int nseries = ch->nseries;
+    const mela_series *series = ch->series;
+    const char *title = ch->title, *xlabel = ch->xlabel;
+    canvas c = *cv;
     /* Ranges over every finite point. */
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     for (int s = 0; s < nseries; s++)
@@ -411,16 +428,10 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
     axis_make(&ax, xlo, xhi, 0);
     axis_make(&ay, ylo, yhi, 1);
 
-    canvas c;
-    c.px = malloc((size_t)PLOT_W * PLOT_H * 3);
-    if (!c.px)
-        return mela_set_error("plot %s: out of memory", path);
-    memset(c.px, 255, (size_t)PLOT_W * PLOT_H * 3);
-    clip_all(&c);
-
-    const int left = 80, right = PLOT_W - 24, top = 44, bottom = PLOT_H - 56;
+    const int left = ox + 80, right = ox + PLOT_W - 24, top = oy + 44, bottom = oy + PLOT_H - 56;
     char buf[64];
-
+    c.x0 = ox, c.x1 = ox + PLOT_W - 1, c.y0 = oy, c.y1 = oy + PLOT_H - 1;
+    const canvas tile = c;
     /* Grid, ticks and their labels. */
     for (int k = 0; k < ax.nticks; k++) {
         double v = axis_tick(&ax, k);
@@ -458,7 +469,7 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
             }
         }
     }
-    clip_all(&c);
+    c = tile;
 
     /* Frame (after the lines, so it stays crisp), title, x label. */
     line(&c, left, top, right, top, 1, FRAME);
@@ -466,9 +477,9 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
     line(&c, left, top, left, bottom, 1, BLACK);
     line(&c, left, bottom, right, bottom, 1, BLACK);
     if (title && *title)
-        text(&c, (PLOT_W - text_width(title, 2)) / 2, 12, title, 2, BLACK);
+        text(&c, ox + (PLOT_W - text_width(title, 2)) / 2, oy + 12, title, 2, BLACK);
     if (xlabel && *xlabel)
-        text(&c, left + (right - left - text_width(xlabel, 2)) / 2, PLOT_H - 26, xlabel, 2, BLACK);
+        text(&c, left + (right - left - text_width(xlabel, 2)) / 2, oy + PLOT_H - 26, xlabel, 2, BLACK);
 
     /* Legend in the top-right corner, as many entries as fit. */
     int nl = 0, wl = 0;
@@ -499,10 +510,173 @@ int mela_plot_png(const char *path, const char *title, const char *xlabel, int n
             text(&c, bx + 32, y, series[s].name, 1, BLACK);
             k++;
         }
-        clip_all(&c);
+        c = tile;
     }
 
-    int rc = write_png(path, c.px);
+}
+
+int mela_plot_charts_png(const char *path, int ncharts, int columns, const mela_chart *charts)
+{
+    if (!path || !*path)
+        return mela_set_error("plot: no path given");
+    if (ncharts < 1 || ncharts > 64 || !charts || columns < 1)
+        return mela_set_error("plot %s: %d charts in %d columns (1 to 64 charts)", path, ncharts, columns);
+    for (int i = 0; i < ncharts; i++)
+        if (series_check(path, charts[i].nseries, charts[i].series))
+            return -1;
+    int cols = columns < ncharts ? columns : ncharts, rows = (ncharts + cols - 1) / cols;
+    canvas c = canvas_new(cols * PLOT_W, rows * PLOT_H);
+    if (!c.px)
+        return mela_set_error("plot %s: out of memory", path);
+    for (int i = 0; i < ncharts; i++)
+        draw_chart(&c, (i % cols) * PLOT_W, (i / cols) * PLOT_H, &charts[i]);
+    int rc = write_png(path, &c);
+    free(c.px);
+    return rc;
+}
+
+int mela_plot_png(const char *path, const char *title, const char *xlabel, int nseries,
+                  const mela_series *series)
+{
+    mela_chart ch = {title, xlabel, nseries, series};
+    return mela_plot_charts_png(path, 1, 1, &ch);
+}
+
+/* --------------------------------------------------------------- episodes */
+
+/* The layout of an episode picture: a cell is an image in its 2-pixel frame
+ * with a label line under it. */
+enum { PIC_MARGIN = 10, PIC_LEFT = 64, PIC_TITLE = 30, PIC_HEAD = 16, PIC_GAP = 8, PIC_LABEL = 14 };
+
+typedef struct pic_layout {
+    int box_w, box_h;   /* image and frame */
+    int cell_w, cell_h; /* with the gap and the label */
+    int cols;           /* cells in the widest row */
+} pic_layout;
+
+static int pic_ok(int n, const mela_episode_picture *eps)
+{
+    if (n < 1 || n > 100 || !eps)
+        return 0;
+    for (int e = 0; e < n; e++) {
+        const mela_episode_picture *p = &eps[e];
+        if (p->H < 1 || p->W < 1 || p->H > 512 || p->W > 512 || p->H != eps[0].H || p->W != eps[0].W ||
+            p->nsupport < 0 || p->nquery < 0 || p->nsupport > 10000 || p->nquery > 10000 ||
+            (p->nsupport && (!p->support || !p->support_label)) ||
+            (p->nquery && (!p->query || !p->query_label || !p->query_pred)))
+            return 0;
+    }
+    return 1;
+}
+
+static pic_layout pic_layout_of(int n, const mela_episode_picture *eps)
+{
+    pic_layout L;
+    L.box_w = eps[0].W * MELA_PICTURE_SCALE + 4, L.box_h = eps[0].H * MELA_PICTURE_SCALE + 4;
+    L.cell_w = (L.box_w > 60 ? L.box_w : 60) + PIC_GAP;
+    L.cell_h = L.box_h + PIC_LABEL;
+    L.cols = 1;
+    for (int e = 0; e < n; e++) {
+        int m = eps[e].nsupport > eps[e].nquery ? eps[e].nsupport : eps[e].nquery;
+        m = m < MELA_PICTURE_COLUMNS ? m : MELA_PICTURE_COLUMNS;
+        L.cols = m > L.cols ? m : L.cols;
+    }
+    return L;
+}
+
+static int pic_rows(int k) { return (k + MELA_PICTURE_COLUMNS - 1) / MELA_PICTURE_COLUMNS; }
+
+static int pic_band(const pic_layout *L, const mela_episode_picture *p)
+{
+    return PIC_HEAD + pic_rows(p->nsupport) * L->cell_h + PIC_GAP + pic_rows(p->nquery) * L->cell_h + PIC_GAP;
+}
+
+int mela_picture_width(int n, const mela_episode_picture *eps)
+{
+    if (!pic_ok(n, eps))
+        return 0;
+    pic_layout L = pic_layout_of(n, eps);
+    int w = PIC_MARGIN + PIC_LEFT + L.cols * L.cell_w + PIC_MARGIN;
+    return w > 400 ? w : 400;
+}
+
+int mela_picture_height(int n, const mela_episode_picture *eps)
+{
+    if (!pic_ok(n, eps))
+        return 0;
+    pic_layout L = pic_layout_of(n, eps);
+    int h = PIC_TITLE + PIC_MARGIN;
+    for (int e = 0; e < n; e++)
+        h += pic_band(&L, &eps[e]);
+    return h;
+}
+
+/* One image (scaled) in its frame of colour col, the box's corner at (x, y),
+ * the label centred under it. */
+static void pic_cell(canvas *c, const pic_layout *L, int x, int y, const float *img, int H, int W, int ink,
+                     rgb col, const char *label)
+{
+    fill(c, x, y, L->box_w, L->box_h, col);
+    for (int i = 0; i < H; i++)
+        for (int j = 0; j < W; j++) {
+            float v = img[(size_t)i * W + j];
+            v = v < 0 ? 0 : v > 1 ? 1 : v == v ? v : 0;
+            unsigned char g = (unsigned char)lroundf(255 * (ink ? 1 - v : v));
+            fill(c, x + 2 + j * MELA_PICTURE_SCALE, y + 2 + i * MELA_PICTURE_SCALE, MELA_PICTURE_SCALE,
+                 MELA_PICTURE_SCALE, (rgb){g, g, g});
+        }
+    text(c, x + L->box_w / 2 - text_width(label, 1) / 2, y + L->box_h + 4, label, 1, BLACK);
+}
+
+int mela_plot_episodes_png(const char *path, const char *title, int n, const mela_episode_picture *eps)
+{
+    if (!path || !*path)
+        return mela_set_error("plot: no path given");
+    if (!pic_ok(n, eps))
+        return mela_set_error("plot %s: bad episodes (1 to 100 episodes, images 1 to 512 pixels a side, "
+                              "the same size in every episode)", path);
+    pic_layout L = pic_layout_of(n, eps);
+    canvas c = canvas_new(mela_picture_width(n, eps), mela_picture_height(n, eps));
+    if (!c.px)
+        return mela_set_error("plot %s: out of memory", path);
+    const rgb wrong = {MELA_PICTURE_WRONG_R, MELA_PICTURE_WRONG_G, MELA_PICTURE_WRONG_B},
+              right = {40, 160, 40};
+    if (title && *title)
+        text(&c, PIC_MARGIN, 8, title, 2, BLACK);
+    int y = PIC_TITLE + PIC_MARGIN, H = eps[0].H, W = eps[0].W;
+    size_t img = (size_t)H * W;
+    char buf[64];
+    for (int e = 0; e < n; e++) {
+        const mela_episode_picture *p = &eps[e];
+        int ok = 0;
+        for (int q = 0; q < p->nquery; q++)
+            ok += p->query_pred[q] == p->query_label[q];
+        snprintf(buf, sizeof buf, "episode %d: %d of %d queries right", e, ok, p->nquery);
+        text(&c, PIC_MARGIN, y, buf, 1, BLACK);
+        line(&c, PIC_MARGIN, y + 11, c.w - PIC_MARGIN, y + 11, 1, GRID);
+        y += PIC_HEAD;
+        text(&c, PIC_MARGIN, y + L.box_h / 2 - 4, "support", 1, BLACK);
+        for (int k = 0; k < p->nsupport; k++) {
+            int x = PIC_MARGIN + PIC_LEFT + (k % MELA_PICTURE_COLUMNS) * L.cell_w;
+            snprintf(buf, sizeof buf, "%d", p->support_label[k]);
+            pic_cell(&c, &L, x, y + (k / MELA_PICTURE_COLUMNS) * L.cell_h, p->support + k * img, H, W, p->ink,
+                     FRAME, buf);
+        }
+        y += pic_rows(p->nsupport) * L.cell_h + PIC_GAP;
+        text(&c, PIC_MARGIN, y + L.box_h / 2 - 4, "queries", 1, BLACK);
+        for (int k = 0; k < p->nquery; k++) {
+            int x = PIC_MARGIN + PIC_LEFT + (k % MELA_PICTURE_COLUMNS) * L.cell_w;
+            int good = p->query_pred[k] == p->query_label[k];
+            if (good)
+                snprintf(buf, sizeof buf, "%d", p->query_pred[k]);
+            else
+                snprintf(buf, sizeof buf, "%d, not %d", p->query_pred[k], p->query_label[k]);
+            pic_cell(&c, &L, x, y + (k / MELA_PICTURE_COLUMNS) * L.cell_h, p->query + k * img, H, W, p->ink,
+                     good ? right : wrong, buf);
+        }
+        y += pic_rows(p->nquery) * L.cell_h + PIC_GAP;
+    }
+    int rc = write_png(path, &c);
     free(c.px);
     return rc;
 }

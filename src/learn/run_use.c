@@ -61,13 +61,17 @@ done:
     return r;
 }
 
-int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
-                  int steps, mela_eval_result *res)
+/* open_checkpoint with the data, overrides, and test_steps = steps unless
+ * steps < 0. */
+static mela_run *open_with_steps(const char *checkpoint, int nover, const char *const *overrides,
+                                 int steps)
 {
     mela_run_config rc;
     char **all = calloc((size_t)nover + 1, sizeof *all);
-    if (!all)
-        return mela_set_error("eval: out of memory");
+    if (!all) {
+        mela_set_error("%s: out of memory", checkpoint);
+        return NULL;
+    }
     for (int i = 0; i < nover; i++)
         all[i] = (char *)overrides[i];
     char st[32];
@@ -76,7 +80,23 @@ int mela_run_eval(const char *checkpoint, int nover, const char *const *override
         all[nover++] = st;
     mela_run *r = open_checkpoint(checkpoint, &rc, nover, (const char *const *)all, 1, 0);
     free(all);
+    return r;
+}
+
+int mela_run_eval(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, mela_eval_result *res)
+{
+    mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
     int status = r ? mela_run_test(r, episodes, res) : -1;
+    mela_run_close(r);
+    return status;
+}
+
+int mela_run_show(const char *checkpoint, int nover, const char *const *overrides, int episodes,
+                  int steps, const char *path)
+{
+    mela_run *r = open_with_steps(checkpoint, nover, overrides, steps);
+    int status = r ? mela_run_show_run(r, episodes, path) : -1;
     mela_run_close(r);
     return status;
 }
