@@ -356,7 +356,8 @@ static void test_huge_header(void)
               strstr(mela_last_error(), "64 megapixels"),
           "huge JPEG: %s", mela_last_error());
     CHECK(grew < 64, "refusing the huge JPEG grew the peak memory by %.0f MB", grew);
-    CHECK(dt < 2, "refusing the huge JPEG took %.2f s", dt);
+    /* decoding it would take minutes: 30 s leaves room for a loaded machine */
+    CHECK(dt < 30, "refusing the huge JPEG took %.2f s", dt);
     mela_dataset_free(ds);
     float img[28 * 28];
     CHECK(mela_image_load(q, 1, 28, 28, 0, img) < 0 && strstr(mela_last_error(), "bomb.jpg"),
@@ -397,7 +398,7 @@ static void test_huge_header(void)
     CHECK(!ds && strstr(mela_last_error(), "bomb.png") && strstr(mela_last_error(), "20000x20000") &&
               strstr(mela_last_error(), "64 megapixels"),
           "huge PNG: %s", mela_last_error());
-    CHECK(grew < 64 && dt < 2, "refusing the huge PNG: %.0f MB more, %.2f s", grew, dt);
+    CHECK(grew < 64 && dt < 30, "refusing the huge PNG: %.0f MB more, %.2f s", grew, dt);
     mela_dataset_free(ds);
 }
 

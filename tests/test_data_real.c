@@ -108,8 +108,8 @@ int main(void)
     mela_dataset *warm = mela_omniglot_load(dir, &o);
     double t3 = mela_sys_now();
     CHECK(warm && warm->cache_state == MELA_CACHE_HIT, "warm load from cache");
+    /* printed, not checked: speed lives in bench/ (bench_data), not in tests */
     printf("warm load %.3f s\n", t3 - t2);
-    CHECK(t3 - t2 < 3.0, "warm load %.2f s", t3 - t2); /* well under 1 s unsanitized */
     if (warm)
         CHECK(warm->nimages == ds->nimages &&
                   !memcmp(warm->pixels, ds->pixels, (size_t)ds->nimages * 784),

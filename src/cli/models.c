@@ -71,8 +71,10 @@ const char *cli_model_path(const char *arg)
     int n = model_dirs(dirs, 4);
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%.*s/%.60s.safetensors", PATH_MAX - 80, dirs[i], arg);
-        if (is_file(path))
-            return path;
+        if (is_file(path)) {
+            static char real[PATH_MAX];
+            return realpath(path, real) ? real : path;
+        }
     }
     return arg;
 }
