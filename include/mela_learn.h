@@ -295,6 +295,17 @@ mela_task_spec mela_run_test_spec(const mela_run_config *rc);
 /* MAML++'s schedules in iterations, the run-relative defaults (-1) resolved. */
 int mela_run_msl_anneal(const mela_run_config *rc);
 int mela_run_da_until(const mela_run_config *rc);
+/* A configuration from a file: a text file of "key value" lines (what
+ * mela_run_config_save and `mela tune` write; '#' starts a comment, ""
+ * quotes a value with spaces; the defaults of its learner, dataset and ways
+ * fill what it does not name), a checkpoint or run state written by a run
+ * (*.safetensors: the configuration in its metadata), or a run's directory
+ * (its state.safetensors, else best.safetensors). Checked (mela_run_check).
+ * Returns 0 or -1 with a message naming the file (and line). */
+int mela_run_config_load(mela_run_config *rc, const char *path);
+/* Every option of rc as a text file mela_run_config_load reads, after
+ * `comment` (may be NULL; each of its lines becomes a '#' line). 0 or -1. */
+int mela_run_config_save(const mela_run_config *rc, const char *path, const char *comment);
 /* The i-th option (NULL past the end): its key, a one-line help, and the
  * current value of rc as text in buf. */
 const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n,
@@ -476,6 +487,18 @@ float *mela_run_theta(mela_run *r);
  * it stopped at a request (mela_run_set_stop; its state saved), or -1 with
  * a message; files written before a failure stay in place. */
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx);
+
+/* mela_run_fit that stops after iteration `until` (at most the run's
+ * iterations): the state is saved there, and a later fit (or
+ * mela_run_resume) goes on from it to the same files as a run never
+ * paused. Returns 0 when the run has done `until` iterations (or had before
+ * the call), 1 when it stopped at a request first, or -1 as mela_run_fit.
+ * `mela tune` trains each trial rung by rung with it. */
+int mela_run_fit_until(mela_run *r, int until, int report, mela_progress_fn fn, void *ctx);
+/* The latest validation of the run (NaN before the first) and the best
+ * score (accuracy; regression -MSE; -inf before the first); any pointer may
+ * be NULL. Returns the iterations done. */
+int mela_run_validation(const mela_run *r, double *val_loss, double *val_acc, double *best);
 
 /* Stopping a run cleanly: fit reads *flag after every iteration and, when it
  * is non-zero, saves the state and returns 1. A signal handler may set it

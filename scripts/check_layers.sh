@@ -28,7 +28,7 @@ declare -A allowed=(
   [python]="learn nn data io core"
 )
 declare -A public=(
-  [mela.h]=core [mela_nn.h]=nn [mela_data.h]=data [mela_io.h]=io [mela_learn.h]=learn
+  [mela.h]=core [mela_nn.h]=nn [mela_data.h]=data [mela_io.h]=io [mela_learn.h]=learn [mela_tune.h]=learn
 )
 
 bad=0

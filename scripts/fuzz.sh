@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-20}
 [ $# -gt 0 ] && shift
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(image json safetensors omniglot options)
+[ ${#targets[@]} -eq 0 ] && targets=(image json safetensors omniglot options tune)
 scripts/deps.sh --fuzz
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DMELA_FUZZ=ON -DMELA_BUILD_TESTS=OFF -DMELA_BUILD_BENCH=OFF >/dev/null

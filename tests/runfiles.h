@@ -127,17 +127,18 @@ static int rf_rows(const char *dir)
     return n > 0 ? n - 1 : 0;
 }
 
-/* Waits for the run of child pid in dir: once its metrics hold `rows`
- * records (whatever the machine's speed), and then `extra_us` more (a random
- * moment of an iteration or a save), sends it sig. Returns its exit status,
- * or -signal when a signal ended it. */
-static int rf_signal_at_rows(pid_t pid, const char *dir, int rows, long extra_us, int sig)
+/* Waits for child pid: once count(path) reaches `want` (whatever the
+ * machine's speed), and then `extra_us` more (a random moment of an
+ * iteration or a save), sends it sig. Returns its exit status, or -signal
+ * when a signal ended it. */
+static int rf_signal_at(pid_t pid, int (*count)(const char *), const char *path, int want, long extra_us,
+                        int sig)
 {
     int st;
     for (;;) {
         if (waitpid(pid, &st, WNOHANG) == pid)
             break;
-        if (rf_rows(dir) >= rows) {
+        if (count(path) >= want) {
             struct timespec ts = {extra_us / 1000000, extra_us % 1000000 * 1000};
             nanosleep(&ts, NULL);
             kill(pid, sig);
@@ -148,6 +149,12 @@ static int rf_signal_at_rows(pid_t pid, const char *dir, int rows, long extra_us
         nanosleep(&ms, NULL);
     }
     return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+/* ... the run in dir, once its metrics hold `rows` records. */
+static int rf_signal_at_rows(pid_t pid, const char *dir, int rows, long extra_us, int sig)
+{
+    return rf_signal_at(pid, rf_rows, dir, rows, extra_us, sig);
 }
 
 #endif

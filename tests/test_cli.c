@@ -200,6 +200,137 @@ static void test_nan(const char *dir)
           "last, best and state hold the last good validation (%d, before %d)", last, it);
 }
 
+
+/* ---------------------------------------------------------- tune and config */
+
+/* Lines of path (0 when it is missing). */
+static int count_lines(const char *path)
+{
+    size_t n;
+    char *t = rf_slurp(path, &n);
+    int k = 0;
+    for (size_t i = 0; t && i < n; i++)
+        k += t[i] == '\n';
+    free(t);
+    return k;
+}
+
+/* 1 when every record of a's trials.jsonl (trial, bracket, rung, iterations,
+ * score: all but the seconds and the values) is in b's, and both have as
+ * many. */
+static int same_records(const char *a, const char *b)
+{
+    char pa[700], pb[700];
+    size_t na, nb;
+    snprintf(pa, sizeof pa, "%s/trials.jsonl", a);
+    snprintf(pb, sizeof pb, "%s/trials.jsonl", b);
+    char *ta = rf_slurp(pa, &na), *tb = rf_slurp(pb, &nb);
+    int ok = ta && tb && count_lines(pa) == count_lines(pb) && count_lines(pa) > 0;
+    for (char *l = ta, *e; ok && (e = strchr(l, '\n')); l = e + 1) {
+        char *sec = strstr(l, ",\"seconds\""), key[400];
+        ok = sec && sec < e;
+        snprintf(key, sizeof key, "%.*s", ok ? (int)(sec - l) : 0, l);
+        ok = ok && strstr(tb, key);
+    }
+    free(ta), free(tb);
+    return ok;
+}
+
+/* mela tune on sinusoids, killed (SIGKILL) at random moments and gone on
+ * with --resume: the same records as a search never killed, none twice (no
+ * finished trial trained again), the same winner; then its best.conf
+ * trained by mela train --config. */
+static void test_tune(const char *dir)
+{
+    static char out[1 << 16];
+    char ref[600], tdir[600], log[700], args[2048], path[800];
+    snprintf(ref, sizeof ref, "%s/tune.ref", dir);
+    snprintf(tdir, sizeof tdir, "%s/tune", dir);
+    snprintf(log, sizeof log, "%s/tune.log", dir);
+    const char *space = "--dataset sinusoid --vary 'inner_lr log 0.001 0.1' --vary 'outer_lr log 1e-4 1e-2' "
+                        "--vary 'meta_batch choice 5 10 25' --trials 27 --min-iterations 30 --max-iterations 810 "
+                        "--val-episodes 10 --workers 2 --threads 1";
+    CHECK(run(out, sizeof out, "tune --help", 0, 0) == 0 && strstr(out, "Usage: mela tune") &&
+              strstr(out, "KEY log LO HI"), "tune --help: %s", out);
+    CHECK(run(out, sizeof out, "tune --vary 'steps uniform 1 3'", 0, 0) == 2 && strstr(out, "steps"),
+          "a uniform draw of an integer option: %s", out);
+    snprintf(args, sizeof args, "tune %s --out-dir %s", space, ref);
+    double t0 = now();
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0 && strstr(out, "best: trial") && strstr(out, "best.conf"),
+          "tune: %s", out);
+    double T = now() - t0;
+    const char *b = strstr(out, "best: trial ");
+    int best = b ? atoi(b + 12) : -1;
+    snprintf(path, sizeof path, "%s/trials.jsonl", ref);
+    CHECK(count_lines(path) == 27 + 9 + 3 + 1, "27 + 9 + 3 + 1 records: %d", count_lines(path));
+    snprintf(path, sizeof path, "%s/trials.jsonl", tdir);
+    snprintf(args, sizeof args, "tune %s --out-dir %s", space, tdir);
+    int kills = 0, status = -1, k;
+    unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
+    srand(seed);
+    for (k = 0; k < 12 && status != 0; k++) {
+        char resume[800];
+        snprintf(resume, sizeof resume, "tune --resume %s --workers %d", tdir, 1 + k % 2);
+        int had = count_lines(path), want = k < 4 ? had + 1 + rand() % 8 : 1 << 30;
+        long extra_us = (long)(1e6 * T / 40 * rand() / RAND_MAX);
+        status = rf_signal_at(start(log, had || k ? resume : args), count_lines, path, want, extra_us, SIGKILL);
+        kills += status == -SIGKILL;
+    }
+    printf("tune: %d kills, %d sessions, seed %u, reference %.2f s\n", kills, k, seed, T);
+    CHECK(status == 0 && kills >= 2, "killed %d times, then done: %d", kills, status);
+    CHECK(same_records(ref, tdir), "killed and gone on = never killed: the same records, none twice");
+    char *log_text = rf_slurp(log, &(size_t){0});
+    CHECK(log_text && strstr(log_text, "taken from the log"), "the last session took what was scored: %s",
+          log_text ? log_text : "");
+    free(log_text);
+    CHECK(run(out, sizeof out, "%s", args, 0) == 2 && strstr(out, "--resume"), "a used directory: %s", out);
+
+    /* the winner trained rung by rung, paused and continued from its state
+     * at every rung, is the run of its configuration trained straight */
+    char trial[800], straight[700];
+    snprintf(trial, sizeof trial, "%s/trial-%04d", ref, best);
+    snprintf(straight, sizeof straight, "%s/straight", dir);
+    snprintf(args, sizeof args, "train --config %s/best.conf --report 1 --test-episodes 20 --out-dir %s", ref,
+             straight);
+    char why[1600];
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0 && rf_same(trial, straight, "metrics.jsonl", why, sizeof why),
+          "the winner (trial %d), promoted twice, = its configuration trained straight: %s", best, why);
+
+    /* the winner's configuration trains; options after it change it */
+    snprintf(args, sizeof args, "train --config %s/best.conf --iterations 60 --report 30 --test-episodes 20 "
+             "--out-dir %s/tuned", ref, dir);
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0 && strstr(out, "60 iterations") && strstr(out, "test: mse"),
+          "train --config best.conf: %s", out);
+}
+
+/* A run's saved configuration reproduces the run: trained again from its
+ * state, its checkpoint or its directory (--config), into the same place,
+ * it leaves the same files; an option given after --config varies it. */
+static void test_config(const char *dir)
+{
+    static char out[1 << 16];
+    char rdir[600], ref[700], why[1600], args[2048];
+    snprintf(rdir, sizeof rdir, "%s/cfg", dir);
+    snprintf(ref, sizeof ref, "%s/cfg.ref", dir);
+    snprintf(args, sizeof args, "train --dataset sinusoid --iterations 150 --val-every 50 --val-episodes 10 "
+             "--report 50 --test-episodes 20 --seed 7 --inner-lr 0.02 --meta-batch 10 --threads 1 --out-dir %s",
+             rdir);
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0, "the run: %s", out);
+    CHECK(rename(rdir, ref) == 0, "rename");
+    const char *from[] = {"state.safetensors", "best.safetensors", ""};
+    for (int i = 0; i < 3; i++) {
+        snprintf(args, sizeof args, "train --config %s/%s --report 50", ref, from[i]);
+        CHECK(run(out, sizeof out, "%s", args, 0) == 0, "--config %s: %s", from[i], out);
+        CHECK(rf_same_run(ref, rdir, why, sizeof why), "--config %s: the same run: %s", from[i], why);
+        check_rm_rf(rdir);
+    }
+    snprintf(args, sizeof args, "train --config %s/best.safetensors --seed 8 --report 50", ref);
+    CHECK(run(out, sizeof out, "%s", args, 0) == 0 && !rf_same_run(ref, rdir, why, sizeof why),
+          "--config then --seed 8: another run");
+    CHECK(run(out, sizeof out, "train --config %s/nope.conf", dir, 0) == 2 && strstr(out, "nope.conf"),
+          "a missing file: %s", out);
+}
+
 int main(void)
 {
     static char out[1 << 16];
@@ -373,6 +504,8 @@ int main(void)
     }
     test_resume(dir);
     test_nan(dir);
+    test_tune(dir);
+    test_config(dir);
     char rm[700];
     snprintf(rm, sizeof rm, "rm -rf %s", dir);
     CHECK(system(rm) == 0, "cleanup");

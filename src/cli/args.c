@@ -1,8 +1,11 @@
 /* args.c - the numbers of the command line, checked before conversion:
- * strtol into an int would wrap 4294967298 to 2 without a word. */
+ * strtol into an int would wrap 4294967298 to 2 without a word; and the
+ * signals that stop a run or a search. */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -18,4 +21,28 @@ int cli_int_arg(const char *cmd, const char *flag, const char *text, long long l
     }
     *out = v;
     return 0;
+}
+
+/* A second signal ends the process as the user meant. */
+volatile sig_atomic_t cli_stop_signal;
+
+static void on_signal(int sig)
+{
+    if (cli_stop_signal) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+        return;
+    }
+    cli_stop_signal = sig;
+}
+
+void cli_catch_signals(int on)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on ? on_signal : SIG_DFL;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }

@@ -3,9 +3,12 @@
 #ifndef MELA_CLI_H
 #define MELA_CLI_H
 
+#include <signal.h>
+
 int cli_demo(int argc, char **argv);
 int cli_train(int argc, char **argv);
 int cli_eval(int argc, char **argv);
+int cli_tune(int argc, char **argv);
 int cli_adapt(int argc, char **argv);
 int cli_compare(int argc, char **argv);
 int cli_data(int argc, char **argv);
@@ -31,5 +34,12 @@ void cli_curves_draw(const struct mela_run_config *rc);
  * LO..HI" and returns -1. */
 int cli_int_arg(const char *cmd, const char *flag, const char *text, long long lo, long long hi,
                 long long *out);
+
+/* SIGINT and SIGTERM ask a run (or a search) to stop: cli_catch_signals(1)
+ * sets cli_stop_signal to the signal's number when one comes (the flag to
+ * give mela_run_set_stop); a second signal ends the process. (0): the
+ * default handlers again. */
+extern volatile sig_atomic_t cli_stop_signal;
+void cli_catch_signals(int on);
 
 #endif

@@ -16,6 +16,8 @@ static const struct {
 } commands[] = {
     {"train", cli_train, "meta-train a learner (MAML, FOMAML, Meta-SGD, ANIL, MAML++, Reptile,\n"
                         "             ProtoNets, Matching, Siamese)"},
+    {"tune", cli_tune, "search hyperparameters by successive halving or Hyperband; the winner\n"
+                      "             as a configuration for 'mela train --config'"},
     {"eval", cli_eval, "evaluate a checkpoint on the fixed test episodes (mean, 95% CI)"},
     {"adapt", cli_adapt, "few-shot classification of your own images from a checkpoint"},
     {"classify", cli_adapt, "the same as adapt"},

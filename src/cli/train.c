@@ -32,7 +32,7 @@ static void train_help(const char *learner, const char *dataset, int ways, const
         mela_run_defaults(&rc, "maml", "omniglot", 5);
     if (split)
         mela_run_protocol(&rc, split);
-    printf("Usage: mela train [--key value]... [--overwrite]\n"
+    printf("Usage: mela train [--config FILE] [--key value]... [--overwrite]\n"
            "       mela train --resume OUT_DIR [--threads N]\n"
            "\n"
            "Meta-trains a learner and writes OUT_DIR/best.safetensors (best validation),\n"
@@ -74,6 +74,10 @@ static void train_help(const char *learner, const char *dataset, int ways, const
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
            "20-way within-alphabet one-shot.\n\n");
+    printf("  --config FILE      start from a configuration: a file of 'key value' lines (what\n"
+           "                     'mela tune' writes as best.conf), or any run's saved one (its\n"
+           "                     state.safetensors, a checkpoint, or the run's directory); the\n"
+           "                     options given with it change it (e.g. --out-dir, --iterations)\n");
     printf("  --report N         print progress every N iterations (default 100; a resumed run\n"
            "                     keeps its own unless given)\n"
            "  --resume DIR       continue the run saved in DIR (stopped by Ctrl-C or SIGTERM, or\n"
@@ -211,31 +215,6 @@ static int take_flag(int *argc, char **argv, const char *flag)
     return found;
 }
 
-/* SIGINT and SIGTERM ask the run to stop: it saves its state after the
- * iteration under way. A second signal ends the process as the user meant. */
-static volatile sig_atomic_t stop_signal;
-
-static void on_signal(int sig)
-{
-    if (stop_signal) {
-        signal(sig, SIG_DFL);
-        raise(sig);
-        return;
-    }
-    stop_signal = sig;
-}
-
-static void catch_signals(int on)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on ? on_signal : SIG_DFL;
-    sa.sa_flags = SA_RESTART;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
 /* After a failure: what the run directory still holds. */
 static void say_kept(const char *dir)
 {
@@ -257,13 +236,13 @@ static int train_run(mela_run *r, int report, int profile)
     char dir[600];
     snprintf(dir, sizeof dir, "%s", rc->out_dir);
     train_ctx t = {.rc = rc};
-    stop_signal = 0;
-    mela_run_set_stop(r, &stop_signal);
+    cli_stop_signal = 0;
+    mela_run_set_stop(r, &cli_stop_signal);
     if (profile)
         mela_learner_set_profiling(mela_run_learner(r), 1);
-    catch_signals(1);
+    cli_catch_signals(1);
     int status = mela_run_fit(r, report, progress, &t);
-    catch_signals(0);
+    cli_catch_signals(0);
     if (status < 0)
         fprintf(stderr, "mela train: %s\n", mela_last_error());
     else if (profile)
@@ -274,8 +253,8 @@ static int train_run(mela_run *r, int report, int profile)
     mela_run_close(r);
     if (status == 1) {
         fprintf(stderr, "mela train: stopped (%s) after iteration %d; the run is saved in %s: continue it "
-                "with 'mela train --resume %s'\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
-        return 128 + stop_signal;
+                "with 'mela train --resume %s'\n", cli_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", it, dir, dir);
+        return 128 + cli_stop_signal;
     }
     if (status < 0) {
         if (dir[0])
@@ -364,7 +343,7 @@ static int train_fresh(mela_run_config *rc, int overwrite, int report, int profi
 int cli_train(int argc, char **argv)
 {
     int profile = take_flag(&argc, argv, "--profile"), overwrite = take_flag(&argc, argv, "--overwrite");
-    const char *learner = "maml", *dataset = "omniglot", *resume = NULL, *split = NULL;
+    const char *learner = "maml", *dataset = "omniglot", *resume = NULL, *split = NULL, *config = NULL;
     int ways = 0, test_ways = 0, report = 0; /* defaults follow the test ways when given */
     char key[64];
     int help = 0; /* help shows the defaults of the learner, dataset and ways given */
@@ -394,6 +373,7 @@ int cli_train(int argc, char **argv)
         if (is_test) test_ways = ways = (int)v;
         if (is_report) report = (int)v;
         if (!strcmp(key, "resume")) resume = argv[i + 1];
+        if (!strcmp(key, "config")) config = argv[i + 1];
         i++;
     }
     if (split && !strcmp(split, "lake") && !ways)
@@ -406,17 +386,23 @@ int cli_train(int argc, char **argv)
         fprintf(stderr, "mela train: --resume continues the run, --overwrite replaces it: give one\n");
         return 2;
     }
+    if (resume && config) {
+        fprintf(stderr, "mela train: --resume continues a run as it was; --config starts one: give one\n");
+        return 2;
+    }
     if (resume)
         return train_resume(resume, argc, argv, report, profile);
     mela_run_config rc;
-    if (mela_run_defaults(&rc, learner, dataset, ways) || (split && mela_run_protocol(&rc, split))) {
+    if ((config ? mela_run_config_load(&rc, config) : mela_run_defaults(&rc, learner, dataset, ways)) ||
+        (split && mela_run_protocol(&rc, split))) {
         fprintf(stderr, "mela train: %s\n", mela_last_error());
         return 2;
     }
-    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
+    if (!config || !rc.data_dir[0])
+        snprintf(rc.data_dir, sizeof rc.data_dir, "%s", CLI_DATA_DIR);
     for (int i = 1; i + 1 < argc; i += 2) {
         opt_key(argv[i], key, sizeof key);
-        if (strcmp(key, "report") && mela_run_set(&rc, key, argv[i + 1])) {
+        if (strcmp(key, "report") && strcmp(key, "config") && mela_run_set(&rc, key, argv[i + 1])) {
             fprintf(stderr, "mela train: %s\n", mela_last_error());
             return 2;
         }

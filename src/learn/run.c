@@ -354,11 +354,29 @@ static int fit_save(mela_run *r, fit *f)
 
 int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
 {
+    return mela_run_fit_until(r, r->rc.iterations, report, fn, ctx);
+}
+
+int mela_run_validation(const mela_run *r, double *val_loss, double *val_acc, double *best)
+{
+    if (val_loss)
+        *val_loss = r->st.val_loss;
+    if (val_acc)
+        *val_acc = r->st.val_acc;
+    if (best)
+        *best = r->st.best;
+    return r->st.iteration;
+}
+
+int mela_run_fit_until(mela_run *r, int until, int report, mela_progress_fn fn, void *ctx)
+{
     const mela_run_config *rc = &r->rc;
+    if (until > rc->iterations)
+        until = rc->iterations;
     int B = rc->meta_batch, blas = tp_blas_hold();
     fit f;
     int status = fit_begin(r, &f, report), began = status == 0;
-    for (int it = f.start + 1; it <= rc->iterations && !status && !f.st.early; it++) {
+    for (int it = f.start + 1; it <= until && !status && !f.st.early; it++) {
         double t0 = mela_sys_now();
         for (int b = 0; b < B; b++)
             mela_tasks_get(f.train, b, (uint64_t)(it - 1) * B + b, &f.tasks[b]);
@@ -376,9 +394,9 @@ int mela_run_fit(mela_run *r, int report, mela_progress_fn fn, void *ctx)
             break;
         if ((it % f.st.report == 0 || validate) && (status = fit_report(r, &f, it, fn, ctx)))
             break;
-        if ((validate || stop) && (status = fit_save(r, &f)))
+        if ((validate || stop || it == until) && (status = fit_save(r, &f)))
             break;
-        status = stop && it < rc->iterations; /* 1: stopped, the state saved */
+        status = stop && it < until; /* 1: stopped, the state saved */
     }
     tp_blas_release(blas);
     return fit_end(r, &f, status, began);

@@ -9,8 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/sys.h"
 #include "learn/learner.h"
+#include "learn/run_impl.h"
 
 enum { T_INT, T_LL, T_FLOAT, T_STR, T_LEARNER };
 
@@ -270,4 +274,146 @@ int mela_run_check(const mela_run_config *rc)
     if (rc->train.shots < 1)
         return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->train.shots);
     return d->check(rc);
+}
+
+/* ------------------------------------------------------ configuration files */
+
+int run_words(char *line, char **w, int max)
+{
+    int n = 0;
+    char *p = line;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')
+            p++;
+        if (!*p || *p == '#')
+            return n;
+        if (n == max)
+            return mela_set_error("more than %d words", max);
+        if (*p == '"') { /* "a value with spaces", "" */
+            char *end = strchr(p + 1, '"');
+            if (!end)
+                return mela_set_error("a quote is not closed");
+            *end = 0;
+            w[n++] = p + 1;
+            p = end + 1;
+            if (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+                return mela_set_error("text right after a closing quote");
+            continue;
+        }
+        w[n++] = p;
+        while (*p && *p != ' ' && *p != '\t' && *p != '\r' && *p != '\n')
+            p++;
+        if (*p)
+            *p++ = 0;
+    }
+}
+
+/* A value as a configuration file writes it: quoted when it is empty or
+ * holds a space, a quote or a '#'. */
+static void fput_value(FILE *f, const char *v)
+{
+    if (*v && !strpbrk(v, " \t\"#"))
+        fputs(v, f);
+    else
+        fprintf(f, "\"%s\"", v);
+}
+
+int run_config_write(FILE *f, const mela_run_config *rc)
+{
+    char buf[600];
+    for (int i = 0;; i++) {
+        const char *k = mela_run_option(i, rc, buf, sizeof buf, NULL);
+        if (!k)
+            break;
+        fprintf(f, "%-17s ", k);
+        fput_value(f, buf);
+        fputc('\n', f);
+    }
+    return ferror(f) ? mela_set_error("writing the configuration failed") : 0;
+}
+
+int mela_run_config_save(const mela_run_config *rc, const char *path, const char *comment)
+{
+    FILE *f = mela_sys_fopen_write(path);
+    if (!f)
+        return -1;
+    if (comment) /* each line of it as a comment */
+        for (const char *p = comment; *p;) {
+            size_t n = strcspn(p, "\n");
+            fprintf(f, "# %.*s\n", (int)n, p);
+            p += n + (p[n] == '\n');
+        }
+    int rc_ = run_config_write(f, rc);
+    if (fclose(f) && !rc_)
+        rc_ = mela_set_error("%s: %s", path, strerror(errno));
+    return rc_ ? mela_sys_error_context("%s", path) : 0;
+}
+
+/* A text configuration: "key value" lines; the defaults of its learner,
+ * dataset and ways first. */
+static int config_text(mela_run_config *rc, char *text, const char *path)
+{
+    const char *learner = "maml", *dataset = "omniglot";
+    int ways = 0, line = 0;
+    char *w[8], *save = NULL, *copy = strdup(text);
+    if (!copy)
+        return mela_set_error("%s: out of memory", path);
+    /* first the keys the defaults depend on */
+    for (char *l = strtok_r(copy, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+        int n = run_words(l, w, 3);
+        if (n == 2 && !strcmp(w[0], "learner")) learner = w[1];
+        if (n == 2 && !strcmp(w[0], "dataset")) dataset = w[1];
+        if (n == 2 && !strcmp(w[0], "ways")) ways = atoi(w[1]);
+    }
+    int status = mela_run_defaults(rc, learner, dataset, ways);
+    free(copy);
+    if (status)
+        return mela_sys_error_context("%s", path);
+    for (char *l = text, *next; l && *l; l = next) {
+        line++;
+        next = strchr(l, '\n');
+        if (next)
+            *next++ = 0;
+        int n = run_words(l, w, 8);
+        if (n < 0)
+            return mela_sys_error_context("%s:%d", path, line);
+        if (n == 0)
+            continue;
+        if (n != 2)
+            return mela_set_error("%s:%d: expected 'key value', got %d words (a search space "
+                                  "is for 'mela tune')", path, line, n);
+        if (mela_run_set(rc, w[0], w[1]))
+            return mela_sys_error_context("%s:%d", path, line);
+    }
+    return 0;
+}
+
+int mela_run_config_load(mela_run_config *rc, const char *path)
+{
+    char file[1100];
+    struct stat st;
+    if (stat(path, &st))
+        return mela_set_error("%s: %s", path, strerror(errno));
+    snprintf(file, sizeof file, "%s", path);
+    if (S_ISDIR(st.st_mode)) { /* a run's directory: its state, else its best checkpoint */
+        snprintf(file, sizeof file, "%s/state.safetensors", path);
+        if (access(file, F_OK))
+            snprintf(file, sizeof file, "%s/best.safetensors", path);
+    }
+    size_t len = strlen(file);
+    if (len > 12 && !strcmp(file + len - 12, ".safetensors"))
+        return run_config_checkpoint(file, rc);
+    uint8_t *text;
+    size_t n;
+    if (mela_sys_read_file_max(file, 1 << 20, &text, &n))
+        return -1;
+    if (memchr(text, 0, n)) {
+        free(text);
+        return mela_set_error("%s: not a text configuration (a NUL byte)", file);
+    }
+    int status = config_text(rc, (char *)text, file);
+    free(text);
+    if (!status && mela_run_check(rc))
+        status = mela_sys_error_context("%s: its configuration", file);
+    return status;
 }

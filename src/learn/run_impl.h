@@ -6,6 +6,8 @@
 #ifndef MELA_RUN_IMPL_H
 #define MELA_RUN_IMPL_H
 
+#include <stdio.h>
+
 #include "mela_io.h"
 #include "mela_learn.h"
 
@@ -50,6 +52,16 @@ int run_evaluate(mela_run *r, mela_tasks *ts, int n, mela_eval_result *res);
 
 /* run_state.c: the run configuration in a checkpoint's metadata. */
 int run_config_read(const mela_checkpoint *ck, const char *path, mela_run_config *rc);
+/* ... in the checkpoint or run state at path (its format checked). */
+int run_config_checkpoint(const char *path, mela_run_config *rc);
+
+/* run_config.c: the words of a line of a configuration or search-space file
+ * into w (at most max), split in place at blanks; "a b" is one word, ""
+ * an empty one; '#' outside quotes starts a comment. The count, or -1 with
+ * a message. */
+int run_words(char *line, char **w, int max);
+/* Every option of rc as "key value" lines (what mela_run_config_load reads). */
+int run_config_write(FILE *f, const mela_run_config *rc);
 /* out_dir made, written to (a probe), held (mela_sys_lock_dir into
  * r->lock) and rid of the temp files of killed writers. */
 int run_dir_open(mela_run *r);

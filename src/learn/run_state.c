@@ -92,6 +92,20 @@ int run_config_read(const mela_checkpoint *ck, const char *path, mela_run_config
     return 0;
 }
 
+int run_config_checkpoint(const char *path, mela_run_config *rc)
+{
+    mela_checkpoint *ck = mela_checkpoint_open(path);
+    if (!ck)
+        return -1;
+    const char *fmt = mela_checkpoint_meta(ck, "format");
+    int status = !fmt || (strcmp(fmt, "mela-run-1") && strcmp(fmt, "mela-gbml-1") && strcmp(fmt, STATE_FORMAT))
+                     ? mela_set_error("%s: not a checkpoint or state of a mela run (format '%s')", path,
+                                      fmt ? fmt : "none")
+                     : run_config_read(ck, path, rc);
+    mela_checkpoint_close(ck);
+    return status;
+}
+
 /* --------------------------------------------------------------- the files */
 
 static int weights_finite(const mela_run *r, int iteration)
