@@ -760,6 +760,51 @@ const char *mela_dist_backend(void);
  * once, at its root) and seconds it has spent in MPI calls, waiting for the
  * others included, since it started. Zero without a job. */
 void mela_dist_counters(double *bytes_sent, double *seconds);
+/* ------------------------------------------------------------- predictors */
+
+/*
+ * A trained checkpoint that adapts to the caller's own arrays, again and
+ * again (the Python binding's Model; mela_run_adapt is one use of it):
+ *
+ *     mela_predictor *p = mela_predictor_open("best.safetensors", 0, NULL);
+ *     float probs[5 * 3];                   // 3 queries, 5 classes
+ *     mela_predictor_adapt(p, 5, xs, ys, 3, xq, -1, probs);
+ *     mela_predictor_close(p);
+ *
+ * An example is what the model takes: classification, one grey image of
+ * 1 x image_size x image_size floats (ink = 1, as Omniglot); regression
+ * (sinusoids), one x value. The checkpoint is read and checked (its
+ * configuration, with `overrides` key=value applied, and its weights
+ * against the model) when it is opened; the learner is built at the first
+ * call and again only when the numbers of support and query examples or
+ * the steps change.
+ */
+typedef struct mela_predictor mela_predictor;
+
+/* NULL with a message naming the file, tensor or override. */
+mela_predictor *mela_predictor_open(const char *checkpoint, int nover, const char *const *overrides);
+void mela_predictor_close(mela_predictor *p);
+/* The checkpoint's run configuration (overrides applied). */
+const mela_run_config *mela_predictor_config(const mela_predictor *p);
+
+/* Adapts to the support set (xs: nsupport examples; ys: their labels 0..N-1
+ * as floats in any order, every class the same number of times and, unless
+ * the learner takes any number of ways, N the checkpoint's ways;
+ * regression: their y values) with `steps` inner steps (-1: the
+ * checkpoint's test_steps; ignored by the metric learners) and scores the
+ * nquery examples of xq (one batch, as mela_run_adapt). out receives
+ * nquery x N class probabilities (Siamese: the mean p(same) against each
+ * class) or, for regression, nquery predictions. When the learner's
+ * evaluation tasks shuffle the support rows, they are shuffled under the
+ * checkpoint's test_seed, as mela_run_adapt does. Nothing is kept of xs,
+ * ys or xq. Returns 0 or -1 with a message. Not thread-safe: one
+ * predictor per thread. */
+int mela_predictor_adapt(mela_predictor *p, int nsupport, const float *xs, const float *ys,
+                         int nquery, const float *xq, int steps, float *out);
+/* Siamese checkpoints: p(same class) of examples a and b (one each), as
+ * mela_run_compare on files. Returns 0 or -1 (a learner that does not
+ * compare is an error naming it). */
+int mela_predictor_compare(mela_predictor *p, const float *a, const float *b, double *p_same);
 
 MELA_EXPORT_END
 #ifdef __cplusplus

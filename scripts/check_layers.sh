@@ -11,7 +11,8 @@
 # A quoted header is "layer/name.h" or a public header, whose layer is
 # mela.h core, mela_nn.h nn, mela_data.h data, mela_io.h io, mela_learn.h
 # learn. Anything else quoted is refused, so that "../core/x.h" cannot slip
-# by. include/*.h follow the same order and include public headers only.
+# by. include/*.h follow the same order and include public headers only, and
+# so does python/ (the Python package: a client of the public API).
 set -euo pipefail
 root=${1:-"$(dirname "$0")/.."}
 cd "$root"
@@ -24,6 +25,7 @@ declare -A allowed=(
   [io]="io core kernels"
   [learn]="learn nn data io core kernels"
   [cli]="cli learn nn data io core kernels"
+  [python]="learn nn data io core"
 )
 declare -A public=(
   [mela.h]=core [mela_nn.h]=nn [mela_data.h]=data [mela_io.h]=io [mela_learn.h]=learn [mela_tune.h]=learn
@@ -40,6 +42,7 @@ layer_of_file() {
   case $1 in
     src/*/*) local l=${1#src/}; l=${l%%/*}; [ -n "${allowed[$l]+x}" ] && echo "$l" ;;
     include/*) echo "${public[${1#include/}]:-}" ;;
+    python/*) echo python ;;
   esac
   return 0
 }
@@ -63,12 +66,14 @@ while IFS= read -r f; do
       fail "$f:$line: layer $layer includes $hdr (not a layer's header)"
     elif [[ $f == include/* && $hdr == */* ]]; then
       fail "$f:$line: layer $layer includes $hdr (a public header includes an internal one)"
+    elif [[ $f == python/* && $hdr == */* ]]; then
+      fail "$f:$line: python includes $hdr (the package uses the public headers only)"
     elif [[ " ${allowed[$layer]} " != *" $dep "* ]]; then
       fail "$f:$line: layer $layer includes $hdr"
     fi
   done < <(grep -n -E '^[[:space:]]*#[[:space:]]*include[[:space:]]*("|<mela)' "$f" |
            sed -E 's/^([0-9]+):[^"<]*["<]([^">]*)[">].*/\1:\2/')
-done < <(find src include -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | LC_ALL=C sort)
+done < <(find src include python -type f \( -name '*.c' -o -name '*.h' \) 2>/dev/null | LC_ALL=C sort)
 if [ "$n" -eq 0 ]; then
   echo "check_layers: no sources under $(pwd)/src or include" >&2
   exit 1

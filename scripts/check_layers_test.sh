@@ -28,6 +28,9 @@ put src/io/metrics.c '#include "io/json.h"' '#include <mela_io.h>'
 put src/learn/train.c '#include "mela_data.h"' '#include "mela_io.h"' '#include "mela_learn.h"'
 put src/cli/cli.h '#include "mela.h"'
 put src/cli/main.c '#include "cli/cli.h"' '#include "mela_learn.h"' '#include "core/graph_impl.h"'
+mkdir -p "$good/python/tests"
+put python/_mela.c '#include <Python.h>' '#include "mela_learn.h"' '#include "mela_io.h"'
+put python/tests/dump.c '#include "mela_data.h"'
 
 fails=0
 if ! out=$("$check" "$good" 2>&1); then
@@ -70,6 +73,8 @@ expect src/learn/train.c '#include "cli/cli.h"' 'layer learn includes cli/cli.h'
 expect include/mela_nn.h '#include "mela_learn.h"' 'include/mela_nn.h:2: layer nn includes mela_learn.h'
 expect include/mela_io.h '#include "io/json.h"' 'layer io includes io/json.h (a public header'
 expect include/mela_extra.h '#include "mela.h"' 'include/mela_extra.h: not in a known layer'
+expect python/_mela.c '#include "learn/learner.h"' 'python/_mela.c:4: python includes learn/learner.h'
+expect python/tests/dump.c '#include "core/sys.h"' 'python includes core/sys.h'
 expect src/util/x.c '#include "mela.h"' 'src/util/x.c: not in a known layer'
 [ "$fails" -eq 0 ] && echo "check_layers: the good tree passes, $n bad trees fail as they should"
 exit $fails
