@@ -345,6 +345,13 @@ int main(void)
               strstr(out, "20-way") && strstr(out, "--test-queries     query examples per class at test "
                                                "time (sinusoid: points) (default: 1)"),
           "--split lake gives every learner Lake's 20-way one-query protocol: %s", out);
+    CHECK(run(out, sizeof out, "models", 0, 0) == 0 && strstr(out, "omniglot-protonet") &&
+              strstr(out, "omniglot-maml-5w1s"),
+          "mela models lists the shipped models (models/ beside the build folder): %s", out);
+    CHECK(run(out, sizeof out, "models --dir /nonexistent-mela-models", 0, 0) == 1 && strstr(out, "index.tsv"),
+          "mela models --dir of a folder without models says so: %s", out);
+    CHECK(run(out, sizeof out, "eval no-such-model --episodes 1", 0, 0) == 1 && strstr(out, "no-such-model"),
+          "an unknown model name is named in the error: %s", out);
     CHECK(run(out, sizeof out, "--help", 0, 0) == 0 && strstr(out, "MAML++, Reptile"),
           "--help names every learner: %s", out);
     CHECK(run(out, sizeof out, "adapt --help", 0, 0) == 0 && strstr(out, "mamlpp, reptile"),
