@@ -94,13 +94,37 @@ def sinusoid_tasks(seed, start=0, count=1, shots=10, queries=10):
 
 # ------------------------------------------------------------------ models
 
+def model_dirs():
+    """Where shipped models are looked for, as `mela models` does:
+    $MELA_MODELS, then models/ of the source checkout this package was
+    built in (build/python/mela -> models/)."""
+    dirs = []
+    if os.environ.get("MELA_MODELS"):
+        dirs.append(os.environ["MELA_MODELS"])
+    here = os.path.dirname(os.path.realpath(__file__))
+    dirs.append(os.path.normpath(os.path.join(here, "..", "..", "..", "models")))
+    return dirs
+
+
+def model_path(name):
+    """name itself when it is a file; else the shipped model of that name
+    (NAME.safetensors in model_dirs()); else name, for the error to name."""
+    if os.path.isfile(name) or os.sep in name:
+        return name
+    for d in model_dirs():
+        p = os.path.join(d, name + ".safetensors")
+        if os.path.isfile(p):
+            return p
+    return name
+
+
 class Model:
     """A checkpoint of `mela train` that adapts to arrays.
 
     Model(path, **overrides): overrides are run options (threads=2, ...)."""
 
     def __init__(self, checkpoint, **overrides):
-        self.path = os.fspath(checkpoint)
+        self.path = model_path(os.fspath(checkpoint))
         self._p = _mela.Predictor(self.path, [f"{k}={_text(v)}" for k, v in overrides.items()])
         self.config = {k: _value(v) for k, v in self._p.config.items()}
 

@@ -371,6 +371,22 @@ def test_classify(tmp, sin_dir, proto_dir, maml_dir, siam_dir):
     check(p5.shape == (50, 1) and not np.array_equal(p0, p5), "adapt (regression): predictions change with steps")
 
 
+def test_shipped_models():
+    """A shipped model (models/ of this checkout) opens by name, as in the CLI."""
+    dirs = mela.model_dirs()
+    index = [os.path.join(d, "index.tsv") for d in dirs if os.path.isfile(os.path.join(d, "index.tsv"))]
+    if not index:
+        print("shipped models: none found, skipped")
+        return
+    names = sorted({line.split("\t")[0] for line in open(index[0]) if line.strip() and not line.startswith("#")})
+    for name in names:
+        model = mela.Model(name)
+        check(model.path.endswith(name + ".safetensors") and model.config["learner"] in name,
+              f"Model({name!r}) opens the shipped model ({model.path})")
+    check(raises(mela.Error, lambda: mela.Model("no-such-model"), "no-such-model"),
+          "an unknown model name raises mela's message naming it")
+
+
 def main():
     print("mela", mela.version(), "numpy", np.__version__)
     with tempfile.TemporaryDirectory(prefix="mela-py-") as tmp:
@@ -380,6 +396,7 @@ def main():
         test_episodes(tmp, omni, cache)
         sin_dir, proto_dir, maml_dir, siam_dir = test_training(tmp, omni, cache)
         test_classify(tmp, sin_dir, proto_dir, maml_dir, siam_dir)
+        test_shipped_models()
     print(f"python: {failures} failure(s)")
     return 1 if failures else 0
 
