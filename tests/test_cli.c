@@ -482,6 +482,10 @@ int main(void)
         snprintf(args, sizeof args, "%s/pn/best.safetensors %s/support", dir, dir);
         CHECK(run(out, sizeof out, "classify %s %s/query", args, dir) == 0 && strstr(out, "q1.png") &&
                   strstr(out, "class4="), "protonet classify (5 classes, 2 shots): %s", out);
+        /* a shipped model by name (models/ beside the build folder) */
+        CHECK(run(out, sizeof out, "classify omniglot-protonet %s/support %s/query", dir, dir) == 0 &&
+                  strstr(out, "q1.png") && strstr(out, "class4="),
+              "classify with the shipped omniglot-protonet, by name: %s", out);
         snprintf(args, sizeof args, "%s/sn/best.safetensors %s/query/q0.png", dir, dir);
         CHECK(run(out, sizeof out, "compare %s %s/query/q1.png", args, dir) == 0 && strstr(out, "p(same class) = 0."),
               "siamese compare: %s", out);
