@@ -147,14 +147,7 @@ static int metric_calibrate(mela_learner *l, float *theta, mela_tasks *ts, int t
     return mela_metric_calibrate(mt_of(l), theta, ts, tasks, l->rc.threads);
 }
 
-/* Images in one training task: the episode's, or both images of each pair. */
-static int metric_calibration_images(const mela_learner *l)
-{
-    const mela_run_config *rc = &l->rc;
-    if (!strcmp(rc->learner, "siamese"))
-        return 2 * rc->pairs;
-    return rc->train.ways * (rc->train.shots + rc->train.queries);
-}
+static int metric_calibration_images(const mela_learner *l) { return mela_metric_train_images_(l->impl); }
 
 #define METRIC(id, about_, defaults_, check_, open_, tasks_, probs_, compare_, compares_)        \
     const learner_def learner_##id = {                                                            \

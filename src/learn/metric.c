@@ -268,6 +268,22 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r)
 
 /* The graph of the training batches' per-layer moments: the images of one
  * training task (support and query, or both images of every pair). */
+/* Rows of one training task: support and query, or both images of each pair. */
+static void train_rows(const mela_metric *mt, int *n1, int *n2)
+{
+    const mela_task_spec *t = &mt->c.train;
+    int siamese = mt->c.kind == MELA_METRIC_SIAMESE;
+    *n1 = siamese ? mt->c.pairs : t->ways * t->shots;
+    *n2 = siamese ? mt->c.pairs : (t->query_rows > 0 ? t->query_rows : t->ways * t->queries);
+}
+
+int mela_metric_train_images_(const mela_metric *mt)
+{
+    int n1, n2;
+    train_rows(mt, &n1, &n2);
+    return n1 + n2;
+}
+
 static int stats_graph(mela_metric *mt)
 {
     mela_graph *g = mt->sg = mela_graph_new();
@@ -276,10 +292,8 @@ static int stats_graph(mela_metric *mt)
     mela_node w[TP_MAXV];
     for (int i = 0; i < mt->nviews; i++)
         w[i] = mela_param(g, mt->L, i);
-    const mela_task_spec *t = &mt->c.train;
-    int n1 = mt->c.kind == MELA_METRIC_SIAMESE ? mt->c.pairs : t->ways * t->shots;
-    int n2 = mt->c.kind == MELA_METRIC_SIAMESE ? mt->c.pairs
-                                                : (t->query_rows > 0 ? t->query_rows : t->ways * t->queries);
+    int n1, n2;
+    train_rows(mt, &n1, &n2);
     mt->sx1 = mela_input(g, "x1", mela_model_input_shape(mt->m, n1));
     mt->sx2 = mela_input(g, "x2", mela_model_input_shape(mt->m, n2));
     mela_bn_mode mode = {NULL, NULL, mt->smean, mt->svar};

@@ -202,10 +202,17 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     return 0;
 }
 
-int mela_run_protocol(mela_run_config *rc, const char *split)
+static int split_check(const char *split)
 {
     if (strcmp(split, "vinyals") && strcmp(split, "lake"))
         return mela_set_error("split: '%s' is not one of vinyals, lake", split);
+    return 0;
+}
+
+int mela_run_protocol(mela_run_config *rc, const char *split)
+{
+    if (split_check(split))
+        return -1;
     snprintf(rc->split, sizeof rc->split, "%s", split);
     if (!strcmp(split, "lake")) {
         rc->test.shots = 1;
@@ -250,9 +257,7 @@ static int omniglot_check(const mela_run_config *rc)
                               rc->image_size);
     if (rc->train.ways < 2)
         return mela_set_error("ways: %d (classification needs at least 2)", rc->train.ways);
-    if (strcmp(rc->split, "vinyals") && strcmp(rc->split, "lake"))
-        return mela_set_error("split: '%s' is not one of vinyals, lake", rc->split);
-    return 0;
+    return split_check(rc->split);
 }
 
 int mela_run_check(const mela_run_config *rc)

@@ -55,6 +55,8 @@ void tp_set_profiling(taskpool *tp, int on);
 /* The training pool of a learner (MAML++'s exact one when it has two). */
 taskpool *mela_gbml_pool_(mela_gbml *gb);
 taskpool *mela_metric_pool_(mela_metric *mt);
+/* Images in one of its training tasks (what calibration counts). */
+int mela_metric_train_images_(const mela_metric *mt);
 void tp_profile(const taskpool *tp, double *seconds, long *calls);
 
 #endif
