@@ -3,10 +3,14 @@
  * MAML's exact and first-order meta-gradients through it against PyTorch
  * (tests/fixtures/make_finn_fixture.py writes the fixture, with TensorFlow's
  * 'SAME' padding computed per layer), its batch norm with fixed statistics,
- * and its initialisation. */
+ * its initialisation; and with Omniglot at hand, `mela train --model finn`
+ * (a seeded short MAML run that must learn), its checkpoint holding Finn's
+ * views and `mela eval` rebuilding the network from it. */
 #include <math.h>
+#include <sys/stat.h>
 
 #include "fixture.h"
+#include "mela_io.h"
 #include "mela_nn.h"
 
 static size_t weights(const mela_model *m)
@@ -133,6 +137,52 @@ static void test_init(void)
     mela_model_free(m);
 }
 
+/* The accuracy in "... accuracy 49.33% ..." of out, or -1. */
+static double accuracy_in(const char *out)
+{
+    const char *p = strstr(out, "accuracy ");
+    double a = -1;
+    return p && sscanf(p, "accuracy %lf%%", &a) == 1 ? a : -1;
+}
+
+static void test_run(void)
+{
+    const char *bin = getenv("MELA_BIN"), *data = getenv("MELA_SHARED_DATA");
+    char zip[600], dir[] = "/tmp/mela_finn_XXXXXX", cmd[2400], out[8192], args[1400];
+    struct stat st;
+    snprintf(zip, sizeof zip, "%s/omniglot/images_background.zip", data ? data : "/nonexistent");
+    if (!bin || stat(zip, &st)) {
+        printf("train --model finn: skipped (no Omniglot under $MELA_SHARED_DATA)\n");
+        return;
+    }
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(args, sizeof args, "--cache-dir %s/cache --data-dir %s/omniglot", dir, data);
+    /* 40 updates of 4 tasks, 16 filters: chance is 20%, it reaches 49% */
+    snprintf(cmd, sizeof cmd, "%s train --learner maml --ways 5 --model finn --width 16 --iterations 40 "
+             "--meta-batch 4 --val-every 0 --val-episodes 4 --test-episodes 40 --threads 1 --seed 3 %s "
+             "--out-dir %s/run 2>&1", bin, args, dir);
+    CHECK(check_run(out, sizeof out, cmd) == 0, "train --model finn: %s", out);
+    double trained = accuracy_in(strstr(out, "test: ") ? strstr(out, "test: ") : out);
+    CHECK(trained > 35, "MAML with finn learns: test accuracy %.2f%% after 40 updates (> 35%%)", trained);
+    char ck[600];
+    snprintf(ck, sizeof ck, "%s/run/best.safetensors", dir);
+    mela_checkpoint *c = mela_checkpoint_open(ck);
+    CHECK(c != NULL, "open %s: %s", ck, mela_last_error());
+    if (c) {
+        const char *model = mela_checkpoint_meta(c, "model");
+        int b = mela_checkpoint_find(c, "bn4.bias"), h = mela_checkpoint_find(c, "head.weight");
+        mela_shape hs = mela_checkpoint_shape(c, h);
+        CHECK(model && !strcmp(model, "finn") && b >= 0 && mela_checkpoint_find(c, "bn1.weight") < 0 &&
+                  h >= 0 && hs.nd == 2 && hs.d[0] == 5 && hs.d[1] == 16,
+              "the checkpoint records model finn and its views (model %s)", model ? model : "none");
+        mela_checkpoint_close(c);
+    }
+    snprintf(cmd, sizeof cmd, "%s eval %s --episodes 40 %s 2>&1", bin, ck, args);
+    CHECK(check_run(out, sizeof out, cmd) == 0 && accuracy_in(out) == trained,
+          "eval rebuilds the finn network: %s (trained: %.2f%%)", out, trained);
+    check_rm_rf(dir);
+}
+
 int main(void)
 {
     test_count();
@@ -145,5 +195,6 @@ int main(void)
     fixture_check_maml(m, (mela_task_spec){2, 2, 2, 0}, 2, 0.3f);
     mela_model_free(m);
     fixture_free();
+    test_run();
     return check_finish();
 }

@@ -114,13 +114,17 @@ mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout)
 }
 
 /* Spatial size after one block: conv pad 1 then pool 2 (floor), or conv
- * stride 2 pad 1 (ceil). */
+ * stride 2 pad 1 (ceil; also TensorFlow's 'SAME' at stride 2). */
 static int block_out(int s, int maxpool) { return maxpool ? s / 2 : (s + 1) / 2; }
 
-mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool)
+/* Conv-4 and Finn's network: `depth` blocks of views convK.weight,
+ * convK.bias, bnK.weight (Conv-4 only: Finn's batch norm has no scale),
+ * bnK.bias; then the head over the features. */
+static mela_model *blocks_new(int kind, const char *what, int channels, int size, int width, int depth,
+                              int nout, int maxpool)
 {
     if (channels < 1 || size < 1 || width < 1 || depth < 1 || depth > 8 || nout < 0) {
-        mela_set_error("conv4: bad sizes (channels %d, size %d, width %d, depth %d, out %d)",
+        mela_set_error("%s: bad sizes (channels %d, size %d, width %d, depth %d, out %d)", what,
                        channels, size, width, depth, nout);
         return NULL;
     }
@@ -128,29 +132,31 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
     for (int i = 0; i < depth; i++) {
         s = block_out(s, maxpool);
         if (s < 1) {
-            mela_set_error("conv4: a %dx%d input is too small for %d blocks", size, size, depth);
+            mela_set_error("%s: a %dx%d input is too small for %d blocks", what, size, size, depth);
             return NULL;
         }
     }
     mela_model *m = calloc(1, sizeof *m);
     if (!m || !(m->L = mela_layout_new())) {
         free(m);
-        mela_set_error("conv4: out of memory");
+        mela_set_error("%s: out of memory", what);
         return NULL;
     }
-    m->kind = MODEL_CONV4;
+    m->kind = kind;
     m->channels = channels;
     m->size = size;
     m->width = width;
     m->depth = depth;
     m->maxpool = maxpool;
     m->nout = nout;
-    m->features = width * s * s;
+    /* Finn's network averages each last map: one feature per filter */
+    m->features = kind == MODEL_FINN ? width : width * s * s;
     int ok = 1, c = channels;
     for (int i = 0; i < depth && ok; i++) {
         ok &= add(m->L, "conv%d.%s", i + 1, "weight", MELA_SHAPE(width, c, 3, 3)) >= 0;
         ok &= add(m->L, "conv%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
-        ok &= add(m->L, "bn%d.%s", i + 1, "weight", MELA_SHAPE(width)) >= 0;
+        if (kind == MODEL_CONV4)
+            ok &= add(m->L, "bn%d.%s", i + 1, "weight", MELA_SHAPE(width)) >= 0;
         ok &= add(m->L, "bn%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
         c = width;
     }
@@ -162,48 +168,25 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
         mela_model_free(m);
         return NULL;
     }
-    snprintf(m->desc, sizeof m->desc, "conv4(%dx%dx%d, %d filters, %d blocks, %s) -> %d", channels,
-             size, size, width, depth, maxpool ? "max-pool" : "stride 2", nout ? nout : m->features);
+    return m;
+}
+
+mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool)
+{
+    mela_model *m = blocks_new(MODEL_CONV4, "conv4", channels, size, width, depth, nout, maxpool);
+    if (m)
+        snprintf(m->desc, sizeof m->desc, "conv4(%dx%dx%d, %d filters, %d blocks, %s) -> %d", channels,
+                 size, size, width, depth, maxpool ? "max-pool" : "stride 2", nout ? nout : m->features);
     return m;
 }
 
 mela_model *mela_finn_new(int channels, int size, int width, int depth, int nout)
 {
-    if (channels < 1 || size < 1 || width < 1 || depth < 1 || depth > 8 || nout < 0) {
-        mela_set_error("finn: bad sizes (channels %d, size %d, width %d, depth %d, out %d)",
-                       channels, size, width, depth, nout);
-        return NULL;
-    }
-    mela_model *m = calloc(1, sizeof *m);
-    if (!m || !(m->L = mela_layout_new())) {
-        free(m);
-        mela_set_error("finn: out of memory");
-        return NULL;
-    }
-    m->kind = MODEL_FINN;
-    m->channels = channels;
-    m->size = size;
-    m->width = width;
-    m->depth = depth;
-    m->nout = nout;
-    m->features = width; /* the mean of the last maps: one feature per filter */
-    int ok = 1, c = channels;
-    for (int i = 0; i < depth && ok; i++) {
-        ok &= add(m->L, "conv%d.%s", i + 1, "weight", MELA_SHAPE(width, c, 3, 3)) >= 0;
-        ok &= add(m->L, "conv%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
-        ok &= add(m->L, "bn%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
-        c = width;
-    }
-    if (ok && nout > 0) {
-        ok &= mela_layout_add(m->L, "head.weight", MELA_SHAPE(nout, width)) >= 0;
-        ok &= mela_layout_add(m->L, "head.bias", MELA_SHAPE(nout)) >= 0;
-    }
-    if (!ok) {
-        mela_model_free(m);
-        return NULL;
-    }
-    snprintf(m->desc, sizeof m->desc, "finn(%dx%dx%d, %d filters, %d blocks, stride 2 'SAME', mean of the last maps) -> %d",
-             channels, size, size, width, depth, nout ? nout : width);
+    mela_model *m = blocks_new(MODEL_FINN, "finn", channels, size, width, depth, nout, 0);
+    if (m)
+        snprintf(m->desc, sizeof m->desc,
+                 "finn(%dx%dx%d, %d filters, %d blocks, stride 2 'SAME', mean of the last maps) -> %d",
+                 channels, size, size, width, depth, nout ? nout : width);
     return m;
 }
 
