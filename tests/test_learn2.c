@@ -18,12 +18,18 @@ static mela_node lin_head(void *ctx, mela_graph *g, const mela_node *w, mela_nod
     return mela_linear(g, h, w[0], MELA_NONE);
 }
 
-static void test_reptile_by_hand(void)
+/* The model y = w x (one weight, "fc.weight"). */
+static mela_model *lin_model(void)
 {
     mela_layout *L0 = mela_layout_new();
     mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
     mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
-    mela_model *m = mela_model_new(&d);
+    return mela_model_new(&d);
+}
+
+static void test_reptile_by_hand(void)
+{
+    mela_model *m = lin_model();
     const float a = 0.05f, e = 0.3f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 1, .test_steps = 1, .inner_lr = a};
@@ -69,10 +75,7 @@ static double adam_task(const float *x, const float *y, int n, double w, double 
 
 static void test_reptile_adam_by_hand(void)
 {
-    mela_layout *L0 = mela_layout_new();
-    mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
-    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
-    mela_model *m = mela_model_new(&d);
+    mela_model *m = lin_model();
     const float a = 0.05f, e = 0.3f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 2, .test_steps = 1, .inner_lr = a, .inner_adam = 2};
@@ -135,10 +138,7 @@ static void test_reptile_adam_by_hand(void)
  * steps of w x on rows {0,1,2} then {3,0,1} (the wrap), by hand. */
 static void test_inner_batch_by_hand(void)
 {
-    mela_layout *L0 = mela_layout_new();
-    mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
-    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
-    mela_model *m = mela_model_new(&d);
+    mela_model *m = lin_model();
     const float a = 0.05f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 2, .test_steps = 1, .inner_lr = a, .inner_batch = 3};
