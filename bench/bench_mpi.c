@@ -69,10 +69,10 @@ int main(int argc, char **argv)
     if (!strcmp(learner, "maml"))
         snprintf(label, sizeof label, "MAML %d-way %d-shot", rc.train.ways, rc.train.shots);
     else if (siamese)
-        snprintf(label, sizeof label, "siamese, %d pairs", rc.pairs);
+        snprintf(label, sizeof label, "siamese, %d pairs (%d images)", rc.pairs, ns + nq);
     else
-        snprintf(label, sizeof label, "%s %d-way %d-shot, %d queries", learner, rc.train.ways, rc.train.shots,
-                 nq);
+        snprintf(label, sizeof label, "%s %d-way %d-shot, %d images", learner, rc.train.ways, rc.train.shots,
+                 ns + nq);
     size_t per = (size_t)(ns + nq) * (784 + 1);
     float *data = malloc(per * B * sizeof *data);
     mela_task *tasks = calloc(B, sizeof *tasks);
