@@ -7,12 +7,15 @@
  * --learner protonet|matchnet|siamese: that learner with its defaults (one
  * episode per update: its images spread over the processes in blocks of 8).
  *
+ * --whole: a metric learner's episode through the whole episode's graph, not
+ * in blocks (on one process: what the blocks cost).
+ *
  * --comm: the collectives of an update alone (tp_grad's agreement, the
  * ordered fold of the gradients and its broadcast, the gathered losses), on
  * the same sizes with no computation: what communication costs when no rank
  * waits for a slower one.
  *
- *   [mpirun -np P] bench_mpi [--reps N] [--threads T] [--ways N] [--batch B] [--learner L] [--comm]
+ *   [mpirun -np P] bench_mpi [--reps N] [--threads T] [--ways N] [--batch B] [--learner L] [--whole] [--comm]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,8 @@
 
 #include "core/sys.h"
 #include "learn/dist.h"
+#include "learn/learner.h"
+#include "learn/taskpool.h"
 #include "mela_learn.h"
 
 int main(int argc, char **argv)
@@ -28,13 +33,15 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_mpi: %s\n", mela_last_error());
         return 1;
     }
-    int reps = 10, threads = 1, ways = 5, B = 0, comm = 0, k = 1;
+    int reps = 10, threads = 1, ways = 5, B = 0, comm = 0, whole = 0, k = 1;
     const char *learner = "maml";
     for (int i = 1; i < argc; i++)
-        if (strcmp(argv[i], "--comm"))
-            argv[k++] = argv[i];
-        else
+        if (!strcmp(argv[i], "--comm"))
             comm = 1;
+        else if (!strcmp(argv[i], "--whole"))
+            whole = 1;
+        else
+            argv[k++] = argv[i];
     argc = k;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
@@ -58,6 +65,13 @@ int main(int argc, char **argv)
         mela_dist_abort(1);
         return 1;
     }
+    if (whole && l->def->info.adapts) {
+        fprintf(stderr, "bench_mpi: --whole is for the metric learners\n");
+        mela_dist_abort(1);
+        return 1;
+    }
+    if (whole)
+        mela_metric_blocked_(l->impl, 1, 0);
     size_t n = mela_layout_size(mela_learner_layout(l));
     float *theta = calloc(n, sizeof *theta);
     mela_rng r = mela_rng_new(1);
@@ -69,10 +83,11 @@ int main(int argc, char **argv)
     if (!strcmp(learner, "maml"))
         snprintf(label, sizeof label, "MAML %d-way %d-shot", rc.train.ways, rc.train.shots);
     else if (siamese)
-        snprintf(label, sizeof label, "siamese, %d pairs (%d images)", rc.pairs, ns + nq);
+        snprintf(label, sizeof label, "siamese, %d pairs (%d images)%s", rc.pairs, ns + nq,
+                 whole ? ", whole episode" : "");
     else
-        snprintf(label, sizeof label, "%s %d-way %d-shot, %d images", learner, rc.train.ways, rc.train.shots,
-                 ns + nq);
+        snprintf(label, sizeof label, "%s %d-way %d-shot, %d images%s", learner, rc.train.ways, rc.train.shots,
+                 ns + nq, whole ? ", whole episode" : "");
     size_t per = (size_t)(ns + nq) * (784 + 1);
     float *data = malloc(per * B * sizeof *data);
     mela_task *tasks = calloc(B, sizeof *tasks);

@@ -24,14 +24,18 @@ if [ "${1:-}" = metric ]; then
   echo "Command: \`bench/scripts/mpi.sh metric\`; each row one run of"
   echo "\`[mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np P] build/bench_mpi --learner L --reps N\`:"
   echo "each learner's defaults (meta-batch 1, Omniglot Conv-4 with max-pool, random images), one thread"
-  echo "per process; columns as above (tasks/s: episodes/s)."
+  echo "per process unless said; columns as above (tasks/s: episodes/s). 'whole episode' (--whole): one"
+  echo "process through the whole episode's graph instead of blocks of 8 images, what the blocks cost."
   echo
   echo "| run | processes | threads each | meta-batch | updates/s | episodes/s | theta MB | KB sent / update | ms in MPI / update (mean) | (slowest rank) |"
   echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for L in protonet matchnet siamese; do
     reps=3
     [ $L = matchnet ] && reps=20
+    $b --learner $L --reps $reps --whole
     $b --learner $L --reps $reps
+    $b --learner $L --reps $reps --threads 2 --whole
+    $b --learner $L --reps $reps --threads 2
     for P in 2 4; do
       "${mpirun[@]}" -np $P $b --learner $L --reps $reps
     done
