@@ -14,7 +14,9 @@
  * background measures on scenes of the training alphabets (for choosing
  * thresholds); the benchmark proper uses the evaluation alphabets. Prints a
  * Markdown table row per method, and the scene accuracy at a sweep of
- * thresholds. --jobs J searches J scenes at once (threads, each with its
+ * thresholds. --p-target P: each character a target with probability P
+ * (default 0.5; 1e-9: distractors only, where the right answer is "nothing
+ * found" and the count of such answers is printed). --jobs J searches J scenes at once (threads, each with its
  * own finder; --threads must be 1): the same numbers as one job, the CPU time
  * per scene then that of each scene's thread. */
 #include <math.h>
@@ -42,6 +44,7 @@ typedef struct method {
     det *d;
     size_t n, cap;
     double seconds, cpu; /* wall-clock and CPU time of the process */
+    int empty;           /* scenes with no box at the threshold */
     double *acc;                /* per scene, at the threshold */
     double *sweep;              /* NSWEEP thresholds x scenes */
     float sweep_t[NSWEEP];
@@ -174,7 +177,7 @@ static int usage(void)
     fprintf(stderr, "usage: bench_find CHECKPOINT [--scenes N] [--ways N] [--seed S] [--threads T] "
                     "[--data-dir DIR] [--set evaluation|background] [--stride S] "
                     "[--threshold T] [--ncc-threshold T] [--nms-iou X] [--plain-support] [--draw DIR N] "
-                    "[--jobs J]\n");
+                    "[--jobs J] [--p-target P]\n");
     return 2;
 }
 
@@ -208,7 +211,7 @@ int main(int argc, char **argv)
     const char *ckpt = NULL, *data = "../shared/data/omniglot", *set = "evaluation", *drawdir = NULL;
     int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0, J = 1;
     unsigned long long seed = 1;
-    float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0;
+    float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0, p_target = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--scenes") && v)
@@ -221,6 +224,8 @@ int main(int argc, char **argv)
             threads = atoi(v), i++;
         else if (!strcmp(a, "--jobs") && v)
             J = atoi(v), i++;
+        else if (!strcmp(a, "--p-target") && v)
+            p_target = strtof(v, NULL), i++;
         else if (!strcmp(a, "--stride") && v)
             stride = atoi(v), i++;
         else if (!strcmp(a, "--plain-support"))
@@ -249,6 +254,7 @@ int main(int argc, char **argv)
     mela_dataset *ds = mela_omniglot_load(data, &oo);
     mela_scene_opts so = {0};
     so.ways = ways;
+    so.p_target = p_target;
     mela_scenes *gen = ds ? mela_scenes_new(ds, &so) : NULL;
     mela_find_opts fo = {0};
     fo.stride = stride;
@@ -313,6 +319,7 @@ int main(int argc, char **argv)
             ms[k].cpu += fd[s].cpu[k];
             add_dets(&ms[k], s, b, n, gt, ngt);
             ms[k].acc[s] = scene_acc(b, n, &sc, ms[k].threshold);
+            ms[k].empty += n == 0 || b[0].score < ms[k].threshold;
             for (int t = 0; t < NSWEEP; t++)
                 ms[k].sweep[(size_t)t * scenes + s] = scene_acc(b, n, &sc, ms[k].sweep_t[t]);
             if (s < ndraw) {
@@ -376,6 +383,8 @@ int main(int argc, char **argv)
                boot[B - 6], acc, ci, (double)m->threshold, 1000 * m->seconds / scenes,
                1000 * m->cpu / scenes);
     }
+    printf("\nscenes with nothing found at the threshold: mela find %d, NCC %d (of %d)\n", ms[0].empty,
+           ms[1].empty, scenes);
     printf("\nscene accuracy by threshold:\n");
     for (int k = 0; k < 2; k++) {
         printf("  %-13s", ms[k].name);
