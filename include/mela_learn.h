@@ -70,7 +70,12 @@ typedef struct mela_gbml_config {
     int da;           /* derivative-order annealing: also build a first-order
                        * training plan (mela_gbml_set_first_order) */
     /* Reptile (Nichol et al. 2018) */
-    int inner_adam;   /* inner optimiser Adam (beta1 = 0, beta2 = 0.999) instead of SGD */
+    int inner_adam;   /* inner optimiser: 0 SGD; Adam (beta1 = 0, beta2 = 0.999) whose
+                       * state 1 starts at zero in every task, or 2 persists from task
+                       * to task (Nichol et al.'s code): views "adam_v.<view>" (the
+                       * second moments every task starts from) and "adam_t" (their
+                       * step count, for the bias correction) are then part of theta,
+                       * moved by mela_gbml_reptile_update and read at evaluation */
     int nontransductive; /* evaluation: 0 all queries in one batch-norm batch
                           * (transduction, the default); 1 each query scored in a
                           * batch with the support set only */
@@ -113,6 +118,18 @@ int mela_gbml_meta_grad(mela_gbml *gb, const float *theta, int n, const mela_tas
  * different slots may run on different threads at once. Returns 0 or -1. */
 int mela_gbml_evaluate(mela_gbml *gb, const float *theta, const mela_task *task, int slot,
                        double *loss, double *acc, float *out);
+
+/* Reptile's meta-update of theta with the direction grad (the mean over
+ * the meta-batch of theta - phi, from mela_gbml_meta_grad) and meta step
+ * eps: theta -= eps grad for the model's views. With inner_adam 2 the
+ * persistent Adam state becomes the meta-batch's mean final state: adam_v
+ * -= grad (grad holds adam_v - mean v_final) and adam_t += steps, so adam_v
+ * stays an exact exponential average with adam_t steps (its bias
+ * correction exact) of the tasks' mean squared inner gradients. */
+void mela_gbml_reptile_update(const mela_gbml *gb, float *theta, const float *grad, float eps);
+/* Floats of theta that are meta-learned by gradient (all but inner_adam 2's
+ * state, which comes last): what the meta-gradient's clipping covers. */
+size_t mela_gbml_learned_size(const mela_gbml *gb);
 
 /* MAML++ multi-step loss weights (steps values, summing to 1) used from now on. */
 int mela_gbml_set_step_weights(mela_gbml *gb, const float *v);

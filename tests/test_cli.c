@@ -147,6 +147,25 @@ static void test_resume(const char *dir)
     free(msg);
     int at = meta_int(rdir, "state.safetensors", "iteration");
     CHECK(at >= 40 && at < 1500, "the state is saved where the run stopped (5 records: 40 or after): %d", at);
+    /* The same stop sent twice in a row (timeout and schedulers signal the
+     * process, then its group) still saves. */
+    char saved[800];
+    snprintf(saved, sizeof saved, "%s.term1", rdir);
+    CHECK(rename(rdir, saved) == 0, "rename");
+    pid_t pid = start(log, args);
+    const struct timespec ms = {0, 1000000}, ms20 = {0, 20000000};
+    while (rf_rows(rdir) < 5 && waitpid(pid, NULL, WNOHANG) == 0)
+        nanosleep(&ms, NULL);
+    kill(pid, SIGTERM);
+    nanosleep(&ms20, NULL);
+    kill(pid, SIGTERM);
+    status = finish(pid);
+    msg = rf_slurp(log, &n);
+    CHECK(status == 128 + SIGTERM && msg && strstr(msg, "stopped (SIGTERM)"),
+          "SIGTERM twice within a second still saves: %d %s", status, msg ? msg : "");
+    free(msg);
+    check_rm_rf(rdir);
+    CHECK(rename(saved, rdir) == 0, "rename back");
     char resume[800];
     snprintf(resume, sizeof resume, "train --resume %s", rdir);
     CHECK(run(out, sizeof out, "%s", resume, 0) == 0 && strstr(out, "test: mse"), "resume: %s", out);

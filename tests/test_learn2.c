@@ -18,12 +18,18 @@ static mela_node lin_head(void *ctx, mela_graph *g, const mela_node *w, mela_nod
     return mela_linear(g, h, w[0], MELA_NONE);
 }
 
-static void test_reptile_by_hand(void)
+/* The model y = w x (one weight, "fc.weight"). */
+static mela_model *lin_model(void)
 {
     mela_layout *L0 = mela_layout_new();
     mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
     mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
-    mela_model *m = mela_model_new(&d);
+    return mela_model_new(&d);
+}
+
+static void test_reptile_by_hand(void)
+{
+    mela_model *m = lin_model();
     const float a = 0.05f, e = 0.3f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 1, .test_steps = 1, .inner_lr = a};
@@ -46,14 +52,93 @@ static void test_reptile_by_hand(void)
     mela_model_free(m);
 }
 
+/* Inner Adam whose state persists (inner_adam 2), by hand on w x: two tasks
+ * of two Adam steps each from the stored second moment v0 with t0 steps
+ * behind it; the direction, the meta-update (w by e times the mean of
+ * theta - phi, v to the tasks' mean final v, t by the steps) and an
+ * evaluation that reads the stored state and leaves theta alone. With v0 =
+ * t0 = 0 it is inner_adam 1's per-task Adam. */
+static double adam_task(const float *x, const float *y, int n, double w, double *v, double t0, int steps,
+                        double a)
+{
+    const double b2 = 0.999;
+    for (int s = 0; s < steps; s++) {
+        double g = 0;
+        for (int i = 0; i < n; i++)
+            g += 2.0 / n * x[i] * (w * x[i] - y[i]);
+        *v = b2 * *v + (1 - b2) * g * g;
+        double vhat = *v / (1 - pow(b2, t0 + s + 1));
+        w -= a * g / (sqrt(vhat) + 1e-8);
+    }
+    return w;
+}
+
+static void test_reptile_adam_by_hand(void)
+{
+    mela_model *m = lin_model();
+    const float a = 0.05f, e = 0.3f;
+    mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
+                          .steps = 2, .test_steps = 1, .inner_lr = a, .inner_adam = 2};
+    mela_gbml *gb = mela_gbml_new(m, &c);
+    CHECK(gb != NULL, "reptile adam: %s", mela_last_error());
+    const mela_layout *L = mela_gbml_layout(gb);
+    CHECK(mela_layout_count(L) == 3 && !strcmp(mela_layout_name(L, 1), "adam_v.fc.weight") &&
+              !strcmp(mela_layout_name(L, 2), "adam_t"),
+          "layout: w, adam_v.fc.weight, adam_t (%d views)", mela_layout_count(L));
+    size_t ov = mela_layout_offset(L, 1), ot = mela_layout_offset(L, 2), size = mela_layout_size(L);
+    CHECK(mela_gbml_learned_size(gb) == ov, "only w is learned by gradient (%zu floats)", mela_gbml_learned_size(gb));
+    float *theta = calloc(size, sizeof *theta), *dir = calloc(size, sizeof *dir);
+    const double w0 = 0.7, v0 = 0.04, t0 = 3;
+    float xs[2][4] = {{1, -2, 0.5f, 3}, {0.5f, 1, -1, 2}}, ys[2][4] = {{2, -1, 0, 4}, {1, 1, 0.5f, -1}};
+    float xq[2] = {1, 2}, yq[2] = {0.5f, 1};
+    mela_task t[2] = {{xs[0], ys[0], xq, yq}, {xs[1], ys[1], xq, yq}};
+    for (int fresh = 0; fresh < 2; fresh++) {
+        double vs = fresh ? 0 : v0, ts = fresh ? 0 : t0;
+        theta[0] = (float)w0, theta[ov] = (float)vs, theta[ot] = (float)ts;
+        CHECK(mela_gbml_meta_grad(gb, theta, 2, t, 1, dir, NULL, NULL) == 0, "reptile adam: %s",
+              mela_last_error());
+        double v1 = vs, v2 = vs;
+        double p1 = adam_task(xs[0], ys[0], 4, w0, &v1, ts, 2, a), p2 = adam_task(xs[1], ys[1], 4, w0, &v2, ts, 2, a);
+        CHECK_CLOSE(dir[0], w0 - (p1 + p2) / 2, 1e-6, 1e-4, fresh ? "direction from zero state: mean theta - phi" : "direction from v0, t0: mean theta - phi");
+        CHECK_CLOSE(dir[ov], vs - (v1 + v2) / 2, 1e-8, 1e-4, "adam_v - mean final v");
+        CHECK(dir[ot] == 0, "no direction for adam_t (%g)", (double)dir[ot]);
+        mela_gbml_reptile_update(gb, theta, dir, e);
+        CHECK_CLOSE(theta[0], w0 - e * (w0 - (p1 + p2) / 2), 1e-6, 1e-5, "w moves by e mean(phi - theta)");
+        CHECK_CLOSE(theta[ov], (v1 + v2) / 2, 1e-8, 1e-4, "adam_v becomes the mean final v");
+        CHECK(theta[ot] == (float)(ts + 2), "adam_t counts the 2 steps (%g)", (double)theta[ot]);
+        if (fresh) { /* inner_adam 1 from zero state gives the same direction */
+            c.inner_adam = 1;
+            mela_gbml *g1 = mela_gbml_new(m, &c);
+            CHECK(g1 && mela_layout_count(mela_gbml_layout(g1)) == 1, "inner_adam 1: w alone");
+            float th1[64] = {(float)w0}, d1[64];
+            CHECK(mela_layout_size(mela_gbml_layout(g1)) <= 64, "one view fits");
+            CHECK(mela_gbml_meta_grad(g1, th1, 2, t, 1, d1, NULL, NULL) == 0, "%s", mela_last_error());
+            CHECK_CLOSE(d1[0], w0 - (p1 + p2) / 2, 1e-6, 1e-4, "inner_adam 1 = inner_adam 2 from zero state");
+            mela_gbml_free(g1);
+            c.inner_adam = 2;
+        }
+    }
+    /* Evaluation: one step from the stored state, the query loss; theta untouched. */
+    theta[0] = (float)w0, theta[ov] = (float)v0, theta[ot] = (float)t0;
+    double loss = 0, v = v0;
+    CHECK(mela_gbml_evaluate(gb, theta, &t[0], 0, &loss, NULL, NULL) == 0, "%s", mela_last_error());
+    double w1 = adam_task(xs[0], ys[0], 4, w0, &v, t0, 1, a);
+    double want = ((w1 * xq[0] - yq[0]) * (w1 * xq[0] - yq[0]) + (w1 * xq[1] - yq[1]) * (w1 * xq[1] - yq[1])) / 2;
+    CHECK_CLOSE(loss, want, 1e-6, 1e-4, "evaluation adapts from the stored v and t");
+    CHECK(theta[ov] == (float)v0 && theta[ot] == (float)t0, "evaluation leaves the state alone");
+    c.inner_adam = 3;
+    CHECK(mela_gbml_new(m, &c) == NULL && strstr(mela_last_error(), "inner_adam"), "inner_adam 3 refused: %s",
+          mela_last_error());
+    free(theta), free(dir);
+    mela_gbml_free(gb);
+    mela_model_free(m);
+}
+
 /* Inner minibatches: step s takes support rows (s b + r) mod n. Two SGD
  * steps of w x on rows {0,1,2} then {3,0,1} (the wrap), by hand. */
 static void test_inner_batch_by_hand(void)
 {
-    mela_layout *L0 = mela_layout_new();
-    mela_layout_add(L0, "fc.weight", MELA_SHAPE(1, 1));
-    mela_model_def d = {L0, MELA_SHAPE(1), 1, 1, 0, lin_body, lin_head, NULL, NULL, "w x", NULL};
-    mela_model *m = mela_model_new(&d);
+    mela_model *m = lin_model();
     const float a = 0.05f;
     mela_gbml_config c = {.learner = MELA_LEARNER_REPTILE, .regression = 1, .train = {1, 4, 2, 0},
                           .steps = 2, .test_steps = 1, .inner_lr = a, .inner_batch = 3};
@@ -319,6 +404,7 @@ static void test_training(int reptile)
 int main(void)
 {
     test_reptile_by_hand();
+    test_reptile_adam_by_hand();
     test_inner_batch_by_hand();
     test_mamlpp_schedule_defaults();
     test_msl_schedule();

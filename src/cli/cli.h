@@ -48,8 +48,9 @@ void cli_dist_agreed(void);
 
 /* SIGINT and SIGTERM ask a run (or a search) to stop: cli_catch_signals(1)
  * sets cli_stop_signal to the signal's number when one comes (the flag to
- * give mela_run_set_stop); a second signal ends the process. (0): the
- * default handlers again. */
+ * give mela_run_set_stop); a second signal ends the process, unless it
+ * came within a second of the first (the same stop sent twice). (0): the
+ * default handlers again, unless a stop came (its handler stays). */
 extern volatile sig_atomic_t cli_stop_signal;
 void cli_catch_signals(int on);
 

@@ -21,6 +21,7 @@ struct mela_gbml {
     int lr_first, lr_steps;    /* Meta-SGD ("lr.<v>") or LSLR ("lr.stepS.<v>") views */
     int bn[TP_MAXV], nbn;      /* BNWB: the model's batch-norm views ... */
     int bn_first, bn_steps;    /* ... and their per-step copies "<v>.stepS" */
+    int adam_first, adam_t;    /* inner_adam 2: "adam_v.<v>" per adapted view, "adam_t" */
     int nviews;                /* all views */
     float *step_w;             /* MSL weights (steps) */
     taskpool tp;               /* the exact training plan and the evaluation plan */
@@ -78,12 +79,24 @@ static mela_node inner_step(const mela_gbml *gb, mela_graph *g, const mela_node 
     if (c->lslr)
         return mela_mul(g, w[gb->lr_first + (s < gb->lr_steps ? s : gb->lr_steps - 1) * gb->nadapt + j], d);
     if (c->learner == MELA_LEARNER_REPTILE && c->inner_adam) {
-        /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2 */
+        /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2, divided
+         * by 1 - b2^t for the t-th step of the estimate. inner_adam 2: v
+         * starts from the stored adam_v with adam_t steps behind it. */
         const float b2 = 0.999f;
         mela_node g2 = mela_scale(g, mela_square(g, d), 1 - b2);
-        vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
-        float corr = 1.0f / (1.0f - powf(b2, (float)(s + 1)));
-        mela_node den = mela_add_scalar(g, mela_sqrt(g, mela_scale(g, vel[j], corr)), 1e-8f);
+        mela_node vhat;
+        if (c->inner_adam == 2) {
+            mela_node v0 = s == 0 ? w[gb->adam_first + j] : vel[j];
+            vel[j] = mela_add(g, mela_scale(g, v0, b2), g2);
+            mela_node e = mela_exp(g, mela_scale(g, mela_add_scalar(g, w[gb->adam_t], (float)(s + 1)),
+                                                 logf(b2)));
+            mela_node one_minus = mela_add_scalar(g, mela_neg(g, e), 1.0f);
+            vhat = mela_div(g, vel[j], mela_broadcast_to(g, one_minus, mela_node_shape(g, vel[j])));
+        } else {
+            vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
+            vhat = mela_scale(g, vel[j], 1.0f / (1.0f - powf(b2, (float)(s + 1))));
+        }
+        mela_node den = mela_add_scalar(g, mela_sqrt(g, vhat), 1e-8f);
         return mela_scale(g, mela_div(g, d, den), c->inner_lr);
     }
     return mela_scale(g, d, c->inner_lr);
@@ -165,11 +178,17 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
     o->acc = c->regression ? MELA_NONE : mela_accuracy(g, o->out, o->yq);
     if (!meta)
         return tp_compile(o, TP_GRAD_NONE, 0, w);
-    if (reptile) { /* theta - phi per view: the Reptile direction, 0 for views not adapted */
-        for (int i = 0; i < gb->nviews; i++)
-            o->grads[i] = i < gb->nmodel && fast[i] != w[i]
-                              ? mela_sub(g, w[i], fast[i])
-                              : mela_constant(g, mela_node_shape(g, w[i]), 0.0f);
+    if (reptile) { /* theta - phi per view: the Reptile direction, 0 for views not adapted;
+                    * inner_adam 2: adam_v - v_final (mela_gbml_reptile_update) */
+        for (int i = 0; i < gb->nviews; i++) {
+            int j = i - gb->adam_first;
+            if (i < gb->nmodel && fast[i] != w[i])
+                o->grads[i] = mela_sub(g, w[i], fast[i]);
+            else if (c->inner_adam == 2 && j >= 0 && j < gb->nadapt)
+                o->grads[i] = mela_sub(g, w[i], vel[j]);
+            else
+                o->grads[i] = mela_constant(g, mela_node_shape(g, w[i]), 0.0f);
+        }
         return tp_compile(o, TP_GRAD_GIVEN, gb->nviews, w);
     }
     if (msl) { /* sum_s v_s L_s, the last step's loss weighted by v_{k-1} */
@@ -224,6 +243,8 @@ static const char *config_error(const mela_gbml_config *c)
         why = "msl, bnwb and da are MAML++ switches; use them with maml";
     else if (c->inner_adam && !reptile)
         why = "inner_adam is Reptile's inner optimiser";
+    else if (c->inner_adam < 0 || c->inner_adam > 2)
+        why = "inner_adam must be 0 (SGD), 1 (Adam per task) or 2 (Adam across tasks)";
     else if (reptile && c->steps < 1)
         why = "Reptile needs at least one inner step";
     else if (c->inner_batch < 0 || c->test_inner_batch < 0)
@@ -273,6 +294,15 @@ static int build_layout(mela_gbml *gb)
                 snprintf(fmt, sizeof fmt, "%s.step%%d%%s", mela_layout_name(ml, gb->bn[k]));
                 ok &= add_view(gb->L, fmt, s, "", mela_layout_shape(ml, gb->bn[k])) >= 0;
             }
+    }
+    gb->adam_first = gb->adam_t = mela_layout_count(gb->L);
+    if (gb->c.learner == MELA_LEARNER_REPTILE && gb->c.inner_adam == 2) {
+        for (int j = 0; j < gb->nadapt; j++) {
+            char name[128];
+            snprintf(name, sizeof name, "adam_v.%s", mela_layout_name(ml, gb->adapt[j]));
+            ok &= mela_layout_add(gb->L, name, mela_layout_shape(ml, gb->adapt[j])) >= 0;
+        }
+        ok &= (gb->adam_t = mela_layout_add(gb->L, "adam_t", MELA_SHAPE(1))) >= 0;
     }
     return ok;
 }
@@ -346,6 +376,23 @@ int mela_gbml_meta_grad(mela_gbml *gb, const float *theta, int n, const mela_tas
                         int threads, float *grad, double *loss, double *acc)
 {
     return tp_grad(gb->use_fo ? &gb->tp_fo : &gb->tp, theta, n, tasks, threads, grad, loss, acc);
+}
+
+void mela_gbml_reptile_update(const mela_gbml *gb, float *theta, const float *grad, float eps)
+{
+    size_t n = mela_gbml_learned_size(gb), total = mela_layout_size(gb->L);
+    mela_sgd_step(theta, grad, n, eps);
+    if (n == total)
+        return;
+    size_t t = mela_layout_offset(gb->L, gb->adam_t);
+    mela_sgd_step(theta + n, grad + n, t - n, 1.0f); /* adam_v <- mean v_final */
+    theta[t] += (float)gb->c.steps;
+}
+
+size_t mela_gbml_learned_size(const mela_gbml *gb)
+{
+    return gb->adam_first < mela_layout_count(gb->L) ? mela_layout_offset(gb->L, gb->adam_first)
+                                                      : mela_layout_size(gb->L);
 }
 
 int mela_gbml_set_step_weights(mela_gbml *gb, const float *v)

@@ -166,7 +166,7 @@ const char *learner_nonfinite(const mela_layout *L, const float *x, float *value
  * every value is) and clipped to clip_grad, before it reaches theta. */
 static int grad_guard(mela_learner *l, int it)
 {
-    double norm = mela_clip_grad_norm(l->grad, l->size, l->rc.clip_grad);
+    double norm = mela_clip_grad_norm(l->grad, l->clip_size ? l->clip_size : l->size, l->rc.clip_grad);
     if (isfinite(norm))
         return 0;
     float bad = NAN;

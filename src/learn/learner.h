@@ -19,6 +19,7 @@ struct mela_learner {
     void *impl;          /* the def's own learner (mela_gbml, mela_metric) */
     const mela_layout *L;
     size_t size;         /* floats of theta */
+    size_t clip_size;    /* floats of theta learned by gradient (clip_grad's norm), 0: size */
     float *grad;         /* this iteration's meta-gradient (size) */
     mela_adam adam;      /* the outer optimiser (Reptile: its t only) */
     float *msl_w;        /* MAML++ step weights (steps) */

@@ -68,7 +68,7 @@ static void reptile_defaults(mela_run_config *rc, int ways)
         return;
     }
     int big = rc->train.ways >= 20;
-    rc->inner_adam = 1;
+    rc->inner_adam = 2;
     rc->inner_lr = big ? 0.0005f : 0.001f;
     rc->train.shots = 10;
     rc->test.shots = 1;
@@ -113,6 +113,7 @@ static int gbml_open(mela_learner *l, int query_rows, int learner, int first_ord
     if (!(l->impl = mela_gbml_new(l->model, &c)))
         return -1;
     l->L = mela_gbml_layout(l->impl);
+    l->clip_size = mela_gbml_learned_size(l->impl);
     l->msl_w = calloc(rc->steps > 0 ? rc->steps : 1, sizeof *l->msl_w);
     return l->msl_w ? 0 : mela_set_error("learner: out of memory");
 }
@@ -167,7 +168,7 @@ static int gbml_grad(mela_learner *l, const float *theta, int it, int n, const m
 static void reptile_update(mela_learner *l, float *theta, int it)
 {
     float frac = (float)(it - 1) / (float)l->rc.iterations;
-    mela_sgd_step(theta, l->grad, l->size, l->rc.outer_lr * (1.0f - frac));
+    mela_gbml_reptile_update(gb_of(l), theta, l->grad, l->rc.outer_lr * (1.0f - frac));
 }
 
 static int gbml_reserve(mela_learner *l, int slots, int kt) { return mela_gbml_reserve(gb_of(l), slots, kt); }

@@ -52,7 +52,7 @@ static const option options[] = {
     {"msl_anneal", T_INT, F(msl_anneal), -1, 100000000, "MAML++: iterations over which the step weights move to the last step (-1: a tenth of the run)"},
     {"bnwb", T_INT, F(bnwb), 0, 1, "MAML++: 1 = per-step batch-norm weights and biases"},
     {"da_until", T_INT, F(da_until), -1, 100000000, "MAML++: first-order meta-gradients until this iteration, exact after (0: off, -1: a third of the run)"},
-    {"inner_adam", T_INT, F(inner_adam), 0, 1, "Reptile: 1 = inner Adam (beta1 = 0) instead of SGD"},
+    {"inner_adam", T_INT, F(inner_adam), 0, 2, "Reptile's inner optimiser: 0 SGD, 1 Adam (beta1 = 0) reset in every task, 2 Adam whose second moments carry from task to task and into evaluation (Nichol et al.'s code)"},
     {"inner_batch", T_INT, F(inner_batch), 0, 100000, "support rows per inner step in meta-training (0: all; Reptile: minibatches of the shuffled support)"},
     {"test_inner_batch", T_INT, F(test_inner_batch), 0, 100000, "support rows per inner step at validation and test (0: all)"},
     {"nontransductive", T_INT, F(nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
