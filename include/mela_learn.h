@@ -227,7 +227,12 @@ void mela_metric_init(const mela_metric *mt, float *theta, mela_rng *r);
 int mela_metric_calibrate(mela_metric *mt, float *theta, mela_tasks *ts, int tasks, int threads);
 /* Gradient of the mean loss over tasks[0..n) (ordinary back-propagation: the
  * episode is the batch), summed in task order as mela_gbml_meta_grad; spare
- * threads (threads > n) go to the convolutions. */
+ * threads (threads > n) go to the convolutions. One task (n = 1) through a
+ * Conv-4 embedding goes in fixed blocks of 8 images: batch norm still with
+ * the statistics of the whole episode, each block's weight gradient summed
+ * in block order; the blocks are spread over the processes of a
+ * distributed run (mela_dist_init), each of which must then pass the whole
+ * task. The same bits for any number of processes and threads. */
 int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks,
                      int threads, float *grad, double *loss, double *acc);
 /* Scores one evaluation episode: loss, accuracy and, if out is not NULL,
@@ -753,7 +758,8 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
  * then on every process calls the mela_run_* functions with the same
  * arguments in the same order (mela_learner_step too), and they spread
  * their work: the tasks of every meta-batch (in blocks of consecutive tasks,
- * the first B % P processes one more), the validation and test episodes and
+ * the first B % P processes one more), the images of a metric learner's one
+ * training episode (blocks of 8 images: mela_metric_grad), the validation and test episodes and
  * the tasks of mela_metric_calibrate (and mela_tune_search, its trials:
  * mela_tune.h). Per-task
  * gradients are summed in task order, the running sum passed from rank to

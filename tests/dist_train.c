@@ -1,8 +1,8 @@
 /* dist_train.c - the program tests/mpi.sh runs alone and under mpirun -np 2
  * and -np 3: seeded short trainings of exact (second-order) MAML, Reptile
  * and ProtoNets on the synthetic classes (meta-batches that 2 and 3 do not
- * divide, and ProtoNets' one episode per iteration, fewer tasks than
- * processes), writing a hash of theta after every update and the test
+ * divide), and ProtoNets, Matching and Siamese networks on one episode per
+ * iteration (its images spread over the processes in blocks), writing a hash of theta after every update and the test
  * results to OUT (rank 0). The files must be the same bytes for any number
  * of processes. Usage: dist_train OUT */
 #include <stdint.h>
@@ -46,7 +46,9 @@ static int train(FILE *f, synth_data *d, const char *learner, int meta_batch)
     rc.val_every = 3; /* validation (spread too) decides best */
     rc.val_episodes = 7;
     if (!strcmp(learner, "protonet"))
-        rc.train = (mela_task_spec){5, 1, 3, 0};
+        rc.train = (mela_task_spec){5, 1, 3, 0}; /* 20 images: blocks of 8, 8 and 4 */
+    if (!strcmp(learner, "siamese"))
+        rc.pairs = 14; /* 28 images: 4 blocks */
     if (!strcmp(learner, "reptile"))
         rc.train.shots = 2, rc.inner_batch = 5, rc.test_steps = 3;
     mela_run_data data = {d->ds, &d->train, &d->test, &d->test};
@@ -82,7 +84,7 @@ int main(int argc, char **argv)
     synth_data d;
     synth_open(&d, 7);
     int status = train(f, &d, "maml", 5) || train(f, &d, "reptile", 5) || train(f, &d, "protonet", 4) ||
-                 train(f, &d, "protonet", 1);
+                 train(f, &d, "protonet", 1) || train(f, &d, "matchnet", 1) || train(f, &d, "siamese", 1);
     synth_close(&d);
     if (f)
         fclose(f);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # mpi.sh - the distributed runs (CTest mpi_bits, mpi_failure; built with MPI).
 #   tests/mpi.sh bits DIST_TRAIN   theta after every update of exact MAML,
-#       Reptile and ProtoNets, and the spread evaluation, are the same bits
-#       alone and under mpirun -np 2 and -np 3
+#       Reptile and ProtoNets (tasks spread), of ProtoNets, Matching and
+#       Siamese networks on one episode (its images spread), and the spread
+#       evaluation, are the same bits alone and under mpirun -np 2 and -np 3
 #   tests/mpi.sh tune MELA         mela tune's trials spread over processes:
 #       the same records and winner as one process
 #   tests/mpi.sh failure MELA      a rank that fails (a missing checkpoint or
@@ -42,9 +43,9 @@ case "$1" in
 bits)
   bin=$2
   "$bin" "$tmp/p1" | grep -q "1 process, done" || fail "one process failed"
-  # 4 trainings of 6 updates and a test line each
-  [ "$(grep -c ' theta ' "$tmp/p1")" = 24 ] && [ "$(grep -c ' test acc ' "$tmp/p1")" = 4 ] ||
-    fail "one process: expected 24 updates and 4 tests in $tmp/p1"
+  # 6 trainings of 6 updates and a test line each
+  [ "$(grep -c ' theta ' "$tmp/p1")" = 36 ] && [ "$(grep -c ' test acc ' "$tmp/p1")" = 6 ] ||
+    fail "one process: expected 36 updates and 6 tests in $tmp/p1"
   for P in 2 3; do
     timeout 300 "${mpirun[@]}" -np $P "$bin" "$tmp/p$P" >"$tmp/out$P" 2>&1 ||
       { cat "$tmp/out$P"; fail "-np $P failed"; }

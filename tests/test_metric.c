@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "learn/taskpool.h"
 #include "synthetic.h"
 #include "mela_data.h"
 #include "mela_learn.h"
@@ -395,6 +396,71 @@ static void test_population_bn(int kind)
     synth_close(&d);
 }
 
+/* One training episode in blocks of 8 images (a meta-batch of one over a
+ * Conv-4 embedding, spread over MPI processes: blocked.c): the same
+ * gradient and loss as the whole episode's graph (whose gradient is checked
+ * against finite differences above and in test_grad), up to rounding; the
+ * same bits on 1 and 2 threads. 21 or 22 images: a last block of 5 or 6. */
+static void test_blocked(int kind, int maxpool)
+{
+    static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
+    mela_model *m = mela_conv4_new(1, 8, 6, 2, 0, maxpool);
+    mela_metric_config c = {.kind = kind, .train = {3, 2, 5, 0}, .test = {3, 1, 1, 0}, .pairs = 11,
+                            .scale = kind == MELA_METRIC_MATCHING ? 5 : 0,
+                            .learn_scale = kind == MELA_METRIC_MATCHING};
+    mela_metric *mt = mela_metric_new(m, &c);
+    CHECK(mt != NULL, "metric learner: %s", mela_last_error());
+    if (!mt)
+        return;
+    const mela_layout *L = mela_metric_layout(mt);
+    size_t n = mela_layout_size(L);
+    float *theta = calloc(n, sizeof *theta), *g[3];
+    for (int k = 0; k < 3; k++)
+        g[k] = calloc(n, sizeof *g[k]);
+    mela_rng r = mela_rng_new(11 + kind);
+    mela_metric_init(mt, theta, &r);
+    for (size_t j = 0; j < n; j++) /* gamma and beta away from 1 and 0 too */
+        theta[j] += 0.2f * mela_rng_normal(&r);
+    int n1 = kind == MELA_METRIC_SIAMESE ? 11 : 6, n2 = kind == MELA_METRIC_SIAMESE ? 11 : 15;
+    float x1[11 * 64], x2[15 * 64], y1[11], y2[15];
+    for (int i = 0; i < n1 * 64; i++)
+        x1[i] = mela_rng_normal(&r);
+    for (int i = 0; i < n2 * 64; i++)
+        x2[i] = mela_rng_normal(&r);
+    for (int i = 0; i < n1; i++)
+        y1[i] = (float)(kind == MELA_METRIC_SIAMESE ? i % 2 : i % 3);
+    for (int i = 0; i < n2; i++)
+        y2[i] = (float)(i % 3);
+    mela_task t = {x1, y1, x2, y2};
+    double loss[3];
+    CHECK(mela_metric_blocked_(mt, 1, -1) == 1 && mela_metric_blocked_(mt, 2, -1) == 0,
+          "%s: one Conv-4 episode goes in blocks, a meta-batch of two does not", names[kind]);
+    int ok = mela_metric_grad(mt, theta, 1, &t, 1, g[0], &loss[0], NULL) == 0 &&
+             mela_metric_grad(mt, theta, 1, &t, 2, g[1], &loss[1], NULL) == 0;
+    mela_metric_blocked_(mt, 1, 0);
+    ok = ok && mela_metric_grad(mt, theta, 1, &t, 1, g[2], &loss[2], NULL) == 0;
+    mela_metric_blocked_(mt, 1, 1);
+    CHECK(ok, "%s: gradients: %s", names[kind], mela_last_error());
+    char what[120];
+    snprintf(what, sizeof what, "%s (%s): blocked loss against the whole episode's", names[kind],
+             maxpool ? "max-pool" : "stride 2");
+    CHECK_CLOSE(loss[0], loss[2], 1e-6, 1e-5, what);
+    snprintf(what, sizeof what, "%s (%s): blocked gradient against the whole episode's", names[kind],
+             maxpool ? "max-pool" : "stride 2");
+    CHECK_ARRAY(g[0], g[2], n, 1e-5, 1e-3, what);
+    double norm = 0;
+    for (size_t j = 0; j < n; j++)
+        norm += (double)g[0][j] * g[0][j];
+    CHECK(norm > 1e-6, "%s: a gradient that is not zero (%g)", names[kind], norm);
+    CHECK(!memcmp(g[0], g[1], n * sizeof *g[0]) && loss[0] == loss[1],
+          "%s: blocked gradient, the same bits on 1 and 2 threads", names[kind]);
+    for (int k = 0; k < 3; k++)
+        free(g[k]);
+    free(theta);
+    mela_metric_free(mt);
+    mela_model_free(m);
+}
+
 static void test_training(int kind)
 {
     static const char *names[] = {"protonet", "matchnet", "siamese"};
@@ -510,6 +576,9 @@ int main(void)
     test_background_training();
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
         test_population_bn(k);
+    for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
+        test_blocked(k, 1);
+    test_blocked(MELA_METRIC_PROTO, 0);
     for (int k = MELA_METRIC_PROTO; k <= MELA_METRIC_SIAMESE; k++)
         test_training(k);
     mela_model *m = mela_conv4_new(1, 28, 8, 2, 5, 1);

@@ -3,6 +3,8 @@
 # MPI processes on this machine (shared memory, Open MPI's default on one
 # machine, and TCP over loopback), and the collectives of an update alone.
 #   bench/scripts/mpi.sh > bench/results/mpi.md      (after a build in build/)
+#   bench/scripts/mpi.sh metric >> bench/results/mpi.md   the metric learners'
+#       one episode per update, its images spread (a section of its own)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1
@@ -12,6 +14,36 @@ b=build/bench_mpi
 # (P > cores), and this machine's two cores are busy with other jobs
 mpirun=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1)
 spin=(mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 0)
+if [ "${1:-}" = metric ]; then
+  echo
+  echo "## Metric learners: the images of one episode spread"
+  echo
+  echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores, shared with other"
+  echo "jobs: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
+  echo
+  echo "Command: \`bench/scripts/mpi.sh metric\`; each row one run of"
+  echo "\`[mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np P] build/bench_mpi --learner L --reps N\`:"
+  echo "each learner's defaults (meta-batch 1, Omniglot Conv-4 with max-pool, random images), one thread"
+  echo "per process unless said; columns as above (tasks/s: episodes/s). 'whole episode' (--whole): one"
+  echo "process through the whole episode's graph instead of blocks of 8 images, what the blocks cost."
+  echo
+  echo "| run | processes | threads each | meta-batch | updates/s | episodes/s | theta MB | KB sent / update | ms in MPI / update (mean) | (slowest rank) |"
+  echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for L in protonet matchnet siamese; do
+    reps=3
+    [ $L = matchnet ] && reps=20
+    $b --learner $L --reps $reps --whole
+    $b --learner $L --reps $reps
+    $b --learner $L --reps $reps --threads 2 --whole
+    $b --learner $L --reps $reps --threads 2
+    for P in 2 4; do
+      "${mpirun[@]}" -np $P $b --learner $L --reps $reps
+    done
+  done
+  echo
+  echo "Load average $(cut -d' ' -f1-3 /proc/loadavg) at the end."
+  exit 0
+fi
 echo "# MPI: meta-iterations spread over processes (issue 17)"
 echo
 echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores, shared with other"

@@ -32,6 +32,8 @@ void dist_recv(float *buf, size_t count, int from);
 /* v: n items of k doubles each, this process's share (dist_share) filled;
  * afterwards every item on every process. */
 void dist_gather_items(double *v, int n, int k);
+/* ... of k floats each. */
+void dist_gather_floats(float *v, int n, int k);
 /* Bytes this process has sent and seconds it has spent in the collectives
  * since it started. */
 void dist_counters(double *bytes, double *seconds);

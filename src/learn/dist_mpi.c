@@ -82,7 +82,9 @@ void dist_recv(float *buf, size_t count, int from)
     spent += MPI_Wtime() - t0;
 }
 
-void dist_gather_items(double *v, int n, int k)
+/* v: n items of k values of type t (size bytes each), this process's share
+ * filled; afterwards every item on every process (copies, no arithmetic). */
+static void gather(void *v, int n, int k, MPI_Datatype t, size_t size)
 {
     if (dist_size() == 1)
         return;
@@ -94,10 +96,13 @@ void dist_gather_items(double *v, int n, int k)
     }
     dist_share(n, &lo, &hi);
     double t0 = MPI_Wtime();
-    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, counts, displs, MPI_DOUBLE, MPI_COMM_WORLD);
-    sent += (double)(hi - lo) * k * sizeof *v;
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, counts, displs, t, MPI_COMM_WORLD);
+    sent += (double)(hi - lo) * k * size;
     spent += MPI_Wtime() - t0;
 }
+
+void dist_gather_items(double *v, int n, int k) { gather(v, n, k, MPI_DOUBLE, sizeof *v); }
+void dist_gather_floats(float *v, int n, int k) { gather(v, n, k, MPI_FLOAT, sizeof *v); }
 
 /* Started by a launcher (mpirun, srun): it leaves these behind. */
 static int launched(void)

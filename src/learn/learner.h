@@ -43,6 +43,9 @@ struct learner_def {
     int (*grad)(mela_learner *l, const float *theta, int it, int n, const mela_task *tasks,
                 double *loss, double *acc);
     void (*update)(mela_learner *l, float *theta, int it);
+    /* 1 when every process needs all n tasks of a step (the images of one
+     * episode spread over the processes); NULL: its share of them. */
+    int (*every_task)(mela_learner *l, int n);
     int (*reserve)(mela_learner *l, int slots, int kernel_threads);
     /* Raw outputs into out (logits, log-probabilities, mean p(same) or
      * predictions); probabilities() turns rows x N of them into what

@@ -122,6 +122,8 @@ static int metric_grad(mela_learner *l, const float *theta, int it, int n, const
     return mela_metric_grad(mt_of(l), theta, n, tasks, l->rc.threads, l->grad, loss, acc);
 }
 
+static int metric_every_task(mela_learner *l, int n) { return mela_metric_blocked_(mt_of(l), n, -1); }
+
 static int metric_reserve(mela_learner *l, int slots, int kt) { return mela_metric_reserve(mt_of(l), slots, kt); }
 
 static int metric_evaluate(mela_learner *l, const float *theta, const mela_task *t, int slot,
@@ -155,7 +157,8 @@ static int metric_calibration_images(const mela_learner *l) { return mela_metric
     const learner_def learner_##id = {                                                            \
         .info = {#id, about_, 0, 1, compares_}, .defaults = defaults_, .check = check_,       \
         .open = open_, .close = metric_close, .init = metric_init, .tasks = tasks_,              \
-        .grad = metric_grad, .update = learner_adam_update, .reserve = metric_reserve,           \
+        .grad = metric_grad, .update = learner_adam_update, .every_task = metric_every_task,    \
+        .reserve = metric_reserve,                                                                \
         .evaluate = metric_evaluate, .probabilities = probs_, .compare = compare_,             \
         .pool = metric_pool, .calibrate = metric_calibrate,                                     \
         .calibration_images = metric_calibration_images}

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "learn/blocked.h"
 #include "learn/dist.h"
 #include "learn/taskpool.h"
 
@@ -29,6 +30,14 @@ struct mela_metric {
     mela_plan *sp;
     mela_exec *se;
     mela_node sx1, sx2, smean[MELA_MODEL_MAX_PARAMS], svar[MELA_MODEL_MAX_PARAMS];
+    /* one training episode in blocks of images (blocked.c): the embedding
+     * there, the rest (class scores, loss) in this graph over embeddings */
+    blocked *blk;
+    int blk_off;       /* 1: the whole-episode graph (tests compare) */
+    task_graph head;
+    mela_exec *he;
+    mela_node hE;
+    float *E;
 };
 
 /* The embedding of x: in training with the batch's statistics in batch
@@ -109,6 +118,30 @@ static mela_graph *graph_with_params(const mela_metric *mt, task_graph *o, mela_
     return g;
 }
 
+/* Scores, loss and accuracy of an episode t from the embeddings es and eq
+ * (the labels o->ys, o->yq); with B background queries (labelled N) after
+ * the others, eblank is the embedding of blank paper, their prototype. */
+static void episode_head(const mela_metric *mt, mela_graph *g, const mela_node *w, task_graph *o,
+                         mela_node es, mela_node eq, mela_node eblank, const mela_task_spec *t, int B)
+{
+    int N = t->ways, K = t->shots, nq = t->query_rows > 0 ? t->query_rows : N * t->queries + B;
+    o->out = class_scores(mt, g, w, es, o->ys, eq, eblank, N, K, nq);
+    if (B)
+        N++; /* the queries' classes: the episode's and "none" */
+    /* The scores are log-probabilities (ProtoNets, Matching) or mean
+     * probabilities (Siamese, whose loss at evaluation is the NLL of the
+     * normalised scores); the accuracy is the argmax either way. */
+    if (mt->c.kind == MELA_METRIC_SIAMESE) {
+        mela_node norm = mela_sum_to(g, o->out, MELA_SHAPE(nq, 1));
+        mela_node logp = mela_log(g, mela_div(g, mela_add_scalar(g, o->out, 1e-12f),
+                                             mela_add_scalar(g, norm, 1e-12f * N)));
+        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), logp)), -1.0f / nq);
+    } else {
+        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), o->out)), -1.0f / nq);
+    }
+    o->acc = mela_accuracy(g, o->out, o->yq);
+}
+
 static int build_episode(mela_metric *mt, task_graph *o, const mela_task_spec *t, int train)
 {
     mela_node w[TP_MAXV];
@@ -128,22 +161,23 @@ static int build_episode(mela_metric *mt, task_graph *o, const mela_task_spec *t
     if (B) {
         eblank = mela_slice(g, eq, nq, 1);
         eq = mela_slice(g, eq, 0, nq);
-        N++; /* the queries' classes: the episode's and "none" */
     }
-    o->out = class_scores(mt, g, w, es, o->ys, eq, eblank, t->ways, K, nq);
-    /* The scores are log-probabilities (ProtoNets, Matching) or mean
-     * probabilities (Siamese, whose loss at evaluation is the NLL of the
-     * normalised scores); the accuracy is the argmax either way. */
-    if (mt->c.kind == MELA_METRIC_SIAMESE) {
-        mela_node norm = mela_sum_to(g, o->out, MELA_SHAPE(nq, 1));
-        mela_node logp = mela_log(g, mela_div(g, mela_add_scalar(g, o->out, 1e-12f),
-                                             mela_add_scalar(g, norm, 1e-12f * N)));
-        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), logp)), -1.0f / nq);
-    } else {
-        o->loss = mela_scale(g, mela_sum(g, mela_mul(g, mela_one_hot(g, o->yq, N), o->out)), -1.0f / nq);
-    }
-    o->acc = mela_accuracy(g, o->out, o->yq);
+    episode_head(mt, g, w, o, es, eq, eblank, t, B);
     return tp_compile(o, train ? TP_GRAD_LOSS : TP_GRAD_NONE, mt->nviews, w);
+}
+
+/* The Siamese loss of B pairs from the embeddings e1 and e2 (labels o->ys). */
+static void pairs_head(const mela_metric *mt, mela_graph *g, const mela_node *w, task_graph *o, mela_node e1,
+                       mela_node e2)
+{
+    int B = mt->c.pairs;
+    mela_node d = mela_abs(g, mela_sub(g, e1, e2));
+    mela_node z = mela_linear(g, d, w[mt->nmodel], w[mt->nmodel + 1]); /* (B, 1) */
+    o->loss = mela_bce_with_logits(g, z, mela_reshape(g, o->ys, MELA_SHAPE(B, 1)));
+    /* accuracy of "same iff z > 0": logits (-z, z) against the 0/1 labels */
+    mela_node sign = mela_add_scalar(g, mela_scale(g, mela_one_hot(g, mela_constant(g, MELA_SHAPE(1), 1.0f), 2), 2.0f), -1.0f);
+    o->out = z;
+    o->acc = mela_accuracy(g, mela_matmul(g, z, sign, 0, 0), o->ys);
 }
 
 static int build_pairs(mela_metric *mt, task_graph *o)
@@ -159,13 +193,7 @@ static int build_pairs(mela_metric *mt, task_graph *o)
     o->yq = mela_input(g, "unused", MELA_SHAPE(1));
     mela_node e1, e2;
     embed(mt, g, w, o->xs, o->xq, B, B, 0, &e1, &e2);
-    mela_node d = mela_abs(g, mela_sub(g, e1, e2));
-    mela_node z = mela_linear(g, d, w[mt->nmodel], w[mt->nmodel + 1]); /* (B, 1) */
-    o->loss = mela_bce_with_logits(g, z, mela_reshape(g, o->ys, MELA_SHAPE(B, 1)));
-    /* accuracy of "same iff z > 0": logits (-z, z) against the 0/1 labels */
-    mela_node sign = mela_add_scalar(g, mela_scale(g, mela_one_hot(g, mela_constant(g, MELA_SHAPE(1), 1.0f), 2), 2.0f), -1.0f);
-    o->out = z;
-    o->acc = mela_accuracy(g, mela_matmul(g, z, sign, 0, 0), o->ys);
+    pairs_head(mt, g, w, o, e1, e2);
     return tp_compile(o, TP_GRAD_LOSS, mt->nviews, w);
 }
 
@@ -174,6 +202,11 @@ void mela_metric_free(mela_metric *mt)
     if (!mt)
         return;
     tp_free(&mt->tp);
+    blk_free(mt->blk);
+    mela_exec_free(mt->he);
+    mela_plan_free(mt->head.p);
+    mela_graph_free(mt->head.g);
+    free(mt->E);
     mela_exec_free(mt->se);
     mela_plan_free(mt->sp);
     mela_graph_free(mt->sg);
@@ -395,9 +428,104 @@ int mela_metric_reserve(mela_metric *mt, int slots, int kernel_threads)
     return tp_reserve_threads(&mt->tp, slots, kernel_threads);
 }
 
+/* The training graph's loss over the embeddings E of one task's images (an
+ * input): its gradient with respect to E and to the views after the model's
+ * (the Siamese or Matching head), for the blocked episode. */
+static int build_head(mela_metric *mt)
+{
+    task_graph *o = &mt->head;
+    mela_node w[TP_MAXV];
+    mela_graph *g = graph_with_params(mt, o, w);
+    if (!g)
+        return mela_set_error("metric learner: out of memory");
+    int n1, n2;
+    train_rows(mt, &n1, &n2);
+    mt->hE = mela_input(g, "embeddings", MELA_SHAPE(n1 + n2, mt->D));
+    mela_node e1 = mela_slice(g, mt->hE, 0, n1), e2 = mela_slice(g, mt->hE, n1, n2);
+    if (mt->c.kind == MELA_METRIC_SIAMESE) {
+        o->ys = mela_input(g, "same", MELA_SHAPE(n1));
+        o->yq = MELA_NONE;
+        pairs_head(mt, g, w, o, e1, e2);
+    } else {
+        o->ys = mela_input(g, "y_support", MELA_SHAPE(n1));
+        o->yq = mela_input(g, "y_query", MELA_SHAPE(n2));
+        episode_head(mt, g, w, o, e1, e2, MELA_NONE, &mt->c.train, 0);
+    }
+    mela_node wrt[TP_MAXV + 1];
+    int nw = 0;
+    wrt[nw++] = mt->hE;
+    for (int v = mt->nmodel; v < mt->bn_view; v++)
+        wrt[nw++] = w[v];
+    mela_grad(g, o->loss, MELA_NONE, nw, wrt, o->grads);
+    o->ngrads = nw;
+    if (mela_graph_error(g))
+        return mela_set_error("metric learner: %s", mela_graph_error(g));
+    mela_node outs[TP_MAXV + 3];
+    outs[0] = o->loss, outs[1] = o->acc;
+    memcpy(outs + 2, o->grads, nw * sizeof *outs);
+    if (!(o->p = mela_plan_new(g, 2 + nw, outs)) || !(mt->he = mela_exec_new(o->p)))
+        return -1;
+    if (!(mt->E = malloc((size_t)(n1 + n2) * mt->D * sizeof *mt->E)))
+        return mela_set_error("metric learner: out of memory");
+    return 0;
+}
+
+int mela_metric_blocked_(mela_metric *mt, int n, int on)
+{
+    if (on >= 0)
+        mt->blk_off = !on;
+    /* not with background windows: their blank prototype is no task image */
+    return n == 1 && !mt->blk_off && !mt->c.background && blk_serves(mt->m);
+}
+
+/* One task in blocks of images (blocked.c), spread over the processes. */
+static int blocked_grad(mela_metric *mt, const float *theta, const mela_task *t, int threads, float *grad,
+                        double *loss, double *acc)
+{
+    int rc = 0;
+    if (!mt->blk) {
+        int n1, n2;
+        train_rows(mt, &n1, &n2);
+        if (!(mt->blk = blk_new(mt->m, mt->L, n1, n2, &rc)) && !rc)
+            rc = mela_set_error("metric learner: no blocks for this model");
+    }
+    if (!rc && !mt->he)
+        rc = build_head(mt);
+    if (dist_agree(rc))
+        return -1;
+    int blas = tp_blas_hold();
+    if (blk_forward(mt->blk, theta, t->xs, t->xq, threads, mt->E)) {
+        tp_blas_release(blas);
+        return -1;
+    }
+    task_graph *o = &mt->head;
+    mela_exec_bind_params(mt->he, theta);
+    mela_exec_bind(mt->he, mt->hE, mt->E);
+    mela_exec_bind(mt->he, o->ys, t->ys);
+    if (o->yq != MELA_NONE)
+        mela_exec_bind(mt->he, o->yq, t->yq);
+    /* the same run on every process: a failure is every process's */
+    if (dist_agree(mela_exec_run(mt->he))) {
+        tp_blas_release(blas);
+        return -1;
+    }
+    blk_backward(mt->blk, theta, mela_exec_value(mt->he, o->grads[0]), threads, grad);
+    for (int v = mt->nmodel, k = 1; v < mt->bn_view; v++, k++)
+        memcpy(grad + mela_layout_offset(mt->L, v), mela_exec_value(mt->he, o->grads[k]),
+               mela_shape_numel(mela_layout_shape(mt->L, v)) * sizeof *grad);
+    tp_blas_release(blas);
+    if (loss)
+        *loss = mela_exec_value(mt->he, o->loss)[0];
+    if (acc)
+        *acc = mela_exec_value(mt->he, o->acc)[0];
+    return 0;
+}
+
 int mela_metric_grad(mela_metric *mt, const float *theta, int n, const mela_task *tasks, int threads,
                      float *grad, double *loss, double *acc)
 {
+    if (mela_metric_blocked_(mt, n, -1))
+        return blocked_grad(mt, theta, tasks, threads, grad, loss, acc);
     return tp_grad(&mt->tp, theta, n, tasks, threads, grad, loss, acc);
 }
 

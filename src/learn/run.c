@@ -379,6 +379,8 @@ static int fit_iteration(mela_run *r, fit *f, int it, int until, mela_progress_f
     const mela_run_config *rc = &r->rc;
     int B = rc->meta_batch, lo, hi, status;
     dist_share(B, &lo, &hi);
+    if (r->l->def->every_task && r->l->def->every_task(r->l, B))
+        lo = 0, hi = B; /* the images of the episode are spread */
     double t0 = mela_sys_now();
     for (int b = lo; b < hi; b++)
         mela_tasks_get(f->train, b, (uint64_t)(it - 1) * B + b, &f->tasks[b]);

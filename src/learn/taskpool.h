@@ -55,6 +55,11 @@ void tp_set_profiling(taskpool *tp, int on);
 /* The training pool of a learner (MAML++'s exact one when it has two). */
 taskpool *mela_gbml_pool_(mela_gbml *gb);
 taskpool *mela_metric_pool_(mela_metric *mt);
+/* 1 when mela_metric_grad of n tasks runs in blocks of images spread over
+ * the processes (one task, a Conv-4 embedding: blocked.c), which then all
+ * need the task; on = 0 or 1 turns the blocks off or on (tests compare),
+ * -1 leaves them. */
+int mela_metric_blocked_(mela_metric *mt, int n, int on);
 /* Images in one of its training tasks (what calibration counts). */
 int mela_metric_train_images_(const mela_metric *mt);
 void tp_profile(const taskpool *tp, double *seconds, long *calls);

@@ -268,6 +268,14 @@ static mela_node fixed_bn(mela_graph *g, mela_node x, mela_node gamma, mela_node
     return mela_add(g, mela_mul(g, x, mela_reshape(g, a, c4)), mela_reshape(g, b, c4));
 }
 
+int model_conv4_geometry(const mela_model *m, model_conv4_geom *g)
+{
+    if (m->kind != MODEL_CONV4)
+        return 0;
+    *g = (model_conv4_geom){m->channels, m->size, m->width, m->depth, m->maxpool, BN_EPS};
+    return 1;
+}
+
 mela_node mela_model_body(const mela_model *m, mela_graph *g, const mela_node *w, mela_node x)
 {
     return mela_model_body_bn(m, g, w, x, NULL);

@@ -1,0 +1,378 @@
+/*
+ * blocked.c - one episode through a Conv-4 embedding in fixed blocks of
+ * BLK_IMAGES images (docs/distributed.md, "The images of one episode").
+ *
+ * What couples the images of an episode, and how each is made exact:
+ *   - convolutions, relu, max-pool: image by image; each block runs through
+ *     the kernels on its own (a batch of its images), so its outputs are a
+ *     function of the block alone, wherever it runs;
+ *   - batch-norm statistics (forward: mean, then variance about it;
+ *     backward: the means of dy and dy xhat): every image's per-channel sum
+ *     (a float, over its pixels) is gathered from all processes, and the
+ *     sums are added in image order in double on every process, as the
+ *     batch-norm kernel does on one process (mk_bn_normalize_channels);
+ *   - the weight gradients (sums over images): each block's gradient is a
+ *     row of its own (the convolution kernels' dw over the block; bias,
+ *     gamma and beta summed over its images), and the rows are added in
+ *     block order (dist_fold, the ordered sum of the meta-batch).
+ * So every float depends on the blocks, never on which process or thread
+ * computed them: the same bits for any P and thread count.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "learn/blocked.h"
+#include "learn/dist.h"
+#include "nn/model_impl.h"
+
+enum { MAXD = 8, MAXC = 512 }; /* blocks and channels at most */
+
+typedef struct layer {
+    int C, H, OC, OH, PH; /* input channels and size, conv output, after pooling */
+    float eps;
+    size_t hin, hout, mid; /* floats per image: input, output, conv output */
+    size_t o_hin, o_xhat, o_r; /* offsets (floats) in a block's storage */
+    size_t w, cb, g, be; /* offsets of the views in theta */
+} layer;
+
+struct blocked {
+    model_conv4_geom m;
+    layer ly[MAXD];
+    int images, n1, nblocks, D;
+    size_t size, per_block, dh_floats, mid_max;
+    float *scratch, *tmp;
+    size_t nscratch;
+    int cap;             /* own blocks with storage */
+    float *store, *dh, *rows;
+    float *part, *emb;
+    float mean[MAXD][MAXC], rstd[MAXD][MAXC];
+};
+
+static int block_images(const blocked *b, int k)
+{
+    int n = b->images - k * BLK_IMAGES;
+    return n < BLK_IMAGES ? n : BLK_IMAGES;
+}
+
+static mk_conv geom_of(const layer *l, int n, int stride, int threads)
+{
+    mk_conv cv = {n, l->C, l->H, l->H, l->OC, 3, 3, stride, 1, 0, 0, threads, 0};
+    mk_conv_init(&cv);
+    return cv;
+}
+
+void blk_free(blocked *b)
+{
+    if (!b)
+        return;
+    free(b->scratch), free(b->tmp), free(b->store), free(b->dh), free(b->rows);
+    free(b->part), free(b->emb);
+    free(b);
+}
+
+int blk_serves(const mela_model *m)
+{
+    model_conv4_geom g;
+    return model_conv4_geometry(m, &g) && g.depth <= MAXD && g.width <= MAXC;
+}
+
+blocked *blk_new(const mela_model *m, const mela_layout *L, int n1, int n2, int *failed)
+{
+    *failed = 0;
+    model_conv4_geom g;
+    int images = n1 + n2;
+    if (!blk_serves(m) || n1 < 0 || n2 < 0 || images < 1)
+        return NULL;
+    model_conv4_geometry(m, &g);
+    blocked *b = calloc(1, sizeof *b);
+    if (!b) {
+        *failed = mela_set_error("episode blocks: out of memory");
+        return NULL;
+    }
+    b->m = g;
+    b->images = images;
+    b->n1 = n1;
+    b->nblocks = (images + BLK_IMAGES - 1) / BLK_IMAGES;
+    b->size = mela_layout_size(L);
+    int C = g.channels, H = g.size, stride = g.maxpool ? 1 : 2;
+    size_t at = 0, scratch = 0;
+    for (int i = 0; i < g.depth; i++) {
+        layer *l = &b->ly[i];
+        l->C = C, l->H = H, l->OC = g.width, l->eps = g.eps;
+        mk_conv cv = geom_of(l, BLK_IMAGES, stride, 1);
+        l->OH = cv.OH;
+        l->PH = g.maxpool ? cv.OH / 2 : cv.OH;
+        l->hin = (size_t)C * H * H;
+        l->mid = (size_t)l->OC * l->OH * l->OH;
+        l->hout = (size_t)l->OC * l->PH * l->PH;
+        l->o_hin = at, at += BLK_IMAGES * l->hin;
+        l->o_xhat = at, at += BLK_IMAGES * l->mid;
+        l->o_r = at, at += BLK_IMAGES * l->mid;
+        l->w = mela_layout_offset(L, 4 * i), l->cb = mela_layout_offset(L, 4 * i + 1);
+        l->g = mela_layout_offset(L, 4 * i + 2), l->be = mela_layout_offset(L, 4 * i + 3);
+        if (l->mid > b->mid_max)
+            b->mid_max = l->mid;
+        if (l->hin > b->dh_floats)
+            b->dh_floats = l->hin;
+        if (l->hout > b->dh_floats)
+            b->dh_floats = l->hout;
+        int sizes[2] = {BLK_IMAGES, block_images(b, b->nblocks - 1)};
+        for (int k = 0; k < 2; k++) {
+            mk_conv c2 = geom_of(l, sizes[k], stride, 1);
+            size_t s = mk_conv_scratch(&c2);
+            scratch = s > scratch ? s : scratch;
+        }
+        C = g.width, H = l->PH;
+    }
+    b->D = C * H * H;
+    b->per_block = at;
+    b->nscratch = scratch;
+    size_t slots = (size_t)b->nblocks * BLK_IMAGES;
+    b->scratch = malloc((scratch + 16) * sizeof *b->scratch);
+    b->tmp = malloc(BLK_IMAGES * b->mid_max * sizeof *b->tmp);
+    b->part = malloc(slots * 2 * g.width * sizeof *b->part);
+    b->emb = malloc(slots * b->D * sizeof *b->emb);
+    if (!b->scratch || !b->tmp || !b->part || !b->emb) {
+        blk_free(b);
+        *failed = mela_set_error("episode blocks: out of memory");
+        return NULL;
+    }
+    return b;
+}
+
+/* Storage for this process's `mine` blocks. */
+static int reserve(blocked *b, int mine)
+{
+    if (mine <= b->cap)
+        return 0;
+    free(b->store), free(b->dh), free(b->rows);
+    b->store = malloc((size_t)mine * b->per_block * sizeof *b->store);
+    b->dh = malloc((size_t)mine * BLK_IMAGES * b->dh_floats * sizeof *b->dh);
+    b->rows = calloc((size_t)mine * b->size, sizeof *b->rows); /* views not written stay 0 */
+    b->cap = b->store && b->dh && b->rows ? mine : 0;
+    return b->cap ? 0 : mela_set_error("episode blocks: out of memory for %d blocks", mine);
+}
+
+/* part[i * k + c] = sum over the P pixels of channel c of image i (in
+ * float, as the batch-norm kernel sums one image's row; the float is what
+ * the processes exchange), for the n images
+ * of x (n, C, P) from image first on; f(v) the term: v, (v - m[c])^2 or
+ * v * y. */
+enum { SUM_X, SUM_SQDEV, SUM_XY };
+static void image_sums(float *part, int k, int kind, const float *x, const float *y, const float *m, int n,
+                       int C, size_t P)
+{
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float *px = x + ((size_t)i * C + c) * P;
+            const float *py = y ? y + ((size_t)i * C + c) * P : NULL;
+            float acc = 0;
+            if (kind == SUM_X) {
+#pragma omp simd reduction(+ : acc)
+                for (size_t p = 0; p < P; p++)
+                    acc += px[p];
+            } else if (kind == SUM_SQDEV) {
+                float mc = m[c];
+#pragma omp simd reduction(+ : acc)
+                for (size_t p = 0; p < P; p++)
+                    acc += (px[p] - mc) * (px[p] - mc);
+            } else {
+#pragma omp simd reduction(+ : acc)
+                for (size_t p = 0; p < P; p++)
+                    acc += px[p] * py[p];
+            }
+            part[(size_t)i * k + c] = acc;
+        }
+}
+
+/* out[c] = (float)(sum over all images in image order of part[i*k + c] / cnt) */
+static void image_means(float *out, const float *part, int k, int images, int C, double cnt)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int i = 0; i < images; i++)
+            s += part[(size_t)i * k + c];
+        out[c] = (float)(s / cnt);
+    }
+}
+
+/* This process's blocks' per-image sums gathered from every process. */
+static void gather_sums(blocked *b, int k)
+{
+    dist_gather_floats(b->part, b->nblocks, BLK_IMAGES * k);
+}
+
+/* Per channel sums of x (n, C, P) over images and pixels, into row[c]. */
+static void channel_sums(float *row, const float *x, const float *y, int n, int C, size_t P)
+{
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int i = 0; i < n; i++) {
+            const float *px = x + ((size_t)i * C + c) * P;
+            const float *py = y ? y + ((size_t)i * C + c) * P : NULL;
+            float acc = 0;
+            if (py) {
+#pragma omp simd reduction(+ : acc)
+                for (size_t p = 0; p < P; p++)
+                    acc += px[p] * py[p];
+            } else {
+#pragma omp simd reduction(+ : acc)
+                for (size_t p = 0; p < P; p++)
+                    acc += px[p];
+            }
+            s += acc;
+        }
+        row[c] = (float)s;
+    }
+}
+
+/* Images [k*BLK, ...) of x1 then x2 into dst. */
+static void block_input(const blocked *b, float *dst, int k, const float *x1, const float *x2)
+{
+    size_t f = b->ly[0].hin;
+    for (int j = 0, i = k * BLK_IMAGES; j < block_images(b, k); j++, i++) {
+        const float *src = i < b->n1 ? x1 + (size_t)i * f : x2 + (size_t)(i - b->n1) * f;
+        memcpy(dst + (size_t)j * f, src, f * sizeof *dst);
+    }
+}
+
+int blk_forward(blocked *b, const float *theta, const float *x1, const float *x2, int threads, float *E)
+{
+    int lo, hi, stride = b->m.maxpool ? 1 : 2;
+    dist_share(b->nblocks, &lo, &hi);
+    if (dist_agree(reserve(b, hi - lo)))
+        return -1;
+    threads = threads < 1 ? 1 : threads > MK_MAX_THREADS ? MK_MAX_THREADS : threads;
+    for (int k = lo; k < hi; k++)
+        block_input(b, b->store + (size_t)(k - lo) * b->per_block + b->ly[0].o_hin, k, x1, x2);
+    for (int i = 0; i < b->m.depth; i++) {
+        const layer *l = &b->ly[i];
+        int C = l->OC, K = C;
+        size_t P = (size_t)l->OH * l->OH;
+        double cnt = (double)b->images * (double)P;
+        const float *w = theta + l->w, *bias = theta + l->cb, *gam = theta + l->g, *bet = theta + l->be;
+        /* z = conv(h) + bias (kept where xhat goes), and each image's sums */
+        for (int k = lo; k < hi; k++) {
+            float *st = b->store + (size_t)(k - lo) * b->per_block, *z = st + l->o_xhat;
+            int n = block_images(b, k);
+            mk_conv cv = geom_of(l, n, stride, threads);
+            mk_conv2d(z, st + l->o_hin, w, &cv, b->scratch);
+            for (int j = 0; j < n * C; j++) {
+                float *pz = z + (size_t)j * P, bc = bias[j % C];
+                for (size_t p = 0; p < P; p++)
+                    pz[p] += bc;
+            }
+            image_sums(b->part + (size_t)k * BLK_IMAGES * K, K, SUM_X, z, NULL, NULL, n, C, P);
+        }
+        gather_sums(b, K);
+        image_means(b->mean[i], b->part, K, b->images, C, cnt);
+        for (int k = lo; k < hi; k++) {
+            const float *z = b->store + (size_t)(k - lo) * b->per_block + l->o_xhat;
+            image_sums(b->part + (size_t)k * BLK_IMAGES * K, K, SUM_SQDEV, z, NULL, b->mean[i],
+                       block_images(b, k), C, P);
+        }
+        gather_sums(b, K);
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int j = 0; j < b->images; j++)
+                s += b->part[(size_t)j * K + c];
+            b->rstd[i][c] = (float)(1.0 / sqrt(s / cnt + l->eps));
+        }
+        /* xhat (in place of z), r = relu(gamma xhat + beta), the next input */
+        for (int k = lo; k < hi; k++) {
+            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *r = st + l->o_r;
+            int n = block_images(b, k);
+            for (int j = 0; j < n * C; j++) {
+                int c = j % C;
+                float mc = b->mean[i][c], rc = b->rstd[i][c], gc = gam[c], bc = bet[c];
+                float *px = xh + (size_t)j * P, *pr = r + (size_t)j * P;
+                for (size_t p = 0; p < P; p++) {
+                    float v = (px[p] - mc) * rc, a = v * gc + bc;
+                    px[p] = v;
+                    pr[p] = a > 0 ? a : 0;
+                }
+            }
+            float *next = i + 1 < b->m.depth ? st + b->ly[i + 1].o_hin : b->tmp;
+            if (b->m.maxpool)
+                mk_maxpool(next, r, n * C, l->OH, l->OH, 2, 2);
+            else
+                memcpy(next, r, (size_t)n * l->mid * sizeof *next);
+            if (i + 1 == b->m.depth) /* the embeddings, to be gathered */
+                memcpy(b->emb + (size_t)k * BLK_IMAGES * b->D, next, (size_t)n * b->D * sizeof *next);
+        }
+    }
+    dist_gather_floats(b->emb, b->nblocks, BLK_IMAGES * b->D);
+    memcpy(E, b->emb, (size_t)b->images * b->D * sizeof *E);
+    return 0;
+}
+
+void blk_backward(blocked *b, const float *theta, const float *dE, int threads, float *grad)
+{
+    int lo, hi, stride = b->m.maxpool ? 1 : 2;
+    dist_share(b->nblocks, &lo, &hi);
+    threads = threads < 1 ? 1 : threads > MK_MAX_THREADS ? MK_MAX_THREADS : threads;
+    size_t dhb = BLK_IMAGES * b->dh_floats; /* a block's dh */
+    for (int k = lo; k < hi; k++)
+        memcpy(b->dh + (size_t)(k - lo) * dhb, dE + (size_t)k * BLK_IMAGES * b->D,
+               (size_t)block_images(b, k) * b->D * sizeof *dE);
+    for (int i = b->m.depth - 1; i >= 0; i--) {
+        const layer *l = &b->ly[i];
+        int C = l->OC, K = 2 * C;
+        size_t P = (size_t)l->OH * l->OH;
+        double cnt = (double)b->images * (double)P;
+        const float *gam = theta + l->g;
+        /* dy of the batch norm's affine output; gamma's and beta's rows;
+         * dxhat = dy gamma (in place of r); each image's sums of dxhat and
+         * dxhat xhat */
+        for (int k = lo; k < hi; k++) {
+            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *r = st + l->o_r;
+            float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
+            int n = block_images(b, k);
+            float *dy = b->tmp;
+            if (b->m.maxpool)
+                mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
+            else
+                memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
+            for (size_t j = 0; j < (size_t)n * l->mid; j++)
+                dy[j] = r[j] > 0 ? dy[j] : 0;
+            channel_sums(row + l->g, dy, xh, n, C, P);
+            channel_sums(row + l->be, dy, NULL, n, C, P);
+            for (int j = 0; j < n * C; j++) {
+                float gc = gam[j % C], *pd = dy + (size_t)j * P, *pr = r + (size_t)j * P;
+                for (size_t p = 0; p < P; p++)
+                    pr[p] = pd[p] * gc;
+            }
+            float *part = b->part + (size_t)k * BLK_IMAGES * K;
+            image_sums(part, K, SUM_X, r, NULL, NULL, n, C, P);
+            image_sums(part + C, K, SUM_XY, r, xh, NULL, n, C, P);
+        }
+        gather_sums(b, K);
+        float mg[MAXC], mgx[MAXC];
+        image_means(mg, b->part, K, b->images, C, cnt);
+        image_means(mgx, b->part + C, K, b->images, C, cnt);
+        /* dz = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); the
+         * convolution's gradients over the block */
+        for (int k = lo; k < hi; k++) {
+            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *dxh = st + l->o_r;
+            float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
+            int n = block_images(b, k);
+            float *dz = b->tmp;
+            for (int j = 0; j < n * C; j++) {
+                int c = j % C;
+                float m1 = mg[c], m2 = mgx[c], rc = b->rstd[i][c];
+                const float *pg = dxh + (size_t)j * P, *px = xh + (size_t)j * P;
+                float *pd = dz + (size_t)j * P;
+                for (size_t p = 0; p < P; p++)
+                    pd[p] = (pg[p] - m1 - px[p] * m2) * rc;
+            }
+            channel_sums(row + l->cb, dz, NULL, n, C, P);
+            mk_conv cv = geom_of(l, n, stride, threads);
+            mk_conv2d_dw(row + l->w, st + l->o_hin, dz, &cv, b->scratch);
+            if (i > 0)
+                mk_conv2d_dx(dh, dz, theta + l->w, &cv, b->scratch);
+        }
+    }
+    dist_fold(grad, b->rows, b->nblocks, b->size, 1.0f);
+}
