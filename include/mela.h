@@ -250,6 +250,13 @@ mela_node mela_linear(mela_graph *g, mela_node x, mela_node w, mela_node b);
 mela_node mela_conv2d(mela_graph *g, mela_node x, mela_node w, mela_node b, int stride, int pad);
 mela_node mela_maxpool2d(mela_graph *g, mela_node x, int k, int stride);
 mela_node mela_avgpool2d(mela_graph *g, mela_node x, int k, int stride);
+/* Zero padding of x (N, C, H, W): `top` rows above, `bottom` below, `left`
+ * and `right` columns; a negative amount removes that many instead (a crop).
+ * The result is (N, C, H + top + bottom, W + left + right) and must not be
+ * empty. Uneven padding: TensorFlow's 'SAME' convolution of stride 2 on an
+ * even side pads 0 before and 1 after, pad2d(x, 0, 1, 0, 1) then conv2d
+ * with pad 0. The gradient of a pad is the crop, and of a crop the pad. */
+mela_node mela_pad2d(mela_graph *g, mela_node x, int top, int bottom, int left, int right);
 /* (N, C, H, W) -> (N, C) */
 mela_node mela_global_avgpool(mela_graph *g, mela_node x);
 /* Batch normalisation with the statistics of this batch (training mode, and

@@ -43,6 +43,20 @@ mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout);
  * embedding, as in Prototypical Networks). Input (N, channels, size, size). */
 mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool);
 
+/* Finn et al.'s (2017) Omniglot network, as their code builds it: `depth`
+ * blocks of a 3x3 convolution of stride 2 with `width` filters and a bias,
+ * TensorFlow's 'SAME' padding (an even side pads 0 rows and columns before
+ * and 1 after, an odd side 1 and 1: 28 -> 14 -> 7 -> 4 -> 2), batch norm with
+ * the batch's statistics, eps 1e-3, a shift and no scale, relu; then the
+ * mean of each last feature map (`width` features) and a linear head to
+ * nout classes (0: no head, an embedding). Views "convK.weight",
+ * "convK.bias", "bnK.bias", "head.weight" (nout, width), "head.bias".
+ * mela_model_init draws theirs: convolutions Xavier-uniform, the head
+ * N(0, 1), biases and shifts 0. With 1x28x28 inputs, 64 filters, 4 blocks
+ * and 5 classes it has 112,005 weights: the 111,749 of their weight
+ * dictionary and the 4 x 64 batch-norm shifts. */
+mela_model *mela_finn_new(int channels, int size, int width, int depth, int nout);
+
 /* A model of your own, from graph ops: a layout of its weights, and a body
  * and head that build the graph from weight nodes (w[i] is view i of the
  * layout, or its adapted value in an inner loop). The learners use only
@@ -87,7 +101,7 @@ const char *mela_model_describe(const mela_model *m);
 
 /* Fills theta: weights Xavier-uniform (conv) or U(+-1/sqrt(fan_in)) (mlp),
  * biases 0 for conv / U(+-1/sqrt(fan_in)) for mlp, batch-norm scale 1 and
- * shift 0; padding between views 0. */
+ * shift 0 (mela_finn_new: its head N(0, 1)); padding between views 0. */
 void mela_model_init(const mela_model *m, float *theta, mela_rng *r);
 /* One OP_PARAM node per view, in layout order, into w[0..count). Returns the
  * count, or -1 on a graph error. */
@@ -106,11 +120,12 @@ mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w
 /* Batch normalisation with statistics held fixed (inference), so that each
  * image is embedded on its own, whatever else is in the batch. A model has
  * mela_model_bn_layers() batch-norm layers whose statistics can be fixed
- * (Conv-4: one per block; the MLP and custom models: 0). The mode of
- * mela_model_body_bn:
+ * (Conv-4 and Finn's network: one per block; the MLP and custom models:
+ * 0). The mode of mela_model_body_bn:
  *   mean, var   NULL: every layer normalises with the batch's statistics (as
  *               mela_model_body); else nodes of shape (C) per layer: layer i
- *               computes gamma * (x - mean[i]) / sqrt(var[i] + eps) + beta.
+ *               computes gamma * (x - mean[i]) / sqrt(var[i] + eps) + beta
+ *               (gamma 1 in Finn's network).
  *   batch_mean, batch_var   when not NULL (and mean is NULL), filled with
  *               nodes of this batch's per-channel mean and biased variance of
  *               each layer's input, shape (C): what population statistics

@@ -249,6 +249,41 @@ static void test_kernel_refs(void)
     free(A), free(B), free(X);
 }
 
+/* pad2d: zero rows and columns around x, or a crop for negative amounts,
+ * against index arithmetic */
+static void test_pad2d(void)
+{
+    static const int pads[][4] = {{0, 1, 0, 1}, {1, 1, 1, 1}, {-1, 2, 0, -2}, {2, -1, -1, 0}};
+    for (int c = 0; c < 4; c++) {
+        const int *p = pads[c];
+        mela_graph *g = mela_graph_new();
+        mela_node x = mela_input(g, "x", MELA_SHAPE(2, 3, 4, 5));
+        mela_node y = mela_pad2d(g, x, p[0], p[1], p[2], p[3]);
+        int OH = 4 + p[0] + p[1], OW = 5 + p[2] + p[3];
+        mela_shape ys = mela_node_shape(g, y);
+        CHECK(ys.nd == 4 && ys.d[0] == 2 && ys.d[1] == 3 && ys.d[2] == OH && ys.d[3] == OW,
+              "pad2d case %d: shape", c);
+        float *X = randn(120, 1), *Y = eval(g, y, 1, &x, &X);
+        int bad = 0;
+        for (int n = 0; n < 6; n++) /* planes */
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OW; j++) {
+                    int h = i - p[0], w = j - p[2];
+                    float want = h >= 0 && h < 4 && w >= 0 && w < 5 ? X[(n * 4 + h) * 5 + w] : 0.0f;
+                    bad += Y[(n * OH + i) * OW + j] != want;
+                }
+        CHECK(bad == 0, "pad2d case %d: %d elements differ", c, bad);
+        free(X), free(Y);
+        mela_graph_free(g);
+    }
+    mela_graph *g = mela_graph_new();
+    mela_node x = mela_input(g, "x", MELA_SHAPE(1, 1, 3, 3));
+    CHECK(mela_pad2d(g, x, 0, 0, 0, 0) == x, "pad2d by nothing is x itself");
+    CHECK(mela_pad2d(g, x, -2, -1, 0, 0) == MELA_NONE && strstr(mela_graph_error(g), "pad2d"),
+          "an empty result is refused: %s", mela_graph_error(g) ? mela_graph_error(g) : "");
+    mela_graph_free(g);
+}
+
 int main(void)
 {
     rng = mela_rng_new(42);
@@ -257,5 +292,6 @@ int main(void)
     test_nn_forward();
     test_unary_and_shapes();
     test_kernel_refs();
+    test_pad2d();
     return check_finish();
 }

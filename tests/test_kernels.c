@@ -437,6 +437,38 @@ static void test_pool(void)
     test_pool_first_max();
 }
 
+/* mk_pad2d against its _ref twin (bit for bit) for pads, crops and mixed
+ * amounts, and the adjoint: <pad(x), d> = <x, crop(d)> with the amounts negated. */
+static void test_pad2d(void)
+{
+    mela_rng r = mela_rng_new(5);
+    /* P, H, W, top, bottom, left, right */
+    static const int cases[][7] = {
+        {3, 28, 28, 0, 1, 0, 1}, {2, 7, 7, 1, 1, 1, 1}, {1, 4, 5, 2, 0, 0, 3},  {2, 6, 5, -1, -2, 0, -1},
+        {1, 5, 4, -2, 3, 1, -3}, {4, 1, 1, 2, 2, 0, 0}, {2, 3, 6, -2, -0, 4, -7}, {1, 2, 2, 0, 0, 0, 0},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int *k = cases[c];
+        int P = k[0], H = k[1], W = k[2], OH = H + k[3] + k[4], OW = W + k[5] + k[6];
+        size_t nx = (size_t)P * H * W, ny = (size_t)P * OH * OW;
+        float *x = alloc_floats(nx), *y = alloc_floats(ny), *yr = alloc_floats(ny);
+        float *d = alloc_floats(ny), *dx = alloc_floats(nx), *x0;
+        fill_normal(&r, x, nx);
+        fill_normal(&r, d, ny);
+        x0 = dup_floats(x, nx);
+        char what[96];
+        snprintf(what, sizeof what, "pad2d P=%d %dx%d by %d %d %d %d", P, H, W, k[3], k[4], k[5], k[6]);
+        fill_nan(y, ny), fill_nan(yr, ny), fill_nan(dx, nx);
+        mk_pad2d(y, x, P, H, W, k[3], k[5], OH, OW);
+        mk_pad2d_ref(yr, x, P, H, W, k[3], k[5], OH, OW);
+        CHECK_ARRAY(y, yr, ny, 0.0, 0.0, what);
+        mk_pad2d(dx, d, P, OH, OW, -k[3], -k[5], H, W);
+        check_adjoint(y, d, ny, x, dx, nx, 1e-6, what);
+        CHECK(same_bits(x, x0, nx), "%s wrote its input", what);
+        free(x), free(y), free(yr), free(d), free(dx), free(x0);
+    }
+}
+
 typedef struct pjob {
     int k, runs;
     double sum;
@@ -521,5 +553,6 @@ int main(void)
     test_conv_init();
     test_conv();
     test_pool();
+    test_pad2d();
     return check_finish();
 }

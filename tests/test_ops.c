@@ -69,6 +69,10 @@ UNARY(b_mp_gather, op_maxpool_gather(g, X0, mela_square(g, X1), 2, 2))
 UNARY(b_avgpool, mela_avgpool2d(g, mela_square(g, X0), 2, 1))
 UNARY(b_avgpool_dx, op_avgpool_dx(g, mela_square(g, X0), MELA_SHAPE(2, 3, 5, 5), 2, 1))
 UNARY(b_gap, mela_square(g, mela_global_avgpool(g, X0)))
+UNARY(b_pad2d, mela_square(g, mela_pad2d(g, X0, 0, 1, 0, 1)))
+UNARY(b_crop2d, mela_mul(g, mela_pad2d(g, X0, -1, 2, 1, -2), X1))
+/* TensorFlow's 'SAME' convolution of stride 2, squared: pad then conv */
+UNARY(b_same_conv, mela_square(g, mela_conv2d(g, mela_pad2d(g, X0, 0, 1, 0, 1), X1, MELA_NONE, 2, 0)))
 UNARY(b_bn4, mela_batchnorm(g, X0, X1, X2, 1e-5f))
 UNARY(b_bn2, mela_batchnorm(g, X0, X1, X2, 1e-5f))
 UNARY(b_bn_norm, mela_mul(g, op_bn_norm(g, X0, 1e-5f), X1))
@@ -144,6 +148,9 @@ int main(void)
         {b_avgpool, {"avgpool2d k2 s1", 1, {S(2, 3, 4, 5)}, .second = 1, .atol = A, .rtol = R}},
         {b_avgpool_dx, {"avgpool2d_dx", 1, {S(2, 3, 4, 4)}, .second = 1, .atol = A, .rtol = R}},
         {b_gap, {"global_avgpool", 1, {S(2, 3, 3, 2)}, .second = 1, .atol = A, .rtol = R}},
+        {b_pad2d, {"pad2d (0,1,0,1) squared", 1, {S(2, 3, 4, 4)}, .second = 1, .atol = A, .rtol = R}},
+        {b_crop2d, {"pad2d crop and pad", 2, {S(2, 2, 4, 5), S(2, 2, 5, 4)}, .second = 1, .atol = A, .rtol = R}},
+        {b_same_conv, {"pad2d + conv2d s2 squared", 2, {S(2, 2, 4, 4), S(3, 2, 3, 3)}, .second = 1, .atol = A, .rtol = R}},
         {b_bn4, {"batchnorm (N,C,H,W)", 3, {S(3, 2, 3, 2), S(2), S(2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_bn2, {"batchnorm (N,C)", 3, {S(5, 3), S(3), S(3)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},
         {b_bn_norm, {"bn_normalize (N,C,H,W)", 2, {S(3, 2, 2, 2), S(3, 2, 2, 2)}, .second = 1, .atol = 5e-3, .rtol = 3e-2}},

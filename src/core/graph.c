@@ -47,6 +47,7 @@ const op_def mela_ops[OP_COUNT] = {
     OP(OP_MAXPOOL_GATHER, "maxpool2d_gather", fwd_maxpool_gather, NULL, grad_maxpool_gather),
     OP(OP_AVGPOOL, "avgpool2d", fwd_avgpool, NULL, grad_avgpool),
     OP(OP_AVGPOOL_DX, "avgpool2d_dx", fwd_avgpool_dx, NULL, grad_avgpool_dx),
+    OP(OP_PAD2D, "pad2d", fwd_pad2d, NULL, grad_pad2d),
     OP(OP_LOG_SOFTMAX, "log_softmax", fwd_log_softmax, NULL, grad_log_softmax),
     OP(OP_ONE_HOT, "one_hot", fwd_one_hot, NULL, grad_one_hot),
     OP(OP_ARGMAX_EQ, "argmax_eq", fwd_argmax_eq, NULL, grad_argmax_eq),

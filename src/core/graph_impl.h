@@ -22,7 +22,7 @@ enum op {
     OP_SQUARE, OP_SQRT, OP_SOFTPLUS,
     OP_SUM_TO, OP_BROADCAST, OP_RESHAPE, OP_CONCAT, OP_SLICE, OP_PAD,
     OP_MATMUL, OP_CONV, OP_CONV_DX, OP_CONV_DW,
-    OP_MAXPOOL, OP_MAXPOOL_SCATTER, OP_MAXPOOL_GATHER, OP_AVGPOOL, OP_AVGPOOL_DX,
+    OP_MAXPOOL, OP_MAXPOOL_SCATTER, OP_MAXPOOL_GATHER, OP_AVGPOOL, OP_AVGPOOL_DX, OP_PAD2D,
     OP_LOG_SOFTMAX, OP_ONE_HOT, OP_ARGMAX_EQ, OP_STOP_GRAD,
     OP_BN_NORM, OP_BN_RSTD, OP_BN_DX,
     OP_COUNT
@@ -123,7 +123,7 @@ OPFN(relu) OPFN(leaky) OPFN(relu_grad) OPFN(sigmoid) OPFN(tanh) OPFN(exp) OPFN(l
 OPFN(sign) OPFN(square) OPFN(sqrt) OPFN(softplus)
 OPFN(sum_to) OPFN(broadcast) OPFN(reshape) OPFN(concat) OPFN(slice) OPFN(pad)
 OPFN(matmul) OPFN(conv) OPFN(conv_dx) OPFN(conv_dw)
-OPFN(maxpool) OPFN(maxpool_scatter) OPFN(maxpool_gather) OPFN(avgpool) OPFN(avgpool_dx)
+OPFN(maxpool) OPFN(maxpool_scatter) OPFN(maxpool_gather) OPFN(avgpool) OPFN(avgpool_dx) OPFN(pad2d)
 OPFN(log_softmax) OPFN(one_hot) OPFN(argmax_eq) OPFN(stop_grad) OPFN(bn_norm) OPFN(bn_rstd) OPFN(bn_dx)
 #undef OPFN
 size_t scratch_conv(const mela_graph *g, const mnode *n);

@@ -350,6 +350,38 @@ mela_node mela_global_avgpool(mela_graph *g, mela_node x)
     return mela_reshape(g, mela_scale(g, m, 1.0f / (float)(s.d[2] * s.d[3])), MELA_SHAPE(s.d[0], s.d[1]));
 }
 
+mela_node mela_pad2d(mela_graph *g, mela_node x, int top, int bottom, int left, int right)
+{
+    char b1[64];
+    VALID("pad2d", x);
+    mela_shape s = g->nodes[x].shape;
+    if (s.nd != 4)
+        return graph_fail(g, "pad2d: input %s must be 4-D", mela_shape_str(s, b1, sizeof b1));
+    long oh = (long)s.d[2] + top + bottom, ow = (long)s.d[3] + left + right;
+    if (oh < 1 || ow < 1 || oh > 1L << 24 || ow > 1L << 24)
+        return graph_fail(g, "pad2d: %d, %d rows and %d, %d columns make input %s %ldx%ld", top,
+                          bottom, left, right, mela_shape_str(s, b1, sizeof b1), oh, ow);
+    if (!top && !bottom && !left && !right)
+        return x;
+    mnode n = {.op = OP_PAD2D, .nin = 1, .in = {x}, .shape = MELA_SHAPE(s.d[0], s.d[1], (int)oh, (int)ow),
+               .i = {top, bottom, left, right}};
+    return graph_push(g, &n);
+}
+
+FWD(pad2d)
+{
+    mela_shape xs = in_shape(g, n, 0);
+    mk_pad2d(y, x[0], PLANES(xs), n->i[0], n->i[2], n->shape.d[2], n->shape.d[3]);
+    return 0;
+}
+
+/* Linear: the adjoint of a pad is the crop by the same amounts, and back. */
+GRAD(pad2d)
+{
+    mnode n = g->nodes[self];
+    dx[0] = mela_pad2d(g, dy, -n.i[0], -n.i[1], -n.i[2], -n.i[3]);
+}
+
 /* ------------------------------------------------------------ batch norm */
 
 /* Two fused ops carry batch normalisation with batch statistics:

@@ -116,6 +116,13 @@ void mk_avgpool(float *y, const float *x, int P, int H, int W, int k, int s);
 /* dx[P,H,W] = sum over the windows that contain the pixel of dy / (k*k) */
 void mk_avgpool_dx(float *dx, const float *dy, int P, int H, int W, int k, int s);
 
+/* Zero padding of planes, per side: x[P,H,W] -> y[P,OH,OW] with
+ * y[p,i,j] = x[p, i - top, j - left] where that is inside x, else 0; the
+ * output size OH, OW fixes the bottom and right amounts. A negative top or
+ * left (or a smaller OH, OW) removes rows and columns instead (a crop), so
+ * the same kernel is its own adjoint with the amounts negated. */
+void mk_pad2d(float *y, const float *x, int P, int H, int W, int top, int left, int OH, int OW);
+
 void mk_maxpool_ref(float *y, const float *x, int P, int H, int W, int k, int s);
 void mk_maxpool_scatter_ref(float *dx, const float *x, const float *dy, int P, int H, int W, int k,
                             int s);
@@ -123,6 +130,7 @@ void mk_maxpool_gather_ref(float *gy, const float *x, const float *gx, int P, in
                            int s);
 void mk_avgpool_ref(float *y, const float *x, int P, int H, int W, int k, int s);
 void mk_avgpool_dx_ref(float *dx, const float *dy, int P, int H, int W, int k, int s);
+void mk_pad2d_ref(float *y, const float *x, int P, int H, int W, int top, int left, int OH, int OW);
 
 /* -------------------------------------------------------------- elementwise */
 

@@ -148,6 +148,29 @@ void mk_avgpool_dx(float *dx, const float *dy, int P, int H, int W, int k, int s
     }
 }
 
+/* y[P,OH,OW] = x[P,H,W] shifted by (top, left) with zeros around (or cropped):
+ * per output row, the columns that come from x are one copy. */
+void mk_pad2d(float *y, const float *x, int P, int H, int W, int top, int left, int OH, int OW)
+{
+    int j0 = left > 0 ? left : 0;                /* first output column from x */
+    int j1 = W + left < OW ? W + left : OW;      /* one past the last */
+    if (j1 < j0)
+        j1 = j0;
+    for (int p = 0; p < P; p++) {
+        const float *xp = x + (size_t)p * H * W;
+        for (int i = 0; i < OH; i++, y += OW) {
+            int h = i - top;
+            if (h < 0 || h >= H || j1 == j0) {
+                memset(y, 0, sizeof(float) * (size_t)OW);
+                continue;
+            }
+            memset(y, 0, sizeof(float) * (size_t)j0);
+            memcpy(y + j0, xp + (size_t)h * W + (j0 - left), sizeof(float) * (size_t)(j1 - j0));
+            memset(y + j1, 0, sizeof(float) * (size_t)(OW - j1));
+        }
+    }
+}
+
 /* ------------------------------------------------------------- references */
 
 /* Index into x[P,H,W] of the first maximum of window (p, oh, ow). */
@@ -222,5 +245,16 @@ void mk_avgpool_dx_ref(float *dx, const float *dy, int P, int H, int W, int k, i
                         if (oh * s <= h && h < oh * s + k && ow * s <= w && w < ow * s + k)
                             acc += dy[((size_t)p * OH + oh) * OW + ow];
                 dx[((size_t)p * H + h) * W + w] = (float)(acc / (k * k));
+            }
+}
+
+void mk_pad2d_ref(float *y, const float *x, int P, int H, int W, int top, int left, int OH, int OW)
+{
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < OH; i++)
+            for (int j = 0; j < OW; j++) {
+                int h = i - top, w = j - left;
+                y[((size_t)p * OH + i) * OW + j] =
+                    h >= 0 && h < H && w >= 0 && w < W ? x[((size_t)p * H + h) * W + w] : 0.0f;
             }
 }

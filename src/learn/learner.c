@@ -53,6 +53,8 @@ mela_model *learner_model(const mela_run_config *rc)
     int nout = d && d->info.adapts ? rc->train.ways : 0;
     if (!strcmp(rc->model, "conv4"))
         return mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool);
+    if (!strcmp(rc->model, "finn"))
+        return mela_finn_new(1, rc->image_size, rc->width, rc->depth, nout);
     mela_cellnet_spec s; /* MetaNAS: the search network or a model-definition file */
     return mela_nas_search_spec(rc, nout, &s) ? NULL : mela_cellnet_new(&s);
 }

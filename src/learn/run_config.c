@@ -64,9 +64,9 @@ static const option options[] = {
     {"clip_grad", T_FLOAT, F(clip_grad), 0, 1e30, "clip the meta-gradient (Reptile: the meta-step direction) to this global L2 norm (0: off)"},
     {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
     {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
-    {"model", T_STR, F(model), 0, 0, "conv4 | mlp (1-40-40-1, sinusoids) | search (MetaNAS: cells of mixed ops, --width channels, --depth cells; writes arch.json, cell.png) | FILE (a model definition, e.g. a search's arch.json)"},
-    {"width", T_INT, F(width), 0, 1024, "conv4: filters per block (search: channels of the cells)"},
-    {"depth", T_INT, F(depth), 0, 8, "conv4: blocks (search: cells)"},
+    {"model", T_STR, F(model), 0, 0, "conv4 | finn (Finn et al.'s Omniglot network: stride 2 with TensorFlow's padding, batch norm without scale, the last maps averaged; --width, --depth) | mlp (1-40-40-1, sinusoids) | search (MetaNAS: cells of mixed ops, --width channels, --depth cells; writes arch.json, cell.png) | FILE (a model definition, e.g. a search's arch.json)"},
+    {"width", T_INT, F(width), 0, 1024, "conv4, finn: filters per block (search: channels of the cells)"},
+    {"depth", T_INT, F(depth), 0, 8, "conv4, finn: blocks (search: cells)"},
     {"maxpool", T_INT, F(maxpool), 0, 1, "conv4: 1 = 2x2 max-pool per block, 0 = stride-2 convolutions"},
     {"image_size", T_INT, F(image_size), 0, 512, "side of the square input images"},
     {"seed", T_LL, F(seed), 0, 9.2e18, "seed of every training draw (init, tasks)"},
@@ -249,10 +249,10 @@ int mela_run_da_until(const mela_run_config *rc)
 static int omniglot_check(const mela_run_config *rc)
 {
     if (!strcmp(rc->model, "mlp"))
-        return mela_set_error("dataset omniglot needs conv4, search or a model file (got mlp)");
+        return mela_set_error("dataset omniglot needs conv4, finn, search or a model file (got mlp)");
     if (rc->width < 1 || rc->depth < 1 || rc->image_size < 4)
-        return mela_set_error("conv4 needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
-                              rc->width, rc->depth, rc->image_size);
+        return mela_set_error("%s needs width >= 1, depth >= 1 and image_size >= 4 (got %d, %d, %d)",
+                              rc->model, rc->width, rc->depth, rc->image_size);
     if (rc->image_size > 105) /* larger only upsamples, and decodes the whole set that large */
         return mela_set_error("image_size %d: Omniglot's images are 105x105; use at most 105",
                               rc->image_size);
@@ -267,11 +267,11 @@ int mela_run_check(const mela_run_config *rc)
     if (!d)
         return -1;
     mela_cellnet_spec cs;
-    if (strcmp(rc->model, "conv4") && strcmp(rc->model, "mlp") && strcmp(rc->model, "search") &&
-        mela_nas_read_model(rc->model, &cs)) {
+    if (strcmp(rc->model, "conv4") && strcmp(rc->model, "finn") && strcmp(rc->model, "mlp") &&
+        strcmp(rc->model, "search") && mela_nas_read_model(rc->model, &cs)) {
         char why[512];
         snprintf(why, sizeof why, "%s", mela_last_error());
-        return mela_set_error("model: '%s' is not one of conv4, mlp, search or a model file (%s)",
+        return mela_set_error("model: '%s' is not one of conv4, finn, mlp, search or a model file (%s)",
                               rc->model, why);
     }
     if (!strcmp(rc->dataset, "sinusoid")) {

@@ -1,5 +1,6 @@
 /*
- * model.c - the MLP and Conv-4 networks as functions of their weights.
+ * model.c - the MLP, Conv-4 and Finn et al.'s Omniglot networks as functions
+ * of their weights.
  */
 #include <math.h>
 #include <stdio.h>
@@ -9,14 +10,14 @@
 #include "mela_nn.h"
 #include "nn/model_impl.h"
 
-enum { MODEL_MLP, MODEL_CONV4, MODEL_CUSTOM };
+enum { MODEL_MLP, MODEL_CONV4, MODEL_FINN, MODEL_CUSTOM };
 
 struct mela_model {
     int kind;
     mela_layout *L;
     int nin, nout, features;
     int hidden[16], nhidden;          /* mlp */
-    int channels, size, width, depth, maxpool; /* conv4 */
+    int channels, size, width, depth, maxpool; /* conv4, finn */
     mela_model_def def;                        /* custom */
     char desc[160];
 };
@@ -113,13 +114,17 @@ mela_model *mela_mlp_new(int nin, const int *hidden, int nhidden, int nout)
 }
 
 /* Spatial size after one block: conv pad 1 then pool 2 (floor), or conv
- * stride 2 pad 1 (ceil). */
+ * stride 2 pad 1 (ceil; also TensorFlow's 'SAME' at stride 2). */
 static int block_out(int s, int maxpool) { return maxpool ? s / 2 : (s + 1) / 2; }
 
-mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool)
+/* Conv-4 and Finn's network: `depth` blocks of views convK.weight,
+ * convK.bias, bnK.weight (Conv-4 only: Finn's batch norm has no scale),
+ * bnK.bias; then the head over the features. */
+static mela_model *blocks_new(int kind, const char *what, int channels, int size, int width, int depth,
+                              int nout, int maxpool)
 {
     if (channels < 1 || size < 1 || width < 1 || depth < 1 || depth > 8 || nout < 0) {
-        mela_set_error("conv4: bad sizes (channels %d, size %d, width %d, depth %d, out %d)",
+        mela_set_error("%s: bad sizes (channels %d, size %d, width %d, depth %d, out %d)", what,
                        channels, size, width, depth, nout);
         return NULL;
     }
@@ -127,29 +132,31 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
     for (int i = 0; i < depth; i++) {
         s = block_out(s, maxpool);
         if (s < 1) {
-            mela_set_error("conv4: a %dx%d input is too small for %d blocks", size, size, depth);
+            mela_set_error("%s: a %dx%d input is too small for %d blocks", what, size, size, depth);
             return NULL;
         }
     }
     mela_model *m = calloc(1, sizeof *m);
     if (!m || !(m->L = mela_layout_new())) {
         free(m);
-        mela_set_error("conv4: out of memory");
+        mela_set_error("%s: out of memory", what);
         return NULL;
     }
-    m->kind = MODEL_CONV4;
+    m->kind = kind;
     m->channels = channels;
     m->size = size;
     m->width = width;
     m->depth = depth;
     m->maxpool = maxpool;
     m->nout = nout;
-    m->features = width * s * s;
+    /* Finn's network averages each last map: one feature per filter */
+    m->features = kind == MODEL_FINN ? width : width * s * s;
     int ok = 1, c = channels;
     for (int i = 0; i < depth && ok; i++) {
         ok &= add(m->L, "conv%d.%s", i + 1, "weight", MELA_SHAPE(width, c, 3, 3)) >= 0;
         ok &= add(m->L, "conv%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
-        ok &= add(m->L, "bn%d.%s", i + 1, "weight", MELA_SHAPE(width)) >= 0;
+        if (kind == MODEL_CONV4)
+            ok &= add(m->L, "bn%d.%s", i + 1, "weight", MELA_SHAPE(width)) >= 0;
         ok &= add(m->L, "bn%d.%s", i + 1, "bias", MELA_SHAPE(width)) >= 0;
         c = width;
     }
@@ -161,8 +168,25 @@ mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nou
         mela_model_free(m);
         return NULL;
     }
-    snprintf(m->desc, sizeof m->desc, "conv4(%dx%dx%d, %d filters, %d blocks, %s) -> %d", channels,
-             size, size, width, depth, maxpool ? "max-pool" : "stride 2", nout ? nout : m->features);
+    return m;
+}
+
+mela_model *mela_conv4_new(int channels, int size, int width, int depth, int nout, int maxpool)
+{
+    mela_model *m = blocks_new(MODEL_CONV4, "conv4", channels, size, width, depth, nout, maxpool);
+    if (m)
+        snprintf(m->desc, sizeof m->desc, "conv4(%dx%dx%d, %d filters, %d blocks, %s) -> %d", channels,
+                 size, size, width, depth, maxpool ? "max-pool" : "stride 2", nout ? nout : m->features);
+    return m;
+}
+
+mela_model *mela_finn_new(int channels, int size, int width, int depth, int nout)
+{
+    mela_model *m = blocks_new(MODEL_FINN, "finn", channels, size, width, depth, nout, 0);
+    if (m)
+        snprintf(m->desc, sizeof m->desc,
+                 "finn(%dx%dx%d, %d filters, %d blocks, stride 2 'SAME', mean of the last maps) -> %d",
+                 channels, size, size, width, depth, nout ? nout : width);
     return m;
 }
 
@@ -186,7 +210,10 @@ void mela_model_init(const mela_model *m, float *theta, mela_rng *r)
                 p[j] = is_weight ? 1.0f : 0.0f;
             continue;
         }
-        if (m->kind == MODEL_MLP) {
+        if (m->kind == MODEL_FINN && !strcmp(name, "head.weight")) {
+            for (size_t j = 0; j < n; j++) /* Finn et al.'s code: N(0, 1) */
+                p[j] = mela_rng_normal(r);
+        } else if (m->kind == MODEL_MLP) {
             /* fan_in of this layer: the weight's second axis (bias: previous view) */
             mela_shape ws = is_weight ? s : mela_layout_shape(L, i - 1);
             float bound = 1.0f / sqrtf((float)ws.d[1]);
@@ -233,17 +260,22 @@ int mela_model_head_first(const mela_model *m)
         return m->def.head_first;
     if (m->kind == MODEL_MLP)
         return 2 * m->nhidden;
-    return m->nout > 0 ? 4 * m->depth : mela_layout_count(m->L);
+    if (m->nout == 0)
+        return mela_layout_count(m->L);
+    return (m->kind == MODEL_FINN ? 3 : 4) * m->depth;
 }
 
-int mela_model_bn_layers(const mela_model *m) { return m->kind == MODEL_CONV4 ? m->depth : 0; }
+static int has_blocks(const mela_model *m) { return m->kind == MODEL_CONV4 || m->kind == MODEL_FINN; }
+
+int mela_model_bn_layers(const mela_model *m) { return has_blocks(m) ? m->depth : 0; }
 
 int mela_model_bn_channels(const mela_model *m, int i)
 {
-    return m->kind == MODEL_CONV4 && i >= 0 && i < m->depth ? m->width : 0;
+    return has_blocks(m) && i >= 0 && i < m->depth ? m->width : 0;
 }
 
 #define BN_EPS 1e-5f
+#define FINN_BN_EPS 1e-3f /* tf.contrib.layers.batch_norm's default */
 
 /* Per-channel mean and biased variance of x (N, C, H, W) over N, H, W. */
 static void batch_stats(mela_graph *g, mela_node x, mela_node *mean, mela_node *var)
@@ -258,12 +290,15 @@ static void batch_stats(mela_graph *g, mela_node x, mela_node *mean, mela_node *
 }
 
 /* gamma * (x - mean) / sqrt(var + eps) + beta as one scale and one shift per
- * channel of x (N, C, H, W). */
+ * channel of x (N, C, H, W); gamma MELA_NONE: no scale (1). */
 static mela_node fixed_bn(mela_graph *g, mela_node x, mela_node gamma, mela_node beta, mela_node mean,
-                          mela_node var)
+                          mela_node var, float eps)
 {
-    mela_shape c4 = MELA_SHAPE(1, mela_node_shape(g, x).d[1], 1, 1);
-    mela_node a = mela_div(g, gamma, mela_sqrt(g, mela_add_scalar(g, var, BN_EPS)));
+    int c = mela_node_shape(g, x).d[1];
+    mela_shape c4 = MELA_SHAPE(1, c, 1, 1);
+    if (gamma == MELA_NONE)
+        gamma = mela_constant(g, MELA_SHAPE(c), 1.0f);
+    mela_node a = mela_div(g, gamma, mela_sqrt(g, mela_add_scalar(g, var, eps)));
     mela_node b = mela_sub(g, beta, mela_mul(g, mean, a));
     return mela_add(g, mela_mul(g, x, mela_reshape(g, a, c4)), mela_reshape(g, b, c4));
 }
@@ -292,21 +327,36 @@ mela_node mela_model_body_bn(const mela_model *m, mela_graph *g, const mela_node
             h = mela_relu(g, mela_linear(g, h, w[2 * i], w[2 * i + 1]));
         return h;
     }
+    /* Finn et al.'s blocks: conv + bias, batch norm with a shift and no
+     * scale, relu; views conv.weight, conv.bias, bn.bias */
+    int finn = m->kind == MODEL_FINN, nv = finn ? 3 : 4, side = m->size;
+    float eps = finn ? FINN_BN_EPS : BN_EPS;
     for (int i = 0; i < m->depth; i++) {
-        const mela_node *b = w + 4 * i;
-        h = mela_conv2d(g, h, b[0], b[1], m->maxpool ? 1 : 2, 1);
+        const mela_node *b = w + nv * i;
+        mela_node gamma = finn ? MELA_NONE : b[2], beta = b[nv - 1];
+        if (finn) {
+            /* TensorFlow's 'SAME' at stride 2 with a 3x3 kernel: out =
+             * ceil(side / 2), padding (out - 1) 2 + 3 - side split with the
+             * smaller half before: an even side pads 0 before and 1 after,
+             * an odd side 1 and 1 */
+            int even = side % 2 == 0;
+            h = mela_conv2d(g, mela_pad2d(g, h, 0, even, 0, even), b[0], b[1], 2, !even);
+            side = (side + 1) / 2;
+        } else {
+            h = mela_conv2d(g, h, b[0], b[1], m->maxpool ? 1 : 2, 1);
+        }
         if (mode && mode->mean) {
-            h = fixed_bn(g, h, b[2], b[3], mode->mean[i], mode->var[i]);
+            h = fixed_bn(g, h, gamma, beta, mode->mean[i], mode->var[i], eps);
         } else {
             if (mode && mode->batch_mean)
                 batch_stats(g, h, &mode->batch_mean[i], &mode->batch_var[i]);
-            h = mela_batchnorm(g, h, b[2], b[3], BN_EPS);
+            h = mela_batchnorm(g, h, gamma, beta, eps);
         }
         h = mela_relu(g, h);
-        if (m->maxpool)
+        if (!finn && m->maxpool)
             h = mela_maxpool2d(g, h, 2, 2);
     }
-    return mela_flatten(g, h);
+    return finn ? mela_global_avgpool(g, h) : mela_flatten(g, h);
 }
 
 mela_node mela_model_head(const mela_model *m, mela_graph *g, const mela_node *w, mela_node h)
