@@ -4,7 +4,7 @@
  *
  *   bench_find CHECKPOINT [--scenes 1000] [--ways 5] [--seed 1] [--threads 1]
  *              [--data-dir ../shared/data/omniglot] [--set evaluation|background]
- *              [--stride 4] [--draw DIR N]
+ *              [--stride 4] [--draw DIR N] [--jobs J]
  *
  * Measured: mAP@0.5 (the AP of each support slot 0..ways-1 over all scenes'
  * detections, averaged over slots; 95% CI from 200 bootstrap resamples of
@@ -14,8 +14,13 @@
  * background measures on scenes of the training alphabets (for choosing
  * thresholds); the benchmark proper uses the evaluation alphabets. Prints a
  * Markdown table row per method, and the scene accuracy at a sweep of
- * thresholds. */
+ * thresholds. --p-target P: each character a target with probability P
+ * (default 0.5; 1e-9: distractors only, where the right answer is "nothing
+ * found" and the count of such answers is printed). --jobs J searches J scenes at once (threads, each with its
+ * own finder; --threads must be 1): the same numbers as one job, the CPU time
+ * per scene then that of each scene's thread. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +31,7 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
-#define NSWEEP 11
+#define NSWEEP 14 /* thresholds 0.30, 0.35, ..., 0.95 */
 
 typedef struct det {
     int scene, label, tp;
@@ -39,6 +44,7 @@ typedef struct method {
     det *d;
     size_t n, cap;
     double seconds, cpu; /* wall-clock and CPU time of the process */
+    int empty;           /* scenes with no box at the threshold */
     double *acc;                /* per scene, at the threshold */
     double *sweep;              /* NSWEEP thresholds x scenes */
     float sweep_t[NSWEEP];
@@ -104,11 +110,74 @@ static double map_of(const method *m, int ways, const int *count, const int *npo
     return nc ? sum / nc : NAN;
 }
 
+/* The search of every scene by both methods, J scenes at once: scene s by
+ * job s % J, its boxes and times kept for the merge in scene order. */
+typedef struct found {
+    mela_find_box *b[2];
+    int n[2];
+    double wall[2], cpu[2];
+} found;
+
+typedef struct jobs {
+    const mela_scenes *gen;
+    const char *ckpt;
+    const mela_find_opts *fo;
+    unsigned long long seed;
+    int ways, scenes, J, cpu_clock;
+    found *out;
+    int failed;
+    char why[512];
+    pthread_mutex_t lock;
+    int done;
+} jobs;
+
+typedef struct job_arg {
+    jobs *js;
+    int w;
+} job_arg;
+
+static void *job_run(void *arg)
+{
+    jobs *js = ((job_arg *)arg)->js;
+    int w = ((job_arg *)arg)->w;
+    mela_finder *f = mela_finder_open(js->ckpt, js->fo);
+    for (int s = w; f && s < js->scenes && !js->failed; s += js->J) {
+        mela_scene sc;
+        found *o = &js->out[s];
+        int rc = mela_scene_make(js->gen, js->seed, (uint64_t)s, &sc);
+        for (int k = 0; k < 2 && !rc; k++) {
+            double t0 = now(CLOCK_MONOTONIC), c0 = now(js->cpu_clock);
+            rc = k == 0 ? (mela_finder_support(f, js->ways, 1, sc.support) ||
+                           mela_finder_find(f, sc.pixels, sc.size, sc.size, -INFINITY, &o->b[0], &o->n[0]))
+                        : mela_ncc_find(sc.support, js->ways, 1, sc.pixels, sc.size, sc.size, js->fo,
+                                        -INFINITY, &o->b[1], &o->n[1]);
+            o->wall[k] = now(CLOCK_MONOTONIC) - t0;
+            o->cpu[k] = now(js->cpu_clock) - c0;
+        }
+        if (!rc)
+            mela_scene_free(&sc);
+        pthread_mutex_lock(&js->lock);
+        if (rc && !js->failed)
+            js->failed = 1, snprintf(js->why, sizeof js->why, "%s", mela_last_error());
+        if (++js->done % 50 == 0)
+            fprintf(stderr, "bench_find: %d/%d scenes\n", js->done, js->scenes);
+        pthread_mutex_unlock(&js->lock);
+    }
+    if (!f) {
+        pthread_mutex_lock(&js->lock);
+        js->failed = 1, snprintf(js->why, sizeof js->why, "%s", mela_last_error());
+        pthread_mutex_unlock(&js->lock);
+    }
+    mela_finder_close(f);
+    return NULL;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: bench_find CHECKPOINT [--scenes N] [--ways N] [--seed S] [--threads T] "
                     "[--data-dir DIR] [--set evaluation|background] [--stride S] "
-                    "[--threshold T] [--ncc-threshold T] [--nms-iou X] [--plain-support] [--draw DIR N]\n");
+                    "[--threshold T] [--ncc-threshold T] [--nms-iou X] [--plain-support] [--draw DIR N] "
+                    "[--jobs J] [--p-target P]\n");
     return 2;
 }
 
@@ -140,9 +209,9 @@ static void draw(const char *dir, const char *name, int i, const mela_scene *sc,
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = "../shared/data/omniglot", *set = "evaluation", *drawdir = NULL;
-    int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0;
+    int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0, J = 1;
     unsigned long long seed = 1;
-    float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0;
+    float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0, p_target = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--scenes") && v)
@@ -153,6 +222,10 @@ int main(int argc, char **argv)
             seed = strtoull(v, NULL, 10), i++;
         else if (!strcmp(a, "--threads") && v)
             threads = atoi(v), i++;
+        else if (!strcmp(a, "--jobs") && v)
+            J = atoi(v), i++;
+        else if (!strcmp(a, "--p-target") && v)
+            p_target = strtof(v, NULL), i++;
         else if (!strcmp(a, "--stride") && v)
             stride = atoi(v), i++;
         else if (!strcmp(a, "--plain-support"))
@@ -174,13 +247,14 @@ int main(int argc, char **argv)
         else
             ckpt = a;
     }
-    if (!ckpt || scenes < 1 || ways < 1)
+    if (!ckpt || scenes < 1 || ways < 1 || J < 1 || (J > 1 && threads != 1))
         return usage();
     int eval = !strcmp(set, "evaluation");
     mela_omniglot_opts oo = {105, 105, eval ? MELA_OMNIGLOT_EVALUATION : MELA_OMNIGLOT_BACKGROUND, NULL, 0};
     mela_dataset *ds = mela_omniglot_load(data, &oo);
     mela_scene_opts so = {0};
     so.ways = ways;
+    so.p_target = p_target;
     mela_scenes *gen = ds ? mela_scenes_new(ds, &so) : NULL;
     mela_find_opts fo = {0};
     fo.stride = stride;
@@ -201,7 +275,26 @@ int main(int argc, char **argv)
         ms[k].acc = calloc(scenes, sizeof(double));
         ms[k].sweep = calloc((size_t)NSWEEP * scenes, sizeof(double));
         for (int t = 0; t < NSWEEP; t++)
-            ms[k].sweep_t[t] = k == 0 ? 0.3f + 0.05f * t : 0.3f + 0.05f * t;
+            ms[k].sweep_t[t] = 0.3f + 0.05f * t;
+    }
+    found *fd = calloc(scenes, sizeof *fd);
+    jobs js = {gen, ckpt, &fo, seed, ways, scenes, J, J > 1 ? CLOCK_THREAD_CPUTIME_ID : CLOCK_PROCESS_CPUTIME_ID,
+               fd, 0, "", PTHREAD_MUTEX_INITIALIZER, 0};
+    pthread_t *tid = calloc(J, sizeof *tid);
+    job_arg *ja = calloc(J, sizeof *ja);
+    for (int w = 0; w < J; w++) {
+        ja[w] = (job_arg){&js, w};
+        if (pthread_create(&tid[w], NULL, job_run, &ja[w])) {
+            fprintf(stderr, "bench_find: cannot start job %d\n", w);
+            return 1;
+        }
+    }
+    for (int w = 0; w < J; w++)
+        pthread_join(tid[w], NULL);
+    free(tid), free(ja);
+    if (js.failed) {
+        fprintf(stderr, "bench_find: %s\n", js.why);
+        return 1;
     }
     int nboxes_total = 0;
     for (int s = 0; s < scenes; s++) {
@@ -220,21 +313,13 @@ int main(int argc, char **argv)
             }
         nboxes_total += sc.nboxes;
         for (int k = 0; k < 2; k++) {
-            mela_find_box *b = NULL;
-            int n = 0;
-            double t0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_PROCESS_CPUTIME_ID);
-            int rc = k == 0 ? (mela_finder_support(f, ways, 1, sc.support) ||
-                               mela_finder_find(f, sc.pixels, sc.size, sc.size, -INFINITY, &b, &n))
-                            : mela_ncc_find(sc.support, ways, 1, sc.pixels, sc.size, sc.size, &fo,
-                                            -INFINITY, &b, &n);
-            ms[k].seconds += now(CLOCK_MONOTONIC) - t0;
-            ms[k].cpu += now(CLOCK_PROCESS_CPUTIME_ID) - c0;
-            if (rc) {
-                fprintf(stderr, "bench_find: %s\n", mela_last_error());
-                return 1;
-            }
+            mela_find_box *b = fd[s].b[k];
+            int n = fd[s].n[k];
+            ms[k].seconds += fd[s].wall[k];
+            ms[k].cpu += fd[s].cpu[k];
             add_dets(&ms[k], s, b, n, gt, ngt);
             ms[k].acc[s] = scene_acc(b, n, &sc, ms[k].threshold);
+            ms[k].empty += n == 0 || b[0].score < ms[k].threshold;
             for (int t = 0; t < NSWEEP; t++)
                 ms[k].sweep[(size_t)t * scenes + s] = scene_acc(b, n, &sc, ms[k].sweep_t[t]);
             if (s < ndraw) {
@@ -246,9 +331,8 @@ int main(int argc, char **argv)
             free(b);
         }
         mela_scene_free(&sc);
-        if ((s + 1) % 50 == 0)
-            fprintf(stderr, "bench_find: %d/%d scenes\n", s + 1, scenes);
     }
+    free(fd);
     int npos_all = 0;
     for (int c = 0; c < ways; c++)
         npos_all += npos[c];
@@ -299,6 +383,8 @@ int main(int argc, char **argv)
                boot[B - 6], acc, ci, (double)m->threshold, 1000 * m->seconds / scenes,
                1000 * m->cpu / scenes);
     }
+    printf("\nscenes with nothing found at the threshold: mela find %d, NCC %d (of %d)\n", ms[0].empty,
+           ms[1].empty, scenes);
     printf("\nscene accuracy by threshold:\n");
     for (int k = 0; k < 2; k++) {
         printf("  %-13s", ms[k].name);

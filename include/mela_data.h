@@ -356,6 +356,12 @@ typedef struct mela_tasks_opts {
                           * class by class) */
     int pairs;           /* pairs: pairs per task (at least 2) */
     int augment;         /* pairs: Koch et al.'s affine distortion of each image */
+    int background;      /* episodes: B > 0 appends B query rows labelled N
+                          * ("none of the support classes"): windows of a
+                          * seeded scene of the split's characters that hold
+                          * no episode class (blank paper, parts of
+                          * characters, distractors of other classes); the
+                          * query set has N * Q + B rows. Grey images only. */
     uint64_t seed;
     int slots;           /* buffers: tasks held at once (one per thread) */
 } mela_tasks_opts;

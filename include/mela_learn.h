@@ -189,6 +189,15 @@ typedef struct mela_metric_config {
      * "matching.scale" (1) that starts at `scale`. */
     float scale;
     int learn_scale;
+    /* ProtoNets: B > 0 trains on episodes whose query set ends with B rows
+     * of class N, "none of the support classes" (MELA_TASKS_EPISODES with
+     * background B: windows of scenes that hold no episode class). Their
+     * prototype is the embedding of a blank image (zeros) embedded with the
+     * episode, so the loss is the NLL of softmax(-|f(q) - c_k|^2) over the N
+     * class means and f(blank): a window of a thing not in the support set
+     * is taught to lie nearer to empty paper than to every prototype, which
+     * is `mela find`'s rule for "nothing here". Evaluation is unchanged. */
+    int background;
 } mela_metric_config;
 
 typedef struct mela_metric mela_metric;
@@ -265,6 +274,8 @@ typedef struct mela_run_config {
     /* learners that compare */
     int pairs;             /* Siamese: pairs per training batch */
     int augment;           /* Siamese: Koch's affine distortions of training pairs */
+    int background;        /* ProtoNets: background windows per training episode
+                            * (mela_metric_config; 0: plain episodes) */
     float scale;           /* Matching: multiplier of the cosine attention logits */
     int learn_scale;       /* Matching: 1 = the multiplier is learned */
     /* the outer loop */

@@ -1,7 +1,8 @@
 /* test_find.c - one-shot detection: IoU, non-maximum suppression and average
  * precision against hand-computed cases; the support drawings found where
  * they were pasted on a synthetic scene (at two sizes, among a distractor),
- * with a ProtoNet trained here in seconds on synthetic stroke glyphs; a
+ * with a ProtoNet trained here in seconds on synthetic stroke glyphs (and
+ * again with one trained with background windows, `--background`); a
  * scene of distractors only scoring below them, and "nothing found" on a
  * blank picture at the default threshold; the scene generator's promises;
  * `mela find` (JSON lines, --draw); and bad input (a picture smaller than
@@ -132,8 +133,9 @@ static mela_dataset *glyphs(int nclasses, int per_class)
     return ds;
 }
 
-/* A short seeded training on glyph classes 0..29 into dir/best.safetensors. */
-static int train(const char *learner, const char *dir, int iterations)
+/* A short seeded training on glyph classes 0..29 into dir/best.safetensors
+ * (ProtoNets: with `background` windows of glyph scenes in each episode). */
+static int train(const char *learner, const char *dir, int iterations, int background)
 {
     mela_dataset *ds = glyphs(40, 6);
     mela_split *all = mela_split_all(ds, "glyphs", NULL, 0);
@@ -153,13 +155,14 @@ static int train(const char *learner, const char *dir, int iterations)
     rc.test_episodes = 5;
     rc.threads = 1;
     rc.meta_batch = 1;
+    rc.background = background;
     mela_run_data data = {ds, &tr, &te, &te};
     mela_run *r = mela_run_open(&rc, &data);
     mela_eval_result res;
     int ok = r && !mela_run_fit(r, 1000, NULL, NULL) && !mela_run_test(r, 100, &res);
     if (ok)
-        printf("%s on glyphs, %d iterations: 5-way 1-shot test accuracy %.1f%%\n", learner, iterations,
-               100 * res.acc);
+        printf("%s on glyphs, %d iterations, %d background windows: 5-way 1-shot test accuracy %.1f%%\n",
+               learner, iterations, background, 100 * res.acc);
     else
         fprintf(stderr, "train %s: %s\n", learner, mela_last_error());
     mela_run_close(r);
@@ -178,7 +181,7 @@ static void paste(float *pic, int W, int c, int variant, int x, int y, int k)
             pic[(size_t)(y + j) * W + x + i] = g[(j / k) * S + i / k] / 255.0f;
 }
 
-static void test_detect(const char *ck)
+static void test_detect(const char *ck, int background)
 {
     enum { W = 200, H = 176, N = 5 };
     float sup[N * S * S];
@@ -228,9 +231,11 @@ static void test_detect(const char *ck)
     CHECK(mela_finder_find(f, pic, H, W, -INFINITY, &b, &n) == 0 && n > 0 && b[0].score < best_target,
           "distractors only: best %.3f, the support drawings' lowest %.3f", n ? (double)b[0].score : 0.0,
           (double)best_target);
-    printf("distractors only: best score %.3f (the support drawings: %.3f and above)\n",
-           n ? (double)b[0].score : 0.0, (double)best_target);
+    printf("%s: distractors only: best score %.3f (the support drawings: %.3f and above)\n",
+           background ? "trained with background" : "plain", n ? (double)b[0].score : 0.0,
+           (double)best_target);
     free(b);
+
     /* a blank picture: nothing found at the default threshold */
     memset(pic, 0, (size_t)W * H * sizeof *pic);
     b = NULL;
@@ -353,13 +358,19 @@ int main(void)
     snprintf(maml, sizeof maml, "%s/maml", dir);
     snprintf(ck, sizeof ck, "%s/best.safetensors", pn);
     snprintf(mck, sizeof mck, "%s/best.safetensors", maml);
-    int ok = train("protonet", pn, 300) == 0;
+    int ok = train("protonet", pn, 300, 0) == 0;
     CHECK(ok, "protonet training failed");
-    CHECK(train("maml", maml, 1) == 0, "maml training failed");
+    CHECK(train("maml", maml, 1, 0) == 0, "maml training failed");
     if (ok) {
-        test_detect(ck);
+        test_detect(ck, 0);
         test_cli(dir, ck, mck);
     }
+    snprintf(pn, sizeof pn, "%s/protonet-bg", dir);
+    snprintf(ck, sizeof ck, "%s/best.safetensors", pn);
+    ok = train("protonet", pn, 300, 30) == 0;
+    CHECK(ok, "protonet training with background windows failed");
+    if (ok)
+        test_detect(ck, 1);
     if (getenv("MELA_TEST_KEEP"))
         printf("kept %s\n", dir);
     else

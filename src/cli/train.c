@@ -74,7 +74,9 @@ static void train_help(const char *learner, const char *dataset, int ways, const
     printf("\nMetric learners (protonet, matchnet, siamese) use the max-pool Conv-4 as an\n"
            "embedding: protonet trains 60-way with 5 queries (Snell et al.) and tests on\n"
            "--test-ways; siamese trains on --pairs pairs of the Lake/Koch split and tests\n"
-           "20-way within-alphabet one-shot.\n\n");
+           "20-way within-alphabet one-shot. protonet --background B trains for 'mela find':\n"
+           "each episode also gets B windows of seeded scenes that hold none of its classes,\n"
+           "taught to lie nearer to blank paper than to any prototype (docs/find.md).\n\n");
     printf("  --config FILE      start from a configuration: a file of 'key value' lines (what\n"
            "                     'mela tune' writes as best.conf), or any run's saved one (its\n"
            "                     state.safetensors, a checkpoint, or the run's directory); the\n"

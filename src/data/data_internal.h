@@ -48,4 +48,19 @@ int ends_with_ci(const char *name, const char *ext);
 /* 64-bit FNV-1a of a string (split ids). */
 uint64_t fnv1a64(const char *s);
 
+/* Background windows for training a comparer to reject (tasks.c, opts
+ * background): B images (C = 1, H x W of ds) cut from a seeded scene of a
+ * 4W x 4W blank canvas with 2-4 characters of split sp, each of one of the
+ * episode's N split classes (episode[0..N)) or, with probability 1/2, of
+ * another (a distractor), at sizes W x U(0.7, 1.5) and rotations within
+ * 10 degrees. A window is a square of side W x U(0.7, 1.5) (or, for every
+ * other one when the scene has a distractor, about that distractor's frame,
+ * shifted by up to a quarter of its side) anywhere on the canvas whose IoU
+ * with every episode-class character is below 0.3, area-sampled to H x W;
+ * blank paper after 100 refused places. All draws from r. work holds
+ * scene_background_work(ds) floats. */
+size_t scene_background_work(const mela_dataset *ds);
+void scene_background(const mela_dataset *ds, const mela_split *sp, const int *episode, int N, int B,
+                      mela_rng *r, float *x, float *work);
+
 #endif

@@ -225,3 +225,113 @@ int mela_scene_make(const mela_scenes *s, uint64_t seed, uint64_t i, mela_scene 
     }
     return 0;
 }
+
+/* ------------------------------------------- background windows (training) */
+
+/* Bilinear sample of a float canvas (size x size) at (x, y), 0 outside. */
+static float sample_canvas(const float *c, int size, float x, float y)
+{
+    x -= 0.5f, y -= 0.5f;
+    int x0 = (int)floorf(x), y0 = (int)floorf(y);
+    float fx = x - x0, fy = y - y0, v = 0;
+    for (int dy = 0; dy < 2; dy++)
+        for (int dx = 0; dx < 2; dx++) {
+            int xx = x0 + dx, yy = y0 + dy;
+            if (xx >= 0 && yy >= 0 && xx < size && yy < size)
+                v += (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy) * c[(size_t)yy * size + xx];
+        }
+    return v;
+}
+
+static float iou(float ax, float ay, float as, const mela_scene_box *b)
+{
+    float w = fminf(ax + as, b->x + b->w) - fmaxf(ax, b->x);
+    float h = fminf(ay + as, b->y + b->h) - fmaxf(ay, b->y);
+    if (w <= 0 || h <= 0)
+        return 0;
+    return w * h / (as * as + b->w * b->h - w * h);
+}
+
+size_t scene_background_work(const mela_dataset *ds)
+{
+    size_t size = (size_t)4 * ds->W;
+    return size * size + (size_t)ds->H * ds->W * 2;
+}
+
+void scene_background(const mela_dataset *ds, const mela_split *sp, const int *episode, int N, int B,
+                      mela_rng *r, float *x, float *work)
+{
+    const int H = ds->H, W = ds->W, size = 4 * W;
+    const float gap = 0.25f; /* of a window: how far it may sit off a distractor */
+    float *canvas = work, *img = canvas + (size_t)size * size;
+    uint8_t *src = (uint8_t *)(img + (size_t)H * W); /* the drawing as bytes, for paste() */
+    mela_scene scene = {0}, *sc = &scene; /* the characters' frames */
+    memset(canvas, 0, (size_t)size * size * sizeof *canvas);
+    /* 2-4 characters, each of an episode class or, with probability 1/2, a
+     * distractor of another class of the split */
+    int n = 2 + (int)mela_rng_below(r, 3);
+    for (int c = 0; c < n; c++) {
+        float side = W * (0.7f + 0.8f * mela_rng_uniform(r));
+        float angle = (2 * mela_rng_uniform(r) - 1) * 10 * 3.14159265f / 180;
+        int target = mela_rng_uniform(r) < 0.5f, k, in;
+        if (target)
+            k = episode[mela_rng_below(r, (uint32_t)N)];
+        else
+            do {
+                k = (int)mela_rng_below(r, (uint32_t)sp->n);
+                in = 0;
+                for (int e = 0; e < N; e++)
+                    in |= episode[e] == k;
+            } while (in);
+        int j = (int)mela_rng_below(r, (uint32_t)ds->classes[sp->classes[k].cls].count);
+        float px = mela_rng_uniform(r) * (size - side), py = mela_rng_uniform(r) * (size - side);
+        if (overlaps(sc, px, py, side))
+            continue;
+        mela_split_image(ds, sp, k, j, img);
+        for (int p = 0; p < H * W; p++)
+            src[p] = (uint8_t)lrintf(img[p] * 255);
+        paste(canvas, size, src, H, W, px, py, side, angle);
+        sc->boxes[sc->nboxes++] = (mela_scene_box){px, py, side, side, target ? 0 : -1, k};
+    }
+    for (int b = 0; b < B; b++) {
+        float *dst = x + (size_t)b * H * W;
+        int found = 0;
+        float wx = 0, wy = 0, ws = W;
+        for (int t = 0; t < 100 && !found; t++) {
+            const mela_scene_box *d = NULL;
+            if (b % 2 == 0) /* every other window near a distractor, when there is one */
+                for (int q = 0, m = 0; q < sc->nboxes; q++)
+                    if (sc->boxes[q].label < 0 && mela_rng_below(r, (uint32_t)++m) == 0)
+                        d = &sc->boxes[q];
+            if (d) {
+                ws = d->w * (0.8f + 0.45f * mela_rng_uniform(r));
+                wx = d->x + d->w / 2 - ws / 2 + (2 * mela_rng_uniform(r) - 1) * gap * ws;
+                wy = d->y + d->h / 2 - ws / 2 + (2 * mela_rng_uniform(r) - 1) * gap * ws;
+                wx = fminf(fmaxf(wx, 0), size - ws), wy = fminf(fmaxf(wy, 0), size - ws);
+            } else {
+                ws = W * (0.7f + 0.8f * mela_rng_uniform(r));
+                wx = mela_rng_uniform(r) * (size - ws), wy = mela_rng_uniform(r) * (size - ws);
+            }
+            found = 1;
+            for (int q = 0; q < sc->nboxes; q++)
+                if (sc->boxes[q].label >= 0 && iou(wx, wy, ws, &sc->boxes[q]) >= 0.3f)
+                    found = 0;
+        }
+        if (!found) { /* blank paper */
+            memset(dst, 0, (size_t)H * W * sizeof *dst);
+            continue;
+        }
+        /* the window area-sampled to H x W: k x k bilinear samples a pixel */
+        float sy = ws / H, sx = ws / W;
+        int k = (int)ceilf(sx > sy ? sx : sy);
+        for (int py = 0; py < H; py++)
+            for (int px = 0; px < W; px++) {
+                float acc = 0;
+                for (int j = 0; j < k; j++)
+                    for (int i = 0; i < k; i++)
+                        acc += sample_canvas(canvas, size, wx + (px + (i + 0.5f) / k) * sx,
+                                             wy + (py + (j + 0.5f) / k) * sy);
+                dst[py * W + px] = acc / (float)(k * k);
+            }
+    }
+}

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mela_data.h"
+#include "data/data_internal.h"
 
 struct mela_tasks {
     mela_tasks_opts o;
@@ -17,6 +17,7 @@ struct mela_tasks {
     float *buf;  /* sinusoid: slots * 2 (K + Q); pairs: slots * pair_slot_floats */
     float *tmp;  /* pairs: one image, for the distortion */
     float *shuf; /* episodes, shuffled: slots supports (x, y) */
+    float *bg;   /* episodes with background: slots queries (x, y), then scene work */
 };
 
 void mela_shuffle_rows(float *dx, float *dy, const float *sx, const float *sy, int n, size_t img,
@@ -43,6 +44,7 @@ void mela_tasks_free(mela_tasks *ts)
     free(ts->buf);
     free(ts->tmp);
     free(ts->shuf);
+    free(ts->bg);
     free(ts);
 }
 
@@ -67,6 +69,13 @@ static int pairs_check(const mela_dataset *ds, const mela_split *sp)
                                   c->count);
     }
     return 0;
+}
+
+/* An episode's query rows with the background rows, then the scene's work. */
+static size_t bg_slot_floats(const mela_tasks *ts)
+{
+    size_t rows = (size_t)ts->o.spec.ways * ts->o.spec.queries + ts->o.background;
+    return rows * (image_floats(ts->ds) + 1) + scene_background_work(ts->ds);
 }
 
 static int tasks_alloc(mela_tasks *ts)
@@ -95,6 +104,12 @@ static int tasks_alloc(mela_tasks *ts)
     int n = o->spec.ways * o->spec.shots;
     if (o->shuffle_support &&
         !(ts->shuf = malloc((size_t)S * n * (image_floats(ts->ds) + 1) * sizeof *ts->shuf)))
+        return mela_set_error("tasks: out of memory");
+    if (o->background < 0 || (o->background > 0 && (ts->ds->C != 1 || ts->sp->n <= o->spec.ways)))
+        return mela_set_error("tasks: background windows (%d) need grey images and more classes than "
+                              "the %d ways in split %s (distractors come from the others)",
+                              o->background, o->spec.ways, ts->sp->name);
+    if (o->background && !(ts->bg = malloc((size_t)S * bg_slot_floats(ts) * sizeof *ts->bg)))
         return mela_set_error("tasks: out of memory");
     return 0;
 }
@@ -190,5 +205,17 @@ void mela_tasks_get(mela_tasks *ts, int slot, uint64_t i, mela_task *t)
         mela_rng r = mela_rng_derive(o->seed, ts->sp->id ^ 0x73687566ULL, i);
         mela_shuffle_rows(x, y, e->x_support, e->y_support, n, img, &r);
         t->xs = x, t->ys = y;
+    }
+    if (ts->bg) { /* the queries, then the background windows, labelled N */
+        size_t img = image_floats(ts->ds);
+        int N = o->spec.ways, nq = N * o->spec.queries, B = o->background;
+        float *x = ts->bg + (size_t)slot * bg_slot_floats(ts), *y = x + (nq + B) * img;
+        memcpy(x, e->x_query, (size_t)nq * img * sizeof *x);
+        memcpy(y, e->y_query, (size_t)nq * sizeof *y);
+        mela_rng r = mela_rng_derive(o->seed, ts->sp->id ^ 0x6267ULL, i);
+        scene_background(ts->ds, ts->sp, e->split_class, N, B, &r, x + nq * img, y + nq + B);
+        for (int b = 0; b < B; b++)
+            y[nq + b] = (float)N;
+        t->xq = x, t->yq = y;
     }
 }

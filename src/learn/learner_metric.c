@@ -79,7 +79,8 @@ static int metric_open(mela_learner *l, int query_rows, int kind)
     if (!(l->model = learner_model(rc)))
         return -1;
     mela_metric_config c = {.kind = kind, .train = rc->train, .test = mela_run_test_spec(rc),
-                            .pairs = rc->pairs, .scale = rc->scale, .learn_scale = rc->learn_scale};
+                            .pairs = rc->pairs, .scale = rc->scale, .learn_scale = rc->learn_scale,
+                            .background = rc->background};
     c.test.query_rows = query_rows;
     if (!(l->impl = mela_metric_new(l->model, &c)))
         return -1;
@@ -101,6 +102,7 @@ static void episode_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     o->kind = MELA_TASKS_EPISODES;
     o->spec = train ? rc->train : mela_run_test_spec(rc);
     o->flags = !train && !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
+    o->background = train ? rc->background : 0;
 }
 
 /* Siamese networks train on batches of pairs and are tested on episodes. */

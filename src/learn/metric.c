@@ -77,15 +77,19 @@ static mela_node pair_logits(const mela_metric *mt, mela_graph *g, const mela_no
     return mela_reshape(g, z, MELA_SHAPE(nq, ns));
 }
 
-/* Class scores of an N-way K-shot episode with queries eq: (nq, N). */
+/* Class scores of an N-way K-shot episode with queries eq: (nq, N); with
+ * eblank (ProtoNets' background training, else MELA_NONE) (nq, N + 1), the
+ * embedding of blank paper the prototype of class N, "none of them". */
 static mela_node class_scores(const mela_metric *mt, mela_graph *g, const mela_node *w, mela_node es,
-                              mela_node ys, mela_node eq, int N, int K, int nq)
+                              mela_node ys, mela_node eq, mela_node eblank, int N, int K, int nq)
 {
     int ns = N * K;
     mela_node oh = mela_one_hot(g, ys, N); /* (ns, N) */
     switch (mt->c.kind) {
     case MELA_METRIC_PROTO: {
         mela_node protos = mela_scale(g, mela_matmul(g, oh, es, 1, 0), 1.0f / (float)K);
+        if (eblank != MELA_NONE)
+            protos = mela_concat(g, protos, eblank);
         return mela_log_softmax(g, mela_neg(g, mela_sqdist(g, eq, protos)));
     }
     case MELA_METRIC_MATCHING: {
@@ -115,12 +119,15 @@ static mela_graph *graph_with_params(const mela_metric *mt, task_graph *o, mela_
 }
 
 /* Scores, loss and accuracy of an episode t from the embeddings es and eq
- * (the labels o->ys, o->yq). */
+ * (the labels o->ys, o->yq); with B background queries (labelled N) after
+ * the others, eblank is the embedding of blank paper, their prototype. */
 static void episode_head(const mela_metric *mt, mela_graph *g, const mela_node *w, task_graph *o,
-                         mela_node es, mela_node eq, const mela_task_spec *t)
+                         mela_node es, mela_node eq, mela_node eblank, const mela_task_spec *t, int B)
 {
-    int N = t->ways, K = t->shots, nq = t->query_rows > 0 ? t->query_rows : N * t->queries;
-    o->out = class_scores(mt, g, w, es, o->ys, eq, N, K, nq);
+    int N = t->ways, K = t->shots, nq = t->query_rows > 0 ? t->query_rows : N * t->queries + B;
+    o->out = class_scores(mt, g, w, es, o->ys, eq, eblank, N, K, nq);
+    if (B)
+        N++; /* the queries' classes: the episode's and "none" */
     /* The scores are log-probabilities (ProtoNets, Matching) or mean
      * probabilities (Siamese, whose loss at evaluation is the NLL of the
      * normalised scores); the accuracy is the argmax either way. */
@@ -141,15 +148,21 @@ static int build_episode(mela_metric *mt, task_graph *o, const mela_task_spec *t
     mela_graph *g = graph_with_params(mt, o, w);
     if (!g)
         return -1;
-    int N = t->ways, K = t->shots;
-    int ns = N * K, nq = t->query_rows > 0 ? t->query_rows : N * t->queries;
+    int N = t->ways, K = t->shots, B = train ? mt->c.background : 0;
+    int ns = N * K, nq = t->query_rows > 0 ? t->query_rows : N * t->queries + B;
     o->xs = mela_input(g, "x_support", mela_model_input_shape(mt->m, ns));
     o->ys = mela_input(g, "y_support", MELA_SHAPE(ns));
     o->xq = mela_input(g, "x_query", mela_model_input_shape(mt->m, nq));
     o->yq = mela_input(g, "y_query", MELA_SHAPE(nq));
-    mela_node es, eq;
-    embed(mt, g, w, o->xs, o->xq, ns, nq, !train, &es, &eq);
-    episode_head(mt, g, w, o, es, eq, t);
+    mela_node es, eq, eblank = MELA_NONE, xq = o->xq;
+    if (B) /* a blank image after the queries, in the same batch */
+        xq = mela_concat(g, xq, mela_constant(g, mela_model_input_shape(mt->m, 1), 0.0f));
+    embed(mt, g, w, o->xs, xq, ns, nq + (B > 0), !train, &es, &eq);
+    if (B) {
+        eblank = mela_slice(g, eq, nq, 1);
+        eq = mela_slice(g, eq, 0, nq);
+    }
+    episode_head(mt, g, w, o, es, eq, eblank, t, B);
     return tp_compile(o, train ? TP_GRAD_LOSS : TP_GRAD_NONE, mt->nviews, w);
 }
 
@@ -216,6 +229,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
     else if (c->kind != MELA_METRIC_SIAMESE &&
              (c->train.ways < 2 || c->train.shots < 1 || c->train.queries < 1))
         why = "training episodes need at least 2 ways, 1 shot and 1 query";
+    else if (c->background < 0 || (c->background > 0 && c->kind != MELA_METRIC_PROTO))
+        why = "background queries (>= 0) are ProtoNets' training";
     else if (c->kind == MELA_METRIC_SIAMESE && c->pairs < 2)
         why = "Siamese training needs at least 2 pairs per batch";
     else if (!(c->scale >= 0) ||
@@ -305,7 +320,8 @@ static void train_rows(const mela_metric *mt, int *n1, int *n2)
     const mela_task_spec *t = &mt->c.train;
     int siamese = mt->c.kind == MELA_METRIC_SIAMESE;
     *n1 = siamese ? mt->c.pairs : t->ways * t->shots;
-    *n2 = siamese ? mt->c.pairs : (t->query_rows > 0 ? t->query_rows : t->ways * t->queries);
+    *n2 = siamese ? mt->c.pairs
+                  : (t->query_rows > 0 ? t->query_rows : t->ways * t->queries + mt->c.background);
 }
 
 int mela_metric_train_images_(const mela_metric *mt)
@@ -433,7 +449,7 @@ static int build_head(mela_metric *mt)
     } else {
         o->ys = mela_input(g, "y_support", MELA_SHAPE(n1));
         o->yq = mela_input(g, "y_query", MELA_SHAPE(n2));
-        episode_head(mt, g, w, o, e1, e2, &mt->c.train);
+        episode_head(mt, g, w, o, e1, e2, MELA_NONE, &mt->c.train, 0);
     }
     mela_node wrt[TP_MAXV + 1];
     int nw = 0;
@@ -458,7 +474,8 @@ int mela_metric_blocked_(mela_metric *mt, int n, int on)
 {
     if (on >= 0)
         mt->blk_off = !on;
-    return n == 1 && !mt->blk_off && blk_serves(mt->m);
+    /* not with background windows: their blank prototype is no task image */
+    return n == 1 && !mt->blk_off && !mt->c.background && blk_serves(mt->m);
 }
 
 /* One task in blocks of images (blocked.c), spread over the processes. */
