@@ -12,6 +12,8 @@
 
 #include "learn/taskpool.h"
 
+#define ADAM_B2 0.999f /* Reptile's inner Adam (Nichol et al.) */
+
 struct mela_gbml {
     const mela_model *m;
     mela_gbml_config c;
@@ -71,7 +73,7 @@ static mela_node minibatch(mela_graph *g, mela_node x, int n, int b, int s)
 /* The step of adapted view j at inner step s for its gradient d: a learned
  * rate times d (Meta-SGD, MAML++'s LSLR), Reptile's inner Adam, or alpha d. */
 static mela_node inner_step(const mela_gbml *gb, mela_graph *g, const mela_node *w, mela_node d, int j,
-                            int s, mela_node *vel)
+                            int s, mela_node *vel, mela_node one_minus)
 {
     const mela_gbml_config *c = &gb->c;
     if (c->learner == MELA_LEARNER_METASGD)
@@ -81,16 +83,14 @@ static mela_node inner_step(const mela_gbml *gb, mela_graph *g, const mela_node 
     if (c->learner == MELA_LEARNER_REPTILE && c->inner_adam) {
         /* Adam with beta1 = 0 (Nichol et al.): v = b2 v + (1-b2) g^2, divided
          * by 1 - b2^t for the t-th step of the estimate. inner_adam 2: v
-         * starts from the stored adam_v with adam_t steps behind it. */
-        const float b2 = 0.999f;
+         * starts from the stored adam_v with adam_t steps behind it, and
+         * one_minus is 1 - b2^(adam_t + s + 1) (adam_one_minus). */
+        const float b2 = ADAM_B2;
         mela_node g2 = mela_scale(g, mela_square(g, d), 1 - b2);
         mela_node vhat;
         if (c->inner_adam == 2) {
             mela_node v0 = s == 0 ? w[gb->adam_first + j] : vel[j];
             vel[j] = mela_add(g, mela_scale(g, v0, b2), g2);
-            mela_node e = mela_exp(g, mela_scale(g, mela_add_scalar(g, w[gb->adam_t], (float)(s + 1)),
-                                                 logf(b2)));
-            mela_node one_minus = mela_add_scalar(g, mela_neg(g, e), 1.0f);
             vhat = mela_div(g, vel[j], mela_broadcast_to(g, one_minus, mela_node_shape(g, vel[j])));
         } else {
             vel[j] = s == 0 ? g2 : mela_add(g, mela_scale(g, vel[j], b2), g2);
@@ -100,6 +100,16 @@ static mela_node inner_step(const mela_gbml *gb, mela_graph *g, const mela_node 
         return mela_scale(g, mela_div(g, d, den), c->inner_lr);
     }
     return mela_scale(g, d, c->inner_lr);
+}
+
+/* inner_adam 2's bias correction at inner step s: 1 - b2^(adam_t + s + 1),
+ * shape (1), once per step for every adapted view. */
+static mela_node adam_one_minus(const mela_gbml *gb, mela_graph *g, const mela_node *w, int s)
+{
+    if (gb->c.learner != MELA_LEARNER_REPTILE || gb->c.inner_adam != 2)
+        return MELA_NONE;
+    mela_node e = mela_exp(g, mela_scale(g, mela_add_scalar(g, w[gb->adam_t], (float)(s + 1)), logf(ADAM_B2)));
+    return mela_add_scalar(g, mela_neg(g, e), 1.0f);
 }
 
 /* The query outputs after adaptation: all queries in one batch, or (non-
@@ -162,9 +172,11 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
         mela_node loss = task_loss(gb, g, out, minibatch(g, o->ys, ns, ib, s));
         if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;
+        mela_node one_minus = adam_one_minus(gb, g, w, s);
         for (int j = 0; j < gb->nadapt; j++) {
             mela_node d = first_order || reptile ? mela_stop_gradient(g, gr[j]) : gr[j];
-            ad[j] = fast[gb->adapt[j]] = mela_sub(g, fast[gb->adapt[j]], inner_step(gb, g, w, d, j, s, vel));
+            ad[j] = fast[gb->adapt[j]] =
+                mela_sub(g, fast[gb->adapt[j]], inner_step(gb, g, w, d, j, s, vel, one_minus));
         }
         if (msl && s < steps - 1) { /* the query loss after every step but the last */
             mela_node lq = task_loss(gb, g, forward_at(gb, g, fast, w, s + 1, o->xq, fq), o->yq);
