@@ -400,7 +400,8 @@ static void test_population_bn(int kind)
  * Conv-4 embedding, spread over MPI processes: blocked.c): the same
  * gradient and loss as the whole episode's graph (whose gradient is checked
  * against finite differences above and in test_grad), up to rounding; the
- * same bits on 1 and 2 threads. 21 or 22 images: a last block of 5 or 6. */
+ * same bits on 1, 2, 3 and 4 threads (blocks spread over them). 21 or 22
+ * images: three blocks, the last of 5 or 6. */
 static void test_blocked(int kind, int maxpool)
 {
     static const char *names[] = {"ProtoNets", "Matching", "Siamese"};
@@ -414,8 +415,8 @@ static void test_blocked(int kind, int maxpool)
         return;
     const mela_layout *L = mela_metric_layout(mt);
     size_t n = mela_layout_size(L);
-    float *theta = calloc(n, sizeof *theta), *g[3];
-    for (int k = 0; k < 3; k++)
+    float *theta = calloc(n, sizeof *theta), *g[5];
+    for (int k = 0; k < 5; k++)
         g[k] = calloc(n, sizeof *g[k]);
     mela_rng r = mela_rng_new(11 + kind);
     mela_metric_init(mt, theta, &r);
@@ -432,11 +433,13 @@ static void test_blocked(int kind, int maxpool)
     for (int i = 0; i < n2; i++)
         y2[i] = (float)(i % 3);
     mela_task t = {x1, y1, x2, y2};
-    double loss[3];
+    double loss[5];
     CHECK(mela_metric_blocked_(mt, 1, -1) == 1 && mela_metric_blocked_(mt, 2, -1) == 0,
           "%s: one Conv-4 episode goes in blocks, a meta-batch of two does not", names[kind]);
     int ok = mela_metric_grad(mt, theta, 1, &t, 1, g[0], &loss[0], NULL) == 0 &&
-             mela_metric_grad(mt, theta, 1, &t, 2, g[1], &loss[1], NULL) == 0;
+             mela_metric_grad(mt, theta, 1, &t, 2, g[1], &loss[1], NULL) == 0 &&
+             mela_metric_grad(mt, theta, 1, &t, 3, g[3], &loss[3], NULL) == 0 &&
+             mela_metric_grad(mt, theta, 1, &t, 4, g[4], &loss[4], NULL) == 0;
     mela_metric_blocked_(mt, 1, 0);
     ok = ok && mela_metric_grad(mt, theta, 1, &t, 1, g[2], &loss[2], NULL) == 0;
     mela_metric_blocked_(mt, 1, 1);
@@ -452,9 +455,10 @@ static void test_blocked(int kind, int maxpool)
     for (size_t j = 0; j < n; j++)
         norm += (double)g[0][j] * g[0][j];
     CHECK(norm > 1e-6, "%s: a gradient that is not zero (%g)", names[kind], norm);
-    CHECK(!memcmp(g[0], g[1], n * sizeof *g[0]) && loss[0] == loss[1],
-          "%s: blocked gradient, the same bits on 1 and 2 threads", names[kind]);
-    for (int k = 0; k < 3; k++)
+    for (int k = 1; k < 5; k += k == 1 ? 2 : 1)
+        CHECK(!memcmp(g[0], g[k], n * sizeof *g[0]) && loss[0] == loss[k],
+              "%s: blocked gradient, the same bits on 1 and %d threads", names[kind], k == 1 ? 2 : k);
+    for (int k = 0; k < 5; k++)
         free(g[k]);
     free(theta);
     mela_metric_free(mt);

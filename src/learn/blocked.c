@@ -16,7 +16,10 @@
  *     gamma and beta summed over its images), and the rows are added in
  *     block order (dist_fold, the ordered sum of the meta-batch).
  * So every float depends on the blocks, never on which process or thread
- * computed them: the same bits for any P and thread count.
+ * computed them: the same bits for any P and thread count. Within a
+ * process, each step of a layer runs the own blocks on its threads (block
+ * lo + t on thread t mod T, with its own scratch); the sums between steps
+ * are reduced on the calling thread.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -42,13 +45,19 @@ struct blocked {
     layer ly[MAXD];
     int images, n1, nblocks, D;
     size_t size, per_block, dh_floats, mid_max;
-    float *scratch, *tmp;
+    float *scratch[MK_MAX_THREADS], *tmp[MK_MAX_THREADS]; /* each thread's */
     size_t nscratch;
+    int nthreads;        /* threads with scratch */
+    int threads;         /* threads of this step (blk_forward's) */
+    mk_pool *pool;       /* their workers */
     int cap;             /* own blocks with storage */
     float *store, *dh, *rows;
     float *part, *emb;
     float mean[MAXD][MAXC], rstd[MAXD][MAXC];
+    float mg[MAXC], mgx[MAXC]; /* backward: means of dxhat and dxhat xhat */
 };
+
+static int threads_up(blocked *b, int threads);
 
 static int block_images(const blocked *b, int k)
 {
@@ -67,7 +76,10 @@ void blk_free(blocked *b)
 {
     if (!b)
         return;
-    free(b->scratch), free(b->tmp), free(b->store), free(b->dh), free(b->rows);
+    for (int t = 0; t < MK_MAX_THREADS; t++)
+        free(b->scratch[t]), free(b->tmp[t]);
+    mk_pool_free(b->pool);
+    free(b->store), free(b->dh), free(b->rows);
     free(b->part), free(b->emb);
     free(b);
 }
@@ -130,16 +142,33 @@ blocked *blk_new(const mela_model *m, const mela_layout *L, int n1, int n2, int 
     b->per_block = at;
     b->nscratch = scratch;
     size_t slots = (size_t)b->nblocks * BLK_IMAGES;
-    b->scratch = malloc((scratch + 16) * sizeof *b->scratch);
-    b->tmp = malloc(BLK_IMAGES * b->mid_max * sizeof *b->tmp);
     b->part = malloc(slots * 2 * g.width * sizeof *b->part);
     b->emb = malloc(slots * b->D * sizeof *b->emb);
-    if (!b->scratch || !b->tmp || !b->part || !b->emb) {
+    if (!b->part || !b->emb || threads_up(b, 1)) {
         blk_free(b);
         *failed = mela_set_error("episode blocks: out of memory");
         return NULL;
     }
     return b;
+}
+
+/* Scratch for `threads` threads (at most MK_MAX_THREADS), and a pool of
+ * workers for more than one. 0 or -1 (with the error set). */
+static int threads_up(blocked *b, int threads)
+{
+    for (int t = b->nthreads; t < threads; t++) {
+        b->scratch[t] = malloc((b->nscratch + 16) * sizeof *b->scratch[t]);
+        b->tmp[t] = malloc(BLK_IMAGES * b->mid_max * sizeof *b->tmp[t]);
+        if (!b->scratch[t] || !b->tmp[t])
+            return mela_set_error("episode blocks: out of memory for thread %d", t + 1);
+        b->nthreads = t + 1;
+    }
+    if (threads > 1 && mk_pool_threads(b->pool) < threads) {
+        mk_pool_free(b->pool);
+        if (!(b->pool = mk_pool_new(threads)))
+            return mela_set_error("episode blocks: cannot start %d threads", threads);
+    }
+    return 0;
 }
 
 /* Storage for this process's `mine` blocks. */
@@ -238,70 +267,155 @@ static void block_input(const blocked *b, float *dst, int k, const float *x1, co
     }
 }
 
+/* The steps of a layer, each block by block (blocks are independent within
+ * a step; between steps the per-image sums are gathered and reduced). */
+enum { F_CONV, F_SQDEV, F_NORM, B_SUMS, B_CONV };
+
+/* Step `step` of layer i for own block k (lo the first own block), on
+ * thread tid with `kt` threads for its convolutions. */
+static void block_step(blocked *b, const float *theta, int step, int i, int k, int lo, int tid, int kt)
+{
+    const layer *l = &b->ly[i];
+    int C = l->OC, n = block_images(b, k), stride = b->m.maxpool ? 1 : 2;
+    size_t P = (size_t)l->OH * l->OH;
+    float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *r = st + l->o_r;
+    float *tmp = b->tmp[tid], *scratch = b->scratch[tid];
+    size_t dhb = BLK_IMAGES * b->dh_floats; /* a block's dh */
+    float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
+    mk_conv cv = geom_of(l, n, stride, kt);
+    switch (step) {
+    case F_CONV: { /* z = conv(h) + bias (kept where xhat goes), each image's sums */
+        const float *bias = theta + l->cb;
+        mk_conv2d(xh, st + l->o_hin, theta + l->w, &cv, scratch);
+        for (int j = 0; j < n * C; j++) {
+            float *pz = xh + (size_t)j * P, bc = bias[j % C];
+            for (size_t p = 0; p < P; p++)
+                pz[p] += bc;
+        }
+        image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_X, xh, NULL, NULL, n, C, P);
+        break;
+    }
+    case F_SQDEV:
+        image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_SQDEV, xh, NULL, b->mean[i], n, C, P);
+        break;
+    case F_NORM: { /* xhat (in place of z), r = relu(gamma xhat + beta), the next input */
+        const float *gam = theta + l->g, *bet = theta + l->be;
+        for (int j = 0; j < n * C; j++) {
+            int c = j % C;
+            float mc = b->mean[i][c], rc = b->rstd[i][c], gc = gam[c], bc = bet[c];
+            float *px = xh + (size_t)j * P, *pr = r + (size_t)j * P;
+            for (size_t p = 0; p < P; p++) {
+                float v = (px[p] - mc) * rc, a = v * gc + bc;
+                px[p] = v;
+                pr[p] = a > 0 ? a : 0;
+            }
+        }
+        int last = i + 1 == b->m.depth;
+        /* the last layer's output: the embeddings, to be gathered */
+        float *next = last ? b->emb + (size_t)k * BLK_IMAGES * b->D : st + b->ly[i + 1].o_hin;
+        if (b->m.maxpool)
+            mk_maxpool(next, r, n * C, l->OH, l->OH, 2, 2);
+        else
+            memcpy(next, r, (size_t)n * l->mid * sizeof *next);
+        break;
+    }
+    case B_SUMS: { /* dy of the batch norm's affine output; gamma's and beta's
+                    * rows; dxhat = dy gamma (in place of r); each image's
+                    * sums of dxhat and dxhat xhat */
+        const float *gam = theta + l->g;
+        float *dy = tmp;
+        if (b->m.maxpool)
+            mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
+        else
+            memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
+        for (size_t j = 0; j < (size_t)n * l->mid; j++)
+            dy[j] = r[j] > 0 ? dy[j] : 0;
+        channel_sums(row + l->g, dy, xh, n, C, P);
+        channel_sums(row + l->be, dy, NULL, n, C, P);
+        for (int j = 0; j < n * C; j++) {
+            float gc = gam[j % C], *pd = dy + (size_t)j * P, *pr = r + (size_t)j * P;
+            for (size_t p = 0; p < P; p++)
+                pr[p] = pd[p] * gc;
+        }
+        float *part = b->part + (size_t)k * BLK_IMAGES * 2 * C;
+        image_sums(part, 2 * C, SUM_X, r, NULL, NULL, n, C, P);
+        image_sums(part + C, 2 * C, SUM_XY, r, xh, NULL, n, C, P);
+        break;
+    }
+    case B_CONV: { /* dz = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
+                    * the convolution's gradients over the block */
+        float *dz = tmp;
+        for (int j = 0; j < n * C; j++) {
+            int c = j % C;
+            float m1 = b->mg[c], m2 = b->mgx[c], rc = b->rstd[i][c];
+            const float *pg = r + (size_t)j * P, *px = xh + (size_t)j * P;
+            float *pd = dz + (size_t)j * P;
+            for (size_t p = 0; p < P; p++)
+                pd[p] = (pg[p] - m1 - px[p] * m2) * rc;
+        }
+        channel_sums(row + l->cb, dz, NULL, n, C, P);
+        mk_conv2d_dw(row + l->w, st + l->o_hin, dz, &cv, scratch);
+        if (i > 0)
+            mk_conv2d_dx(dh, dz, theta + l->w, &cv, scratch);
+        break;
+    }
+    }
+}
+
+typedef struct step_job {
+    blocked *b;
+    const float *theta;
+    int step, layer, lo, hi, tid, nt, kt;
+} step_job;
+
+static void *step_main(void *arg)
+{
+    step_job *j = arg;
+    for (int k = j->lo + j->tid; k < j->hi; k += j->nt)
+        block_step(j->b, j->theta, j->step, j->layer, k, j->lo, j->tid, j->kt);
+    return NULL;
+}
+
+/* Step `step` of layer i for the own blocks [lo, hi): block lo + t on
+ * thread t % nt, each block's convolutions on threads / nt threads. Which
+ * thread runs a block never changes its bits. */
+static void run_step(blocked *b, const float *theta, int step, int i, int lo, int hi)
+{
+    int nt = b->threads < hi - lo ? b->threads : hi - lo;
+    if (nt < 1)
+        return;
+    step_job jobs[MK_MAX_THREADS];
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (step_job){b, theta, step, i, lo, hi, t, nt, b->threads / nt};
+    mk_pool_run(nt > 1 ? b->pool : NULL, nt, step_main, jobs, sizeof *jobs);
+}
+
 int blk_forward(blocked *b, const float *theta, const float *x1, const float *x2, int threads, float *E)
 {
-    int lo, hi, stride = b->m.maxpool ? 1 : 2;
+    int lo, hi;
     dist_share(b->nblocks, &lo, &hi);
-    if (dist_agree(reserve(b, hi - lo)))
-        return -1;
     threads = threads < 1 ? 1 : threads > MK_MAX_THREADS ? MK_MAX_THREADS : threads;
+    if (dist_agree(reserve(b, hi - lo) || threads_up(b, threads)))
+        return -1;
+    b->threads = threads;
     for (int k = lo; k < hi; k++)
         block_input(b, b->store + (size_t)(k - lo) * b->per_block + b->ly[0].o_hin, k, x1, x2);
     for (int i = 0; i < b->m.depth; i++) {
         const layer *l = &b->ly[i];
-        int C = l->OC, K = C;
-        size_t P = (size_t)l->OH * l->OH;
-        double cnt = (double)b->images * (double)P;
-        const float *w = theta + l->w, *bias = theta + l->cb, *gam = theta + l->g, *bet = theta + l->be;
-        /* z = conv(h) + bias (kept where xhat goes), and each image's sums */
-        for (int k = lo; k < hi; k++) {
-            float *st = b->store + (size_t)(k - lo) * b->per_block, *z = st + l->o_xhat;
-            int n = block_images(b, k);
-            mk_conv cv = geom_of(l, n, stride, threads);
-            mk_conv2d(z, st + l->o_hin, w, &cv, b->scratch);
-            for (int j = 0; j < n * C; j++) {
-                float *pz = z + (size_t)j * P, bc = bias[j % C];
-                for (size_t p = 0; p < P; p++)
-                    pz[p] += bc;
-            }
-            image_sums(b->part + (size_t)k * BLK_IMAGES * K, K, SUM_X, z, NULL, NULL, n, C, P);
-        }
-        gather_sums(b, K);
-        image_means(b->mean[i], b->part, K, b->images, C, cnt);
-        for (int k = lo; k < hi; k++) {
-            const float *z = b->store + (size_t)(k - lo) * b->per_block + l->o_xhat;
-            image_sums(b->part + (size_t)k * BLK_IMAGES * K, K, SUM_SQDEV, z, NULL, b->mean[i],
-                       block_images(b, k), C, P);
-        }
-        gather_sums(b, K);
+        int C = l->OC;
+        double cnt = (double)b->images * (double)l->OH * l->OH;
+        run_step(b, theta, F_CONV, i, lo, hi);
+        gather_sums(b, C);
+        image_means(b->mean[i], b->part, C, b->images, C, cnt);
+        run_step(b, theta, F_SQDEV, i, lo, hi);
+        gather_sums(b, C);
         for (int c = 0; c < C; c++) {
             double s = 0;
             for (int j = 0; j < b->images; j++)
-                s += b->part[(size_t)j * K + c];
+                s += b->part[(size_t)j * C + c];
             b->rstd[i][c] = (float)(1.0 / sqrt(s / cnt + l->eps));
         }
-        /* xhat (in place of z), r = relu(gamma xhat + beta), the next input */
-        for (int k = lo; k < hi; k++) {
-            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *r = st + l->o_r;
-            int n = block_images(b, k);
-            for (int j = 0; j < n * C; j++) {
-                int c = j % C;
-                float mc = b->mean[i][c], rc = b->rstd[i][c], gc = gam[c], bc = bet[c];
-                float *px = xh + (size_t)j * P, *pr = r + (size_t)j * P;
-                for (size_t p = 0; p < P; p++) {
-                    float v = (px[p] - mc) * rc, a = v * gc + bc;
-                    px[p] = v;
-                    pr[p] = a > 0 ? a : 0;
-                }
-            }
-            float *next = i + 1 < b->m.depth ? st + b->ly[i + 1].o_hin : b->tmp;
-            if (b->m.maxpool)
-                mk_maxpool(next, r, n * C, l->OH, l->OH, 2, 2);
-            else
-                memcpy(next, r, (size_t)n * l->mid * sizeof *next);
-            if (i + 1 == b->m.depth) /* the embeddings, to be gathered */
-                memcpy(b->emb + (size_t)k * BLK_IMAGES * b->D, next, (size_t)n * b->D * sizeof *next);
-        }
+        run_step(b, theta, F_NORM, i, lo, hi);
     }
     dist_gather_floats(b->emb, b->nblocks, BLK_IMAGES * b->D);
     memcpy(E, b->emb, (size_t)b->images * b->D * sizeof *E);
@@ -310,9 +424,9 @@ int blk_forward(blocked *b, const float *theta, const float *x1, const float *x2
 
 void blk_backward(blocked *b, const float *theta, const float *dE, int threads, float *grad)
 {
-    int lo, hi, stride = b->m.maxpool ? 1 : 2;
+    (void)threads; /* blk_forward's */
+    int lo, hi;
     dist_share(b->nblocks, &lo, &hi);
-    threads = threads < 1 ? 1 : threads > MK_MAX_THREADS ? MK_MAX_THREADS : threads;
     size_t dhb = BLK_IMAGES * b->dh_floats; /* a block's dh */
     for (int k = lo; k < hi; k++)
         memcpy(b->dh + (size_t)(k - lo) * dhb, dE + (size_t)k * BLK_IMAGES * b->D,
@@ -320,59 +434,12 @@ void blk_backward(blocked *b, const float *theta, const float *dE, int threads, 
     for (int i = b->m.depth - 1; i >= 0; i--) {
         const layer *l = &b->ly[i];
         int C = l->OC, K = 2 * C;
-        size_t P = (size_t)l->OH * l->OH;
-        double cnt = (double)b->images * (double)P;
-        const float *gam = theta + l->g;
-        /* dy of the batch norm's affine output; gamma's and beta's rows;
-         * dxhat = dy gamma (in place of r); each image's sums of dxhat and
-         * dxhat xhat */
-        for (int k = lo; k < hi; k++) {
-            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *r = st + l->o_r;
-            float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
-            int n = block_images(b, k);
-            float *dy = b->tmp;
-            if (b->m.maxpool)
-                mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
-            else
-                memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
-            for (size_t j = 0; j < (size_t)n * l->mid; j++)
-                dy[j] = r[j] > 0 ? dy[j] : 0;
-            channel_sums(row + l->g, dy, xh, n, C, P);
-            channel_sums(row + l->be, dy, NULL, n, C, P);
-            for (int j = 0; j < n * C; j++) {
-                float gc = gam[j % C], *pd = dy + (size_t)j * P, *pr = r + (size_t)j * P;
-                for (size_t p = 0; p < P; p++)
-                    pr[p] = pd[p] * gc;
-            }
-            float *part = b->part + (size_t)k * BLK_IMAGES * K;
-            image_sums(part, K, SUM_X, r, NULL, NULL, n, C, P);
-            image_sums(part + C, K, SUM_XY, r, xh, NULL, n, C, P);
-        }
+        double cnt = (double)b->images * (double)l->OH * l->OH;
+        run_step(b, theta, B_SUMS, i, lo, hi);
         gather_sums(b, K);
-        float mg[MAXC], mgx[MAXC];
-        image_means(mg, b->part, K, b->images, C, cnt);
-        image_means(mgx, b->part + C, K, b->images, C, cnt);
-        /* dz = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); the
-         * convolution's gradients over the block */
-        for (int k = lo; k < hi; k++) {
-            float *st = b->store + (size_t)(k - lo) * b->per_block, *xh = st + l->o_xhat, *dxh = st + l->o_r;
-            float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
-            int n = block_images(b, k);
-            float *dz = b->tmp;
-            for (int j = 0; j < n * C; j++) {
-                int c = j % C;
-                float m1 = mg[c], m2 = mgx[c], rc = b->rstd[i][c];
-                const float *pg = dxh + (size_t)j * P, *px = xh + (size_t)j * P;
-                float *pd = dz + (size_t)j * P;
-                for (size_t p = 0; p < P; p++)
-                    pd[p] = (pg[p] - m1 - px[p] * m2) * rc;
-            }
-            channel_sums(row + l->cb, dz, NULL, n, C, P);
-            mk_conv cv = geom_of(l, n, stride, threads);
-            mk_conv2d_dw(row + l->w, st + l->o_hin, dz, &cv, b->scratch);
-            if (i > 0)
-                mk_conv2d_dx(dh, dz, theta + l->w, &cv, b->scratch);
-        }
+        image_means(b->mg, b->part, K, b->images, C, cnt);
+        image_means(b->mgx, b->part + C, K, b->images, C, cnt);
+        run_step(b, theta, B_CONV, i, lo, hi);
     }
     dist_fold(grad, b->rows, b->nblocks, b->size, 1.0f);
 }
