@@ -8,7 +8,9 @@
  * maximum of a window in row-major order (a later equal value does not
  * replace it). maxpool, maxpool_scatter (its gradient wrt x) and
  * maxpool_gather (the gradient of scatter wrt dy, used for second order)
- * all go through window_argmax, so they always pick the same pixel.
+ * all go through window_argmax (k = s = 2: the same rule as a chain of
+ * selects, first_max2 and argmax2_select), so they always pick the same
+ * pixel.
  *
  * The fast kernels walk the windows with pointers and have a k = s = 2 path
  * (the Conv-4 case); the _ref kernels index every element from the
@@ -33,22 +35,46 @@ static inline int window_argmax(const float *x, int W, int k)
     return best;
 }
 
-/* window_argmax for k = 2, same tie rule. */
-static inline int window_argmax2(const float *x, int W)
+/* The same rule on a 2x2 window's values a b / c d, as selects the
+ * compiler can vectorise: the first maximum's value, and its place 0-3. */
+static inline float first_max2(float a, float b, float c, float d)
 {
-    int best = 0;
-    float m = x[0];
-    if (x[1] > m) {
-        m = x[1];
-        best = 1;
+    float m = a;
+    m = b > m ? b : m;
+    m = c > m ? c : m;
+    return d > m ? d : m;
+}
+
+static inline int argmax2_select(float a, float b, float c, float d)
+{
+    float m = a;
+    int at = 0;
+    at = b > m ? 1 : at;
+    m = b > m ? b : m;
+    at = c > m ? 2 : at;
+    m = c > m ? c : m;
+    return d > m ? 3 : at;
+}
+
+/* One row of 2x2 windows (rows x0, x1 of x; d0, d1 of dx): the windows do
+ * not overlap, so each pixel is written once, g at the window's first
+ * maximum (as 0 + g: -0 becomes +0) and 0 elsewhere. */
+static void scatter2_row(float *restrict d0, float *restrict d1, const float *restrict x0,
+                         const float *restrict x1, const float *restrict g, int OW)
+{
+    for (int ow = 0; ow < OW; ow++) {
+        float a = x0[2 * ow], b = x0[2 * ow + 1], c = x1[2 * ow], d = x1[2 * ow + 1];
+        /* argmax2_select as selects: the maxima after b and after c;
+         * then g goes to d if d replaced the maximum, else to c if c did,
+         * else to b if b did, else to a */
+        float m1 = b > a ? b : a, m2 = c > m1 ? c : m1, v = g[ow] + 0.0f;
+        float rest = d > m2 ? 0.0f : v;
+        d1[2 * ow + 1] = d > m2 ? v : 0.0f;
+        d1[2 * ow] = c > m1 ? rest : 0.0f;
+        rest = c > m1 ? 0.0f : rest;
+        d0[2 * ow + 1] = b > a ? rest : 0.0f;
+        d0[2 * ow] = b > a ? 0.0f : rest;
     }
-    if (x[W] > m) {
-        m = x[W];
-        best = W;
-    }
-    if (x[W + 1] > m)
-        best = W + 1;
-    return best;
 }
 
 /* y[P,OH,OW] = max of each window of x[P,H,W] */
@@ -60,8 +86,8 @@ void mk_maxpool(float *y, const float *x, int P, int H, int W, int k, int s)
         for (int oh = 0; oh < OH; oh++, y += OW) {
             const float *row = xp + (size_t)oh * s * W;
             if (k == 2 && s == 2)
-                for (int ow = 0; ow < OW; ow++)
-                    y[ow] = row[2 * ow + window_argmax2(row + 2 * ow, W)];
+                for (int ow = 0; ow < OW; ow++) /* window_argmax2's value, without branches */
+                    y[ow] = first_max2(row[2 * ow], row[2 * ow + 1], row[W + 2 * ow], row[W + 2 * ow + 1]);
             else
                 for (int ow = 0; ow < OW; ow++)
                     y[ow] = row[ow * s + window_argmax(row + ow * s, W, k)];
@@ -74,15 +100,15 @@ void mk_maxpool_scatter(float *dx, const float *x, const float *dy, int P, int H
                         int s)
 {
     const int OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    memset(dx, 0, sizeof(float) * (size_t)P * H * W);
+    if (!(k == 2 && s == 2 && H % 2 == 0 && W % 2 == 0)) /* else every pixel is written */
+        memset(dx, 0, sizeof(float) * (size_t)P * H * W);
     for (int p = 0; p < P; p++) {
         const size_t off = (size_t)p * H * W;
         for (int oh = 0; oh < OH; oh++, dy += OW) {
             const float *row = x + off + (size_t)oh * s * W;
             float *drow = dx + off + (size_t)oh * s * W;
             if (k == 2 && s == 2)
-                for (int ow = 0; ow < OW; ow++)
-                    drow[2 * ow + window_argmax2(row + 2 * ow, W)] += dy[ow];
+                scatter2_row(drow, drow + W, row, row + W, dy, OW);
             else
                 for (int ow = 0; ow < OW; ow++)
                     drow[ow * s + window_argmax(row + ow * s, W, k)] += dy[ow];
@@ -101,8 +127,11 @@ void mk_maxpool_gather(float *gy, const float *x, const float *gx, int P, int H,
             const float *row = x + off + (size_t)oh * s * W;
             const float *grow = gx + off + (size_t)oh * s * W;
             if (k == 2 && s == 2)
-                for (int ow = 0; ow < OW; ow++)
-                    gy[ow] = grow[2 * ow + window_argmax2(row + 2 * ow, W)];
+                for (int ow = 0; ow < OW; ow++) {
+                    int at = argmax2_select(row[2 * ow], row[2 * ow + 1], row[W + 2 * ow], row[W + 2 * ow + 1]);
+                    float g0 = grow[2 * ow], g1 = grow[2 * ow + 1], g2 = grow[W + 2 * ow], g3 = grow[W + 2 * ow + 1];
+                    gy[ow] = at == 0 ? g0 : at == 1 ? g1 : at == 2 ? g2 : g3;
+                }
             else
                 for (int ow = 0; ow < OW; ow++)
                     gy[ow] = grow[ow * s + window_argmax(row + ow * s, W, k)];

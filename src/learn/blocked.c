@@ -328,8 +328,11 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
             mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
         else
             memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
-        for (size_t j = 0; j < (size_t)n * l->mid; j++)
-            dy[j] = r[j] > 0 ? dy[j] : 0;
+        const float *rr = r;
+        for (size_t j = 0, cnt = (size_t)n * l->mid; j < cnt; j++) {
+            float v = dy[j];
+            dy[j] = rr[j] > 0 ? v : 0.0f;
+        }
         channel_sums(row + l->g, dy, xh, n, C, P);
         channel_sums(row + l->be, dy, NULL, n, C, P);
         for (int j = 0; j < n * C; j++) {
