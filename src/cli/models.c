@@ -125,7 +125,8 @@ static void models_help(void)
            "  -h, --help    show this help\n", MELA_MODELS_DIR);
 }
 
-/* Prints the models of one folder; 0 when it holds none. */
+/* Prints the models of one folder; 0 when it holds none. Each row's eval
+ * options (how `mela eval NAME` reproduces it) follow its accuracy. */
 static int list_dir(const char *dir)
 {
     char path[PATH_MAX + 64];
@@ -133,22 +134,32 @@ static int list_dir(const char *dir)
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
-    char real[PATH_MAX];
-    printf("%s:\n", realpath(dir, real) ? real : dir);
-    printf("  %-22s %-9s %-16s %-15s %s\n", "name", "learner", "trained", "tested", "test accuracy (95% CI)");
-    row r;
-    int n = 0;
-    char last[256] = "";
+    row *rows = NULL, r;
+    int n = 0, cap = 0, wt = (int)strlen("tested");
     while (read_row(f, &r)) {
-        snprintf(path, sizeof path, "%s/%s", dir, r.f[1]);
-        int same = !strcmp(last, r.f[0]);
-        printf("  %-22s %-9s %-16s %-15s %s%% +- %s%% (%s episodes)%s\n", same ? "" : r.f[0],
-               same ? "" : r.f[2], same ? "" : r.f[3], r.f[4], r.f[6], r.f[7], r.f[5],
-               is_file(path) ? "" : "  [file missing]");
-        snprintf(last, sizeof last, "%s", r.f[0]);
-        n++;
+        if (n == cap) {
+            row *more = realloc(rows, (size_t)(cap = cap ? 2 * cap : 16) * sizeof *rows);
+            if (!more)
+                break;
+            rows = more;
+        }
+        rows[n++] = r;
+        if ((int)strlen(r.f[4]) > wt)
+            wt = (int)strlen(r.f[4]);
     }
     fclose(f);
+    char real[PATH_MAX];
+    printf("%s:\n", realpath(dir, real) ? real : dir);
+    printf("  %-22s %-9s %-16s %-*s %s\n", "name", "learner", "trained", wt, "tested", "test accuracy (95% CI)");
+    for (int i = 0; i < n; i++) {
+        const row *q = &rows[i];
+        snprintf(path, sizeof path, "%s/%s", dir, q->f[1]);
+        int same = i > 0 && !strcmp(rows[i - 1].f[0], q->f[0]);
+        printf("  %-22s %-9s %-16s %-*s %s%% +- %s%% (%s episodes%s%s)%s\n", same ? "" : q->f[0],
+               same ? "" : q->f[2], same ? "" : q->f[3], wt, q->f[4], q->f[6], q->f[7], q->f[5],
+               q->f[8][0] ? "; " : "", q->f[8], is_file(path) ? "" : "  [file missing]");
+    }
+    free(rows);
     return n;
 }
 
