@@ -177,7 +177,7 @@ static int usage(void)
     fprintf(stderr, "usage: bench_find CHECKPOINT [--scenes N] [--ways N] [--seed S] [--threads T] "
                     "[--data-dir DIR] [--set evaluation|background] [--stride S] "
                     "[--threshold T] [--ncc-threshold T] [--nms-iou X] [--plain-support] [--draw DIR N] "
-                    "[--jobs J] [--p-target P]\n");
+                    "[--jobs J] [--p-target P] [--score blank|others|ratio]\n");
     return 2;
 }
 
@@ -209,6 +209,7 @@ static void draw(const char *dir, const char *name, int i, const mela_scene *sc,
 int main(int argc, char **argv)
 {
     const char *ckpt = NULL, *data = "../shared/data/omniglot", *set = "evaluation", *drawdir = NULL;
+    int score = MELA_FIND_SCORE_BLANK;
     int plain = 0, scenes = 1000, ways = 5, threads = 1, stride = MELA_FIND_STRIDE, ndraw = 0, J = 1;
     unsigned long long seed = 1;
     float thr = MELA_FIND_THRESHOLD, nthr = 0.55f, nms = 0, p_target = 0;
@@ -230,6 +231,13 @@ int main(int argc, char **argv)
             stride = atoi(v), i++;
         else if (!strcmp(a, "--plain-support"))
             plain = 1;
+        else if (!strcmp(a, "--score") && v) {
+            score = !strcmp(v, "blank") ? MELA_FIND_SCORE_BLANK : !strcmp(v, "others") ? MELA_FIND_SCORE_OTHERS
+                  : !strcmp(v, "ratio") ? MELA_FIND_SCORE_RATIO : -1;
+            if (score < 0)
+                return usage();
+            i++;
+        }
         else if (!strcmp(a, "--nms-iou") && v)
             nms = strtof(v, NULL), i++;
         else if (!strcmp(a, "--threshold") && v)
@@ -258,6 +266,7 @@ int main(int argc, char **argv)
     mela_scenes *gen = ds ? mela_scenes_new(ds, &so) : NULL;
     mela_find_opts fo = {0};
     fo.stride = stride;
+    fo.score = score;
     fo.threads = threads;
     fo.max_boxes = 100;
     fo.nms_iou = nms;

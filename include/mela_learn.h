@@ -661,7 +661,16 @@ typedef struct mela_find_opts {
     int threads;        /* of the dense pass, 1..4 (0: 1) */
     int plain_support;  /* 1: each support crop as it is; 0: also moved by half
                          * the stride each way (9 views, the nearest counts) */
+    int score;          /* ProtoNets, Matching: what a window's distance d is
+                         * measured against, MELA_FIND_SCORE_* */
 } mela_find_opts;
+
+/* Scores 1 - d / ref: ref the distance of the class from the blank window;
+ * or the smaller of that and its distance from the nearest other support
+ * class (a drawing as far from the class as another class is scores 0);
+ * or, per window, its distance from the runner-up (the blank window or
+ * another class: Lowe's ratio test). */
+enum { MELA_FIND_SCORE_BLANK = 0, MELA_FIND_SCORE_OTHERS = 1, MELA_FIND_SCORE_RATIO = 2 };
 
 /* The threshold of "found" (mela find's default), and the IoU above which a
  * box is suppressed by a better one (things do not overlap much). */

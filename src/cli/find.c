@@ -11,6 +11,10 @@
 #include "mela_io.h"
 #include "mela_learn.h"
 
+/* --score's values, indexed by MELA_FIND_SCORE_* */
+static const char *const score_names[] = {[MELA_FIND_SCORE_BLANK] = "blank", [MELA_FIND_SCORE_OTHERS] = "others",
+                                          [MELA_FIND_SCORE_RATIO] = "ratio"};
+
 static void find_help(void)
 {
     printf("Usage: mela find CHECKPOINT SUPPORT_DIR IMAGE... [options]\n"
@@ -30,6 +34,11 @@ static void find_help(void)
            "  --threshold T      score a box needs to be reported (default %.2f); 1 is the\n"
            "                     support drawing itself, 0 as far as empty paper (Siamese:\n"
            "                     p(same))\n"
+           "  --score REF        what a window's distance is measured against (ProtoNets,\n"
+           "                     Matching): others = the nearer of blank paper and the\n"
+           "                     nearest other support class (a character of no support\n"
+           "                     class scores near 0), blank = blank paper only, ratio =\n"
+           "                     each window's runner-up (default %s)\n"
            "  --stride S         window step in the resized picture: 16, 8, 4 or 2 (default\n"
            "                     %d; 8 is 4 times as fast, 16 a little faster still)\n"
            "  --max-boxes N      at most N boxes per picture (default 50)\n"
@@ -43,7 +52,7 @@ static void find_help(void)
            "Prints one line per box: picture, class, score, x, y, width, height (pixels,\n"
            "x and y the top-left corner), best first; a picture with no box at or above the\n"
            "threshold gets one line saying 'nothing found' (JSON: \"class\": null).\n",
-           (double)MELA_FIND_THRESHOLD, MELA_FIND_STRIDE, (double)MELA_FIND_NMS_IOU);
+           (double)MELA_FIND_THRESHOLD, score_names[0], MELA_FIND_STRIDE, (double)MELA_FIND_NMS_IOU);
 }
 
 static int parse_sizes(const char *s, float *out, int max)
@@ -133,6 +142,16 @@ int cli_find(int argc, char **argv)
                 o.nms_iou = (float)t;
             else
                 threshold = (float)t;
+        } else if (!strcmp(a, "--score") && v) {
+            int m = 0;
+            while (m < 3 && strcmp(argv[i + 1], score_names[m]))
+                m++;
+            if (m == 3) {
+                fprintf(stderr, "mela find: --score '%s' is not one of others, blank, ratio\n", v);
+                goto out;
+            }
+            o.score = m;
+            i++;
         } else if (!strcmp(a, "--stride") && v) {
             if (cli_int_arg("find", a, argv[++i], 2, 16, &k))
                 goto out;

@@ -63,7 +63,8 @@ struct mela_finder {
     int ways, shots, views;
     float *emb;   /* views * ways * shots * D support embeddings */
     float *proto; /* views * ways * D class means */
-    float *ref;   /* ways: ProtoNets, Matching: each class's distance from the blank window */
+    float *ref;   /* ways: ProtoNets, Matching: each class's distance from the blank
+                   * window (MELA_FIND_SCORE_OTHERS: or from the nearest other class) */
     mela_find_opts o;
     dense cache[FIND_CACHE];
     long clock;
@@ -503,6 +504,18 @@ int mela_finder_support(mela_finder *f, int ways, int shots, const float *images
         float r = f->kind == KIND_PROTO ? -sb[c] : 1 - sb[c];
         ref[c] = r > 1e-12f ? r : 1e-12f;
     }
+    if (f->o.score == MELA_FIND_SCORE_OTHERS) /* nearer still: another support class */
+        for (int c = 0; c < ways; c++) {
+            /* class c as a window sees it: its centred prototype (ProtoNets) or
+             * its first drawing (Matching), against the others' views */
+            const float *v = f->kind == KIND_PROTO ? proto + (size_t)c * D : emb + (size_t)c * shots * D;
+            window_scores(f, v, 1, sb, NULL);
+            for (int o = 0; o < ways; o++) {
+                float r = f->kind == KIND_PROTO ? -sb[o] : 1 - sb[o];
+                if (o != c && r < ref[c])
+                    ref[c] = r > 1e-12f ? r : 1e-12f;
+            }
+        }
     free(sb);
     free(f->ref);
     f->ref = ref;
@@ -676,11 +689,22 @@ int mela_finder_find(mela_finder *f, const float *image, int H, int W, float thr
                 best = c;
         if (s[N] >= s[best])
             continue; /* nearer the blank window than any class: background */
-        /* Siamese: p(same); ProtoNets and Matching: 1 - d / (d of the blank
-         * window), d the squared distance (1 - cosine for Matching) */
+        /* Siamese: p(same); ProtoNets and Matching: 1 - d / ref, d the
+         * squared distance (1 - cosine for Matching), ref the class's
+         * (finder_support) or, MELA_FIND_SCORE_RATIO, this window's distance
+         * from the runner-up (the blank window or another class) */
+        float ref = f->ref[best];
+        if (f->o.score == MELA_FIND_SCORE_RATIO) {
+            float second = s[N];
+            for (int c = 0; c < N; c++)
+                if (c != best && s[c] > second)
+                    second = s[c];
+            ref = f->kind == KIND_PROTO ? -second : 1 - second;
+            ref = ref > 1e-12f ? ref : 1e-12f;
+        }
         float v = f->kind == KIND_SIAMESE ? s[best]
-                : f->kind == KIND_PROTO   ? 1 + s[best] / f->ref[best]
-                                          : 1 - (1 - s[best]) / f->ref[best];
+                : f->kind == KIND_PROTO   ? 1 + s[best] / ref
+                                          : 1 - (1 - s[best]) / ref;
         if (v >= threshold) { /* moved as the view that matched (a 28-pixel window's half stride) */
             const int *mv = move[views[i * N + best]];
             float d = (float)half * cs[i].side / FIND_IN;
