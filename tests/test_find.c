@@ -4,7 +4,9 @@
  * with a ProtoNet trained here in seconds on synthetic stroke glyphs (and
  * again with one trained with background windows, `--background`); a
  * scene of distractors only scoring below them, and "nothing found" on a
- * blank picture at the default threshold; the scene generator's promises;
+ * blank picture at the default threshold; `--score others` and `ratio`
+ * against `blank` (targets still found, distractors scored lower); the
+ * scene generator's promises;
  * `mela find` (JSON lines, --draw); and bad input (a picture smaller than
  * the model's input, a support folder with an empty class, a gradient-based
  * checkpoint) refused with a clear message. Whether distractor characters
@@ -179,6 +181,77 @@ static void paste(float *pic, int W, int c, int variant, int x, int y, int k)
     for (int j = 0; j < S * k; j++)
         for (int i = 0; i < S * k; i++)
             pic[(size_t)(y + j) * W + x + i] = g[(j / k) * S + i / k] / 255.0f;
+}
+
+/* The best score of class `label` among the n boxes of b (-1 when none),
+ * and whether that box lies where want says (IoU >= 0.8). */
+static float best_of(const mela_find_box *b, int n, int label, const float *want, int *at)
+{
+    for (int j = 0; j < n; j++)
+        if (b[j].label == label) {
+            *at = want ? mela_box_iou(&b[j].x, want) >= 0.8f : 1;
+            return b[j].score;
+        }
+    *at = 0;
+    return -1;
+}
+
+/* --score others and ratio against blank on the same pictures: each
+ * support drawing still found at its place, scoring at least 0.9; the best
+ * distractor of a scene of distractors only scores lower than with blank
+ * (others: ref is never larger than blank's, so no score rises). */
+static void test_scores(const char *ck)
+{
+    enum { W = 200, H = 176, N = 5 };
+    float sup[N * S * S], sizes[2] = {28, 56};
+    for (int c = 0; c < N; c++) {
+        uint8_t g[S * S];
+        glyph(g, 30 + c, 0);
+        for (int p = 0; p < S * S; p++)
+            sup[c * S * S + p] = g[p] / 255.0f;
+    }
+    float *pic = calloc((size_t)W * H, sizeof *pic), *dis = calloc((size_t)W * H, sizeof *dis);
+    paste(pic, W, 30, 0, 12, 20, 1);
+    paste(pic, W, 32, 0, 80, 100, 2);
+    paste(dis, W, 35, 1, 20, 120, 1);
+    paste(dis, W, 36, 2, 120, 30, 1);
+    paste(dis, W, 37, 3, 70, 70, 2);
+    static const char *names[] = {"blank", "others", "ratio"};
+    float dbest[3] = {0, 0, 0}, t30[3] = {0, 0, 0};
+    for (int m = 0; m < 3; m++) {
+        mela_find_opts o = {.sizes = sizes, .nsizes = 2, .stride = 4, .score = m};
+        mela_finder *f = mela_finder_open(ck, &o);
+        int ok = f && mela_finder_support(f, N, 1, sup) == 0;
+        CHECK(ok, "--score %s: %s", names[m], mela_last_error());
+        if (!ok) {
+            mela_finder_close(f);
+            continue;
+        }
+        mela_find_box *b = NULL;
+        int n = 0, at;
+        float w30[4] = {12, 20, S, S}, w32[4] = {80, 100, 2 * S, 2 * S};
+        CHECK(mela_finder_find(f, pic, H, W, -INFINITY, &b, &n) == 0, "find: %s", mela_last_error());
+        float s30 = best_of(b, n, 0, w30, &at);
+        CHECK(at && s30 >= 0.9f, "--score %s: glyph 30's best box %s its place, score %.3f", names[m],
+              at ? "at" : "not at", (double)s30);
+        float s32 = best_of(b, n, 2, w32, &at);
+        CHECK(at && s32 >= 0.9f, "--score %s: glyph 32 (twice as large)'s best box %s its place, score %.3f",
+              names[m], at ? "at" : "not at", (double)s32);
+        t30[m] = s30;
+        free(b);
+        b = NULL;
+        CHECK(mela_finder_find(f, dis, H, W, -INFINITY, &b, &n) == 0 && n > 0, "find: %s", mela_last_error());
+        dbest[m] = n > 0 ? b[0].score : 0;
+        free(b);
+        mela_finder_close(f);
+    }
+    printf("--score blank / others / ratio: glyph 30 %.3f / %.3f / %.3f; distractors only, best %.3f / %.3f / %.3f\n",
+           (double)t30[0], (double)t30[1], (double)t30[2], (double)dbest[0], (double)dbest[1], (double)dbest[2]);
+    CHECK(t30[1] <= t30[0] + 1e-6f && dbest[1] <= dbest[0] + 1e-6f, "--score others: no score above blank's");
+    CHECK(dbest[1] < dbest[0] - 0.05f && dbest[2] < dbest[0] - 0.05f,
+          "distractors only: others %.3f and ratio %.3f below blank %.3f", (double)dbest[1], (double)dbest[2],
+          (double)dbest[0]);
+    free(pic), free(dis);
 }
 
 static void test_detect(const char *ck, int background)
@@ -363,6 +436,7 @@ int main(void)
     CHECK(train("maml", maml, 1, 0) == 0, "maml training failed");
     if (ok) {
         test_detect(ck, 0);
+        test_scores(ck);
         test_cli(dir, ck, mck);
     }
     snprintf(pn, sizeof pn, "%s/protonet-bg", dir);
