@@ -4,6 +4,7 @@
  * of one drawing per target class by a drawer that draws none of the
  * scene's instances of it. Scene i is a pure function of (seed, i). */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,20 +90,31 @@ void mela_scene_free(mela_scene *sc)
     memset(sc, 0, sizeof *sc);
 }
 
-/* Bilinear sample of an 8-bit image at (x, y) (pixel centres at +0.5), 0
- * outside, scaled to [0, 1]. */
-static float sample(const uint8_t *p, int H, int W, float x, float y)
+/* The four bilinear taps of an H x W grid at (x, y) (pixel centres at
+ * +0.5): each tap's offset and weight, in the order (0,0) (0,1) (1,0)
+ * (1,1); a tap outside the grid gets offset SIZE_MAX (it counts as 0). */
+static void bilinear_taps(float x, float y, int H, int W, size_t at[4], float w[4])
 {
     x -= 0.5f, y -= 0.5f;
     int x0 = (int)floorf(x), y0 = (int)floorf(y);
-    float fx = x - x0, fy = y - y0, v = 0;
-    for (int dy = 0; dy < 2; dy++)
-        for (int dx = 0; dx < 2; dx++) {
+    float fx = x - x0, fy = y - y0;
+    for (int dy = 0, k = 0; dy < 2; dy++)
+        for (int dx = 0; dx < 2; dx++, k++) {
             int xx = x0 + dx, yy = y0 + dy;
-            if (xx < 0 || yy < 0 || xx >= W || yy >= H)
-                continue;
-            v += (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy) * p[(size_t)yy * W + xx];
+            at[k] = xx < 0 || yy < 0 || xx >= W || yy >= H ? SIZE_MAX : (size_t)yy * W + xx;
+            w[k] = (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy);
         }
+}
+
+/* Bilinear sample of an 8-bit image at (x, y), 0 outside, scaled to [0, 1]. */
+static float sample(const uint8_t *p, int H, int W, float x, float y)
+{
+    size_t at[4];
+    float w[4], v = 0;
+    bilinear_taps(x, y, H, W, at, w);
+    for (int k = 0; k < 4; k++)
+        if (at[k] != SIZE_MAX)
+            v += w[k] * p[at[k]];
     return v * (1.0f / 255.0f);
 }
 
@@ -231,15 +243,12 @@ int mela_scene_make(const mela_scenes *s, uint64_t seed, uint64_t i, mela_scene 
 /* Bilinear sample of a float canvas (size x size) at (x, y), 0 outside. */
 static float sample_canvas(const float *c, int size, float x, float y)
 {
-    x -= 0.5f, y -= 0.5f;
-    int x0 = (int)floorf(x), y0 = (int)floorf(y);
-    float fx = x - x0, fy = y - y0, v = 0;
-    for (int dy = 0; dy < 2; dy++)
-        for (int dx = 0; dx < 2; dx++) {
-            int xx = x0 + dx, yy = y0 + dy;
-            if (xx >= 0 && yy >= 0 && xx < size && yy < size)
-                v += (dx ? fx : 1 - fx) * (dy ? fy : 1 - fy) * c[(size_t)yy * size + xx];
-        }
+    size_t at[4];
+    float w[4], v = 0;
+    bilinear_taps(x, y, size, size, at, w);
+    for (int k = 0; k < 4; k++)
+        if (at[k] != SIZE_MAX)
+            v += w[k] * c[at[k]];
     return v;
 }
 
