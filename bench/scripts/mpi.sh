@@ -18,8 +18,8 @@ if [ "${1:-}" = metric ]; then
   echo
   echo "## Metric learners: the images of one episode spread"
   echo
-  echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores, shared with other"
-  echo "jobs: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
+  echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores;"
+  echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start."
   echo
   echo "Command: \`bench/scripts/mpi.sh metric\`; each row one run of"
   echo "\`[mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1 -np P] build/bench_mpi --learner L --reps N\`:"
@@ -46,8 +46,8 @@ if [ "${1:-}" = metric ]; then
 fi
 echo "# MPI: meta-iterations spread over processes (issue 17)"
 echo
-echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores, shared with other"
-echo "jobs: load average $(cut -d' ' -f1-3 /proc/loadavg) at the start. $(build/mela --version)."
+echo "Commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ). $(nproc) CPU cores;"
+echo "load average $(cut -d' ' -f1-3 /proc/loadavg) at the start. $(build/mela --version)."
 echo
 echo "Command: \`bench/scripts/mpi.sh > bench/results/mpi.md\`; each row one run of"
 echo "\`[mpirun --oversubscribe --bind-to none --mca mpi_yield_when_idle 1|0 -np P [--mca btl self,tcp]] build/bench_mpi --reps N [--threads T] [--comm]\`"
