@@ -24,6 +24,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kernels/kernels.h"
 #include "learn/blocked.h"
@@ -31,6 +32,11 @@
 #include "nn/model_impl.h"
 
 enum { MAXD = 8, MAXC = 512 }; /* blocks and channels at most */
+
+/* What --profile counts a block's work as (the graph ops it replaces). */
+enum { P_CONV, P_DX, P_DW, P_RSTD, P_NORM, P_POOL, P_SCATTER, P_BNDX, NPROF };
+static const char *const prof_op[NPROF] = {"conv2d", "conv2d_dx", "conv2d_dw", "bn_rstd",
+                                           "bn_normalize", "maxpool2d", "maxpool2d_scatter", "bn_dx"};
 
 typedef struct layer {
     int C, H, OC, OH, PH; /* input channels and size, conv output, after pooling */
@@ -55,7 +61,49 @@ struct blocked {
     float *part, *emb;
     float mean[MAXD][MAXC], rstd[MAXD][MAXC];
     float mg[MAXC], mgx[MAXC]; /* backward: means of dxhat and dxhat xhat */
+    int profiling;
+    double prof_s[MK_MAX_THREADS][NPROF]; /* seconds and calls per thread */
+    long prof_c[MK_MAX_THREADS][NPROF];
 };
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* The time since *t under kind k of thread tid (when profiling); *t moves on. */
+static void tick(blocked *b, int tid, int k, double *t)
+{
+    if (!b->profiling)
+        return;
+    double n = now();
+    b->prof_s[tid][k] += n - *t;
+    b->prof_c[tid][k]++;
+    *t = n;
+}
+
+void blk_set_profiling(blocked *b, int on)
+{
+    if (b)
+        b->profiling = on;
+}
+
+void blk_profile(const blocked *b, double *seconds, long *calls)
+{
+    if (!b)
+        return;
+    for (int k = 0; k < NPROF; k++) {
+        int op = 0, n = mela_op_count();
+        while (op < n && strcmp(mela_op_name(op), prof_op[k]))
+            op++;
+        if (op == n)
+            continue;
+        for (int t = 0; t < MK_MAX_THREADS; t++)
+            seconds[op] += b->prof_s[t][k], calls[op] += b->prof_c[t][k];
+    }
+}
 
 static int threads_up(blocked *b, int threads);
 
@@ -283,6 +331,7 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
     size_t dhb = BLK_IMAGES * b->dh_floats; /* a block's dh */
     float *dh = b->dh + (size_t)(k - lo) * dhb, *row = b->rows + (size_t)(k - lo) * b->size;
     mk_conv cv = geom_of(l, n, stride, kt);
+    double t = b->profiling ? now() : 0;
     switch (step) {
     case F_CONV: { /* z = conv(h) + bias (kept where xhat goes), each image's sums */
         const float *bias = theta + l->cb;
@@ -293,10 +342,12 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
                 pz[p] += bc;
         }
         image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_X, xh, NULL, NULL, n, C, P);
+        tick(b, tid, P_CONV, &t);
         break;
     }
     case F_SQDEV:
         image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_SQDEV, xh, NULL, b->mean[i], n, C, P);
+        tick(b, tid, P_RSTD, &t);
         break;
     case F_NORM: { /* xhat (in place of z), r = relu(gamma xhat + beta), the next input */
         const float *gam = theta + l->g, *bet = theta + l->be;
@@ -310,6 +361,7 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
                 pr[p] = a > 0 ? a : 0;
             }
         }
+        tick(b, tid, P_NORM, &t);
         int last = i + 1 == b->m.depth;
         /* the last layer's output: the embeddings, to be gathered */
         float *next = last ? b->emb + (size_t)k * BLK_IMAGES * b->D : st + b->ly[i + 1].o_hin;
@@ -317,6 +369,7 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
             mk_maxpool(next, r, n * C, l->OH, l->OH, 2, 2);
         else
             memcpy(next, r, (size_t)n * l->mid * sizeof *next);
+        tick(b, tid, P_POOL, &t);
         break;
     }
     case B_SUMS: { /* dy of the batch norm's affine output; gamma's and beta's
@@ -328,6 +381,7 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
             mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
         else
             memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
+        tick(b, tid, P_SCATTER, &t);
         const float *rr = r;
         for (size_t j = 0, cnt = (size_t)n * l->mid; j < cnt; j++) {
             float v = dy[j];
@@ -343,6 +397,7 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
         float *part = b->part + (size_t)k * BLK_IMAGES * 2 * C;
         image_sums(part, 2 * C, SUM_X, r, NULL, NULL, n, C, P);
         image_sums(part + C, 2 * C, SUM_XY, r, xh, NULL, n, C, P);
+        tick(b, tid, P_BNDX, &t);
         break;
     }
     case B_CONV: { /* dz = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
@@ -357,9 +412,13 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
                 pd[p] = (pg[p] - m1 - px[p] * m2) * rc;
         }
         channel_sums(row + l->cb, dz, NULL, n, C, P);
+        tick(b, tid, P_BNDX, &t);
         mk_conv2d_dw(row + l->w, st + l->o_hin, dz, &cv, scratch);
-        if (i > 0)
+        tick(b, tid, P_DW, &t);
+        if (i > 0) {
             mk_conv2d_dx(dh, dz, theta + l->w, &cv, scratch);
+            tick(b, tid, P_DX, &t);
+        }
         break;
     }
     }

@@ -33,5 +33,12 @@ int blk_forward(blocked *b, const float *theta, const float *x1, const float *x2
  * other views 0), summed over blocks in block order: the same bits for any
  * number of processes and threads. Right after blk_forward. */
 void blk_backward(blocked *b, const float *theta, const float *dE, int threads, float *grad);
+/* Profiling (mela train --profile): on = 1 times every block's steps; the
+ * sums over all threads are added to seconds and calls (mela_op_count
+ * entries) under the graph op each step does the work of: conv2d,
+ * conv2d_dx, conv2d_dw, bn_rstd, bn_normalize (with relu), maxpool2d,
+ * maxpool2d_scatter, bn_dx (with the relu mask and the sums). */
+void blk_set_profiling(blocked *b, int on);
+void blk_profile(const blocked *b, double *seconds, long *calls);
 
 #endif

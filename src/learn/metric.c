@@ -217,6 +217,8 @@ void mela_metric_free(mela_metric *mt)
     free(mt);
 }
 
+static void more_profile(const void *ctx, double *seconds, long *calls);
+
 mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
 {
     const char *why = NULL;
@@ -252,6 +254,8 @@ mela_metric *mela_metric_new(const mela_model *m, const mela_metric_config *c)
     }
     mt->m = m;
     mt->c = *c;
+    mt->tp.more_profile = more_profile;
+    mt->tp.more_ctx = mt;
     if (mt->c.scale == 0)
         mt->c.scale = 1; /* 0: the plain cosine */
     mt->D = mela_model_features(m);
@@ -470,6 +474,24 @@ static int build_head(mela_metric *mt)
     return 0;
 }
 
+/* tp_profile's sums of the blocked episode: its blocks and its loss graph. */
+static void more_profile(const void *ctx, double *seconds, long *calls)
+{
+    const mela_metric *mt = ctx;
+    if (mt->he) {
+        int n = mela_op_count();
+        double *s = calloc(n, sizeof *s);
+        long *c = calloc(n, sizeof *c);
+        if (s && c) {
+            mela_exec_profile(mt->he, s, c);
+            for (int i = 0; i < n; i++)
+                seconds[i] += s[i], calls[i] += c[i];
+        }
+        free(s), free(c);
+    }
+    blk_profile(mt->blk, seconds, calls);
+}
+
 int mela_metric_blocked_(mela_metric *mt, int n, int on)
 {
     if (on >= 0)
@@ -493,6 +515,8 @@ static int blocked_grad(mela_metric *mt, const float *theta, const mela_task *t,
         rc = build_head(mt);
     if (dist_agree(rc))
         return -1;
+    blk_set_profiling(mt->blk, mt->tp.profiling);
+    mela_exec_set_profiling(mt->he, mt->tp.profiling);
     int blas = tp_blas_hold();
     if (blk_forward(mt->blk, theta, t->xs, t->xq, threads, mt->E)) {
         tp_blas_release(blas);

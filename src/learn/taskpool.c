@@ -89,6 +89,8 @@ void tp_profile(const taskpool *gb, double *seconds, long *calls)
     }
     free(s);
     free(c);
+    if (gb->more_profile)
+        gb->more_profile(gb->more_ctx, seconds, calls);
 }
 
 int tp_reserve_threads(taskpool *tp, int slots, int kernel_threads)

@@ -31,6 +31,10 @@ typedef struct taskpool {
     int tcap;
     int profiling;     /* new training executors profile too */
     struct mk_pool *pool; /* threads that stay, for the tasks of a batch */
+    /* work done outside the executors (the metric learners' blocked
+     * episode), added to tp_profile's sums when set */
+    void (*more_profile)(const void *ctx, double *seconds, long *calls);
+    const void *more_ctx;
 } taskpool;
 
 /* Compiles o->g into o->p with outputs loss, out, acc and per-view
