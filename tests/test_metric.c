@@ -458,6 +458,23 @@ static void test_blocked(int kind, int maxpool)
     for (int k = 1; k < 5; k += k == 1 ? 2 : 1)
         CHECK(!memcmp(g[0], g[k], n * sizeof *g[0]) && loss[0] == loss[k],
               "%s: blocked gradient, the same bits on 1 and %d threads", names[kind], k == 1 ? 2 : k);
+    /* --profile: every block's steps counted under the ops they replace:
+     * a convolution per layer and block, its dx on every layer but the
+     * first, so conv2d's calls exceed conv2d_dx's by the blocks (3) */
+    taskpool *tp = mela_metric_pool_(mt);
+    tp_set_profiling(tp, 1);
+    int nop = mela_op_count(), fwd = -1, dx = -1;
+    double *sec = calloc(nop, sizeof *sec);
+    long *calls = calloc(nop, sizeof *calls);
+    for (int i = 0; i < nop; i++)
+        fwd = strcmp(mela_op_name(i), "conv2d") ? fwd : i, dx = strcmp(mela_op_name(i), "conv2d_dx") ? dx : i;
+    ok = mela_metric_grad(mt, theta, 1, &t, 2, g[1], NULL, NULL) == 0;
+    tp_profile(tp, sec, calls);
+    CHECK(ok && fwd >= 0 && dx >= 0 && calls[fwd] - calls[dx] == 3 && calls[dx] > 0 && sec[fwd] > 0,
+          "%s: profile of the blocked step: conv2d %ld calls, conv2d_dx %ld", names[kind], fwd >= 0 ? calls[fwd] : -1,
+          dx >= 0 ? calls[dx] : -1);
+    tp_set_profiling(tp, 0);
+    free(sec), free(calls);
     for (int k = 0; k < 5; k++)
         free(g[k]);
     free(theta);
