@@ -232,36 +232,19 @@ static int reserve(blocked *b, int mine)
     return b->cap ? 0 : mela_set_error("episode blocks: out of memory for %d blocks", mine);
 }
 
-/* part[i * k + c] = sum over the P pixels of channel c of image i (in
- * float, as the batch-norm kernel sums one image's row; the float is what
- * the processes exchange), for the n images
- * of x (n, C, P) from image first on; f(v) the term: v, (v - m[c])^2 or
- * v * y. */
-enum { SUM_X, SUM_SQDEV, SUM_XY };
-static void image_sums(float *part, int k, int kind, const float *x, const float *y, const float *m, int n,
-                       int C, size_t P)
+/* part[i * C + c] = sum over the P pixels of channel c of image i of
+ * (x - m[c])^2, in float (as the batch-norm kernel sums one image's row; the
+ * float is what the processes exchange), for the n images of x (n, C, P). */
+static void sqdev_sums(float *part, const float *x, const float *m, int n, int C, size_t P)
 {
-    for (int i = 0; i < n; i++)
-        for (int c = 0; c < C; c++) {
-            const float *px = x + ((size_t)i * C + c) * P;
-            const float *py = y ? y + ((size_t)i * C + c) * P : NULL;
-            float acc = 0;
-            if (kind == SUM_X) {
+    for (int j = 0; j < n * C; j++) {
+        const float *px = x + (size_t)j * P;
+        float acc = 0, mc = m[j % C];
 #pragma omp simd reduction(+ : acc)
-                for (size_t p = 0; p < P; p++)
-                    acc += px[p];
-            } else if (kind == SUM_SQDEV) {
-                float mc = m[c];
-#pragma omp simd reduction(+ : acc)
-                for (size_t p = 0; p < P; p++)
-                    acc += (px[p] - mc) * (px[p] - mc);
-            } else {
-#pragma omp simd reduction(+ : acc)
-                for (size_t p = 0; p < P; p++)
-                    acc += px[p] * py[p];
-            }
-            part[(size_t)i * k + c] = acc;
-        }
+        for (size_t p = 0; p < P; p++)
+            acc += (px[p] - mc) * (px[p] - mc);
+        part[j] = acc;
+    }
 }
 
 /* out[c] = (float)(sum over all images in image order of part[i*k + c] / cnt) */
@@ -281,28 +264,24 @@ static void gather_sums(blocked *b, int k)
     dist_gather_floats(b->part, b->nblocks, BLK_IMAGES * k);
 }
 
-/* Per channel sums of x (n, C, P) over images and pixels, into row[c]. */
-static void channel_sums(float *row, const float *x, const float *y, int n, int C, size_t P)
+/* The sum of a plane's P floats, and the sum of the products of two
+ * planes', in float (the order of the batch-norm kernel's row sums). */
+static float plane_sum(const float *x, size_t P)
 {
-    for (int c = 0; c < C; c++) {
-        double s = 0;
-        for (int i = 0; i < n; i++) {
-            const float *px = x + ((size_t)i * C + c) * P;
-            const float *py = y ? y + ((size_t)i * C + c) * P : NULL;
-            float acc = 0;
-            if (py) {
+    float acc = 0;
 #pragma omp simd reduction(+ : acc)
-                for (size_t p = 0; p < P; p++)
-                    acc += px[p] * py[p];
-            } else {
+    for (size_t p = 0; p < P; p++)
+        acc += x[p];
+    return acc;
+}
+
+static float plane_dot(const float *x, const float *y, size_t P)
+{
+    float acc = 0;
 #pragma omp simd reduction(+ : acc)
-                for (size_t p = 0; p < P; p++)
-                    acc += px[p];
-            }
-            s += acc;
-        }
-        row[c] = (float)s;
-    }
+    for (size_t p = 0; p < P; p++)
+        acc += x[p] * y[p];
+    return acc;
 }
 
 /* Images [k*BLK, ...) of x1 then x2 into dst. */
@@ -335,22 +314,29 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
     switch (step) {
     case F_CONV: { /* z = conv(h) + bias (kept where xhat goes), each image's sums */
         const float *bias = theta + l->cb;
+        float *part = b->part + (size_t)k * BLK_IMAGES * C;
         mk_conv2d(xh, st + l->o_hin, theta + l->w, &cv, scratch);
-        for (int j = 0; j < n * C; j++) {
+        for (int j = 0; j < n * C; j++) { /* plane j: image j / C, channel j % C */
             float *pz = xh + (size_t)j * P, bc = bias[j % C];
             for (size_t p = 0; p < P; p++)
                 pz[p] += bc;
+            part[j] = plane_sum(pz, P);
         }
-        image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_X, xh, NULL, NULL, n, C, P);
         tick(b, tid, P_CONV, &t);
         break;
     }
     case F_SQDEV:
-        image_sums(b->part + (size_t)k * BLK_IMAGES * C, C, SUM_SQDEV, xh, NULL, b->mean[i], n, C, P);
+        sqdev_sums(b->part + (size_t)k * BLK_IMAGES * C, xh, b->mean[i], n, C, P);
         tick(b, tid, P_RSTD, &t);
         break;
-    case F_NORM: { /* xhat (in place of z), r = relu(gamma xhat + beta), the next input */
+    case F_NORM: { /* xhat (in place of z), r = relu(gamma xhat + beta), the next
+                    * input (pooled), plane by plane */
         const float *gam = theta + l->g, *bet = theta + l->be;
+        int last = i + 1 == b->m.depth;
+        /* the last layer's output: the embeddings, to be gathered */
+        float *next = last ? b->emb + (size_t)k * BLK_IMAGES * b->D : st + b->ly[i + 1].o_hin;
+        size_t po = b->m.maxpool ? (size_t)l->PH * l->PH : P; /* a plane of the next input */
+        double tp = 0;
         for (int j = 0; j < n * C; j++) {
             int c = j % C;
             float mc = b->mean[i][c], rc = b->rstd[i][c], gc = gam[c], bc = bet[c];
@@ -360,49 +346,63 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
                 px[p] = v;
                 pr[p] = a > 0 ? a : 0;
             }
+            double t0 = b->profiling ? now() : 0;
+            if (b->m.maxpool)
+                mk_maxpool(next + (size_t)j * po, pr, 1, l->OH, l->OH, 2, 2);
+            else
+                memcpy(next + (size_t)j * po, pr, P * sizeof *next);
+            if (b->profiling)
+                tp += now() - t0;
         }
+        t += tp; /* the pooling's share goes to maxpool2d */
         tick(b, tid, P_NORM, &t);
-        int last = i + 1 == b->m.depth;
-        /* the last layer's output: the embeddings, to be gathered */
-        float *next = last ? b->emb + (size_t)k * BLK_IMAGES * b->D : st + b->ly[i + 1].o_hin;
-        if (b->m.maxpool)
-            mk_maxpool(next, r, n * C, l->OH, l->OH, 2, 2);
-        else
-            memcpy(next, r, (size_t)n * l->mid * sizeof *next);
+        t -= tp;
         tick(b, tid, P_POOL, &t);
         break;
     }
-    case B_SUMS: { /* dy of the batch norm's affine output; gamma's and beta's
-                    * rows; dxhat = dy gamma (in place of r); each image's
-                    * sums of dxhat and dxhat xhat */
+    case B_SUMS: { /* plane by plane: dy of the batch norm's affine output (the
+                    * pooling's gradient, relu's mask); gamma's and beta's
+                    * rows (sums over the images in image order, in double);
+                    * dxhat = dy gamma (in place of r); each image's sums of
+                    * dxhat and dxhat xhat */
         const float *gam = theta + l->g;
-        float *dy = tmp;
-        if (b->m.maxpool)
-            mk_maxpool_scatter(dy, r, dh, n * C, l->OH, l->OH, 2, 2);
-        else
-            memcpy(dy, dh, (size_t)n * l->mid * sizeof *dy);
-        tick(b, tid, P_SCATTER, &t);
-        const float *rr = r;
-        for (size_t j = 0, cnt = (size_t)n * l->mid; j < cnt; j++) {
-            float v = dy[j];
-            dy[j] = rr[j] > 0 ? v : 0.0f;
-        }
-        channel_sums(row + l->g, dy, xh, n, C, P);
-        channel_sums(row + l->be, dy, NULL, n, C, P);
+        float *dy = tmp, *part = b->part + (size_t)k * BLK_IMAGES * 2 * C;
+        size_t po = b->m.maxpool ? (size_t)l->PH * l->PH : P; /* a plane of dh */
+        double sg[MAXC] = {0}, sb[MAXC] = {0}, ts = 0;
         for (int j = 0; j < n * C; j++) {
-            float gc = gam[j % C], *pd = dy + (size_t)j * P, *pr = r + (size_t)j * P;
+            int c = j % C, im = j / C;
+            float *pr = r + (size_t)j * P, gc = gam[c];
+            const float *px = xh + (size_t)j * P;
+            double t0 = b->profiling ? now() : 0;
+            if (b->m.maxpool)
+                mk_maxpool_scatter(dy, pr, dh + (size_t)j * po, 1, l->OH, l->OH, 2, 2);
+            else
+                memcpy(dy, dh + (size_t)j * po, P * sizeof *dy);
+            if (b->profiling)
+                ts += now() - t0;
+            for (size_t p = 0; p < P; p++) {
+                float v = dy[p];
+                dy[p] = pr[p] > 0 ? v : 0.0f;
+            }
+            sg[c] += plane_dot(dy, px, P);
+            sb[c] += plane_sum(dy, P);
             for (size_t p = 0; p < P; p++)
-                pr[p] = pd[p] * gc;
+                pr[p] = dy[p] * gc;
+            part[(size_t)im * 2 * C + c] = plane_sum(pr, P);
+            part[(size_t)im * 2 * C + C + c] = plane_dot(pr, px, P);
         }
-        float *part = b->part + (size_t)k * BLK_IMAGES * 2 * C;
-        image_sums(part, 2 * C, SUM_X, r, NULL, NULL, n, C, P);
-        image_sums(part + C, 2 * C, SUM_XY, r, xh, NULL, n, C, P);
+        for (int c = 0; c < C; c++)
+            row[l->g + c] = (float)sg[c], row[l->be + c] = (float)sb[c];
+        t += ts; /* the scatter's share goes to maxpool2d_scatter */
         tick(b, tid, P_BNDX, &t);
+        t -= ts;
+        tick(b, tid, P_SCATTER, &t);
         break;
     }
     case B_CONV: { /* dz = rstd (dxhat - mean(dxhat) - xhat mean(dxhat xhat));
                     * the convolution's gradients over the block */
         float *dz = tmp;
+        double sz[MAXC] = {0}; /* the bias's row: sums over the images in image order */
         for (int j = 0; j < n * C; j++) {
             int c = j % C;
             float m1 = b->mg[c], m2 = b->mgx[c], rc = b->rstd[i][c];
@@ -410,8 +410,10 @@ static void block_step(blocked *b, const float *theta, int step, int i, int k, i
             float *pd = dz + (size_t)j * P;
             for (size_t p = 0; p < P; p++)
                 pd[p] = (pg[p] - m1 - px[p] * m2) * rc;
+            sz[c] += plane_sum(pd, P);
         }
-        channel_sums(row + l->cb, dz, NULL, n, C, P);
+        for (int c = 0; c < C; c++)
+            row[l->cb + c] = (float)sz[c];
         tick(b, tid, P_BNDX, &t);
         mk_conv2d_dw(row + l->w, st + l->o_hin, dz, &cv, scratch);
         tick(b, tid, P_DW, &t);
