@@ -355,7 +355,10 @@ typedef struct mela_tasks_opts {
                           * (for inner minibatches; the sampler gives them
                           * class by class) */
     int pairs;           /* pairs: pairs per task (at least 2) */
-    int augment;         /* pairs: Koch et al.'s affine distortion of each image */
+    int augment;         /* pairs and episodes: Koch et al.'s random affine
+                          * distortion of each image (mela_affine_distort);
+                          * episodes: support and query rows, before any
+                          * shuffle, not the background rows */
     int background;      /* episodes: B > 0 appends B query rows labelled N
                           * ("none of the support classes"): windows of a
                           * seeded scene of the split's characters that hold

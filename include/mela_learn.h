@@ -273,7 +273,9 @@ typedef struct mela_run_config {
     int inner_adam, inner_batch, test_inner_batch, nontransductive; /* Reptile */
     /* learners that compare */
     int pairs;             /* Siamese: pairs per training batch */
-    int augment;           /* Siamese: Koch's affine distortions of training pairs */
+    int augment;           /* metric learners: Koch's affine distortions of every
+                            * training image (Siamese pairs: on by default;
+                            * ProtoNets and Matching episodes: off) */
     int background;        /* ProtoNets: background windows per training episode
                             * (mela_metric_config; 0: plain episodes) */
     float scale;           /* Matching: multiplier of the cosine attention logits */

@@ -18,6 +18,7 @@ struct mela_tasks {
     float *tmp;  /* pairs: one image, for the distortion */
     float *shuf; /* episodes, shuffled: slots supports (x, y) */
     float *bg;   /* episodes with background: slots queries (x, y), then scene work */
+    float *aug;  /* episodes, augmented: slots distorted supports, then queries */
 };
 
 void mela_shuffle_rows(float *dx, float *dy, const float *sx, const float *sy, int n, size_t img,
@@ -45,6 +46,7 @@ void mela_tasks_free(mela_tasks *ts)
     free(ts->tmp);
     free(ts->shuf);
     free(ts->bg);
+    free(ts->aug);
     free(ts);
 }
 
@@ -110,6 +112,9 @@ static int tasks_alloc(mela_tasks *ts)
                               "the %d ways in split %s (distractors come from the others)",
                               o->background, o->spec.ways, ts->sp->name);
     if (o->background && !(ts->bg = malloc((size_t)S * bg_slot_floats(ts) * sizeof *ts->bg)))
+        return mela_set_error("tasks: out of memory");
+    size_t rows = (size_t)n + (size_t)o->spec.ways * o->spec.queries;
+    if (o->augment && !(ts->aug = malloc((size_t)S * rows * image_floats(ts->ds) * sizeof *ts->aug)))
         return mela_set_error("tasks: out of memory");
     return 0;
 }
@@ -198,19 +203,31 @@ void mela_tasks_get(mela_tasks *ts, int slot, uint64_t i, mela_task *t)
     }
     const mela_episode *e = mela_sampler_episode(ts->samp[slot], o->seed, i);
     t->xs = e->x_support, t->ys = e->y_support, t->xq = e->x_query, t->yq = e->y_query;
+    if (ts->aug) { /* every image distorted, support then queries, a function of (seed, i) */
+        const mela_dataset *ds = ts->ds;
+        size_t img = image_floats(ds);
+        int n = o->spec.ways * o->spec.shots, nq = o->spec.ways * o->spec.queries;
+        float *x = ts->aug + (size_t)slot * (n + nq) * img;
+        mela_rng r = mela_rng_derive(o->seed, ts->sp->id ^ 0x61756700ULL, i);
+        for (int j = 0; j < n + nq; j++) {
+            const float *src = j < n ? e->x_support + j * img : e->x_query + (j - n) * img;
+            mela_affine_distort(x + j * img, src, ds->C, ds->H, ds->W, &r);
+        }
+        t->xs = x, t->xq = x + (size_t)n * img;
+    }
     if (ts->shuf) { /* a random permutation of the support rows, a function of (seed, i) */
         size_t img = image_floats(ts->ds);
         int n = o->spec.ways * o->spec.shots;
         float *x = ts->shuf + (size_t)slot * n * (img + 1), *y = x + (size_t)n * img;
         mela_rng r = mela_rng_derive(o->seed, ts->sp->id ^ 0x73687566ULL, i);
-        mela_shuffle_rows(x, y, e->x_support, e->y_support, n, img, &r);
+        mela_shuffle_rows(x, y, t->xs, e->y_support, n, img, &r);
         t->xs = x, t->ys = y;
     }
     if (ts->bg) { /* the queries, then the background windows, labelled N */
         size_t img = image_floats(ts->ds);
         int N = o->spec.ways, nq = N * o->spec.queries, B = o->background;
         float *x = ts->bg + (size_t)slot * bg_slot_floats(ts), *y = x + (nq + B) * img;
-        memcpy(x, e->x_query, (size_t)nq * img * sizeof *x);
+        memcpy(x, t->xq, (size_t)nq * img * sizeof *x);
         memcpy(y, e->y_query, (size_t)nq * sizeof *y);
         mela_rng r = mela_rng_derive(o->seed, ts->sp->id ^ 0x6267ULL, i);
         scene_background(ts->ds, ts->sp, e->split_class, N, B, &r, x + nq * img, y + nq + B);

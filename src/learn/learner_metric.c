@@ -103,6 +103,7 @@ static void episode_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     o->spec = train ? rc->train : mela_run_test_spec(rc);
     o->flags = !train && !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
     o->background = train ? rc->background : 0;
+    o->augment = train ? rc->augment : 0;
 }
 
 /* Siamese networks train on batches of pairs and are tested on episodes. */
@@ -112,7 +113,6 @@ static void siamese_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     if (train) {
         o->kind = MELA_TASKS_PAIRS;
         o->pairs = l->rc.pairs;
-        o->augment = l->rc.augment;
     }
 }
 

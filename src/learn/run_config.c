@@ -40,7 +40,7 @@ static const option options[] = {
     {"test_ways", T_INT, F(test.ways), 0, 1000, "ways of validation and test episodes (0: as --ways; metric learners may differ)"},
     {"test_shots", T_INT, F(test.shots), 0, 1000, "shots of validation and test episodes (0: as --shots)"},
     {"pairs", T_INT, F(pairs), 0, 100000, "Siamese: pairs per training batch (half same class, half different)"},
-    {"augment", T_INT, F(augment), 0, 1, "Siamese: 1 = Koch's random affine distortions of training pairs"},
+    {"augment", T_INT, F(augment), 0, 1, "metric learners: 1 = Koch's random affine distortions (rotation, shear, scale, shift, each with probability 1/2) of every training image, pairs or episodes (Siamese: on)"},
     {"background", T_INT, F(background), 0, 10000, "protonet: B windows of seeded scenes that hold none of the episode's classes (blank paper, parts of characters, distractors) added to each training episode's queries as class \"none\", whose prototype is the embedding of blank paper: trains for `mela find` (0: plain episodes)"},
     {"scale", T_FLOAT, F(scale), 1e-3, 1000, "Matching: attention softmax(scale * cosine) (1: Vinyals et al.)"},
     {"learn_scale", T_INT, F(learn_scale), 0, 1, "Matching: 1 = the scale is learned, starting at --scale"},
@@ -285,6 +285,10 @@ int mela_run_check(const mela_run_config *rc)
     }
     if (rc->train.shots < 1)
         return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->train.shots);
+    if (rc->augment && strcmp(rc->learner, "protonet") && strcmp(rc->learner, "matchnet") &&
+        strcmp(rc->learner, "siamese"))
+        return mela_set_error("augment: %d (the affine distortions are the metric learners' "
+                              "training, not %s's)", rc->augment, rc->learner);
     if (rc->background && strcmp(rc->learner, "protonet"))
         return mela_set_error("background: %d (background windows are protonet's training, not %s's)",
                               rc->background, rc->learner);
