@@ -292,6 +292,9 @@ typedef struct mela_run_config {
     char model[512];       /* conv4 | mlp | search (MetaNAS's search network of
                             * cells, width and depth cells) | the path of a
                             * model-definition file (a cell network, JSON) */
+    float nas_temp_end;    /* search: the mixtures' softmax temperature at the last
+                            * iteration (1: none; mela_nas_schedule) */
+    int nas_warmup;        /* search: iterations in which alpha is frozen */
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
@@ -738,7 +741,8 @@ double mela_average_precision(int n, const float *scores, const int *tp, int npo
  * (mela_cellnet_new, search = 1: 1 input channel, image_size, `width`
  * channels, `depth` cells of 2 states, stem stride 2) with its weights, under
  * any learner. Each time validation improves, the run writes the discrete
- * cell (mela_cellnet_derive) to out_dir/arch.json and its picture to
+ * cell (mela_cellnet_derive, from softmax(alpha / T) at the temperature T
+ * of the weights) to out_dir/arch.json and its picture to
  * out_dir/cell.png and out_dir/cell.svg. `--model out_dir/arch.json` then
  * trains that network.
  *
@@ -761,6 +765,23 @@ int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_sp
  * discrete cell to dir/arch.json and its pictures to dir/cell.png and
  * dir/cell.svg. 0 or -1. */
 int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
+/* MetaNAS's schedules (a search whose nas_temp_end is not 1 or whose
+ * nas_warmup is not 0 has the view "alpha.schedule", mela_cellnet_spec):
+ * at iteration it (1..iterations) of a run of `iterations` with `warmup`
+ * iterations of warm-up, the softmax temperature T is 1 while it <= warmup,
+ * then linear in it, 1 - (1 - t_end) (it - warmup) / (iterations - warmup),
+ * reaching t_end at the last iteration; gate is 0 in the warm-up (alpha
+ * frozen) and 1 after. */
+void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *gate);
+/* 1 if rc asks for a schedule (nas_temp_end != 1 or nas_warmup > 0). */
+int mela_nas_scheduled(const mela_run_config *rc);
+/* Sets "alpha.schedule" of theta (layout L) to iteration it's (T, gate); a
+ * layout without it is left alone. The run loop calls it before every
+ * iteration's step, so validation, the checkpoints and the test after
+ * iteration it use its temperature, and a checkpoint carries it (`mela eval`
+ * scores it as it was). A resumed run sets it from the iteration, so it
+ * gives the same bits as an uninterrupted one. */
+void mela_nas_set_schedule(const mela_run_config *rc, const mela_layout *L, float *theta, int it);
 
 /* ------------------------------------------------- more than one process
  *

@@ -182,11 +182,19 @@ int mela_model_outputs(const mela_model *m);
  * (edges, candidates), shared by all cells (the learned cell), initialised
  * N(0, 1e-3^2). Each candidate of each edge of each cell has weights of its
  * own. The learners adapt and meta-learn alpha like every other view.
+ * With schedule = 1 the search also has the view "alpha.schedule" (2),
+ * (T, gate), which the caller sets between executions (the plans stay as
+ * compiled): the mixture is softmax(alpha_e / T) (a temperature, MetaNAS's
+ * annealing), and alpha's gradient is multiplied by gate (0: alpha frozen,
+ * MetaNAS's warm-up; 1: learned). The view enters the graph through
+ * stop_gradient, so its own gradient is 0 and no learner moves it; init
+ * sets it to (1, 1), where the network computes the same bits as without it.
  * Discrete (search = 0): edge e of every cell is ops[e].
  *
  * Views: "stem.weight" (width, channels, 3, 3); "c<cell>.e<edge>.<op>"
  * (conv3 (w, w, 3, 3), conv5 (w, w, 5, 5), dil3 (w, w, 3, 3)), sep3 as
- * ".dw" (1, w, 3, 3) and ".pw" (w, w, 1, 1); "alpha"; "head.weight",
+ * ".dw" (1, w, 3, 3) and ".pw" (w, w, 1, 1); "alpha"; "alpha.schedule"
+ * (with schedule = 1); "head.weight",
  * "head.bias".
  */
 enum mela_cell_op {
@@ -209,6 +217,8 @@ typedef struct mela_cellnet_spec {
     int smooth;           /* 1: tanh instead of relu before the convolutions
                            * (smooth, for finite-difference checks) */
     int no_pool;          /* 1: no max-pool after the cells */
+    int schedule;         /* search: 1 = the view "alpha.schedule" (temperature,
+                           * gate) that the caller sets (see above) */
     int ops[MELA_CELL_MAX_EDGES]; /* discrete: the op of each edge of the cell */
 } mela_cellnet_spec;
 

@@ -218,11 +218,11 @@ static void test_search_equals_discrete(void)
 /* The exact meta-gradient of the query loss after 2 MAML steps with respect
  * to alpha (and some weights) against central differences of that loss;
  * candidates smooth (tanh, no max-pool). */
-static void test_alpha_meta_grad(void)
+static void alpha_meta_grad(float T)
 {
     enum { W = 3, S = 2, Q = 2, IMG = 6 };
     mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 2, .cells = 1, .nodes = 2, .stem_stride = 1,
-                           .outputs = W, .search = 1, .smooth = 1,
+                           .outputs = W, .search = 1, .smooth = 1, .schedule = T != 1, .no_pool = 1,
                            .candidates = ((1u << MELA_CELL_OPS) - 1) & ~(1u << MELA_OP_MAX3)};
     mela_model *m = mela_cellnet_new(&s);
     CHECK(m != NULL, "search net: %s", mela_last_error());
@@ -242,7 +242,11 @@ static void test_alpha_meta_grad(void)
     int a = mela_layout_find(L, "alpha");
     size_t off = mela_layout_offset(L, a), na = mela_shape_numel(mela_layout_shape(L, a));
     for (size_t j = 0; j < na; j++) /* away from the uniform point */
-        theta[off + j] = 0.5f * mela_rng_normal(&r);
+        theta[off + j] = 0.5f * T * mela_rng_normal(&r);
+    int sv = mela_layout_find(L, "alpha.schedule");
+    CHECK((sv >= 0) == (T != 1), "alpha.schedule only with a schedule");
+    if (sv >= 0) /* temperature T, alpha learned */
+        theta[mela_layout_offset(L, sv)] = T, theta[mela_layout_offset(L, sv) + 1] = 1;
     float xs[W * S * IMG * IMG], xq[W * Q * IMG * IMG], ys[W * S], yq[W * Q];
     for (int i = 0; i < W * S * IMG * IMG; i++)
         xs[i] = mela_rng_normal(&r);
@@ -266,15 +270,25 @@ static void test_alpha_meta_grad(void)
         mela_gbml_evaluate(gb, theta, &t, 0, &lm, NULL, NULL);
         theta[off + j] = keep;
         char what[64];
-        snprintf(what, sizeof what, "meta-gradient of alpha[%zu]", j);
+        snprintf(what, sizeof what, "meta-gradient of alpha[%zu] at T = %g", j, (double)T);
         CHECK_CLOSE(gr[off + j], (lp - lm) / (2 * h), 2e-3, 3e-2, what);
         maxdiff = fmax(maxdiff, fabs(gr[off + j] - gf[off + j]));
         maxg = fmax(maxg, fabs(gr[off + j]));
     }
     CHECK(maxg > 1e-3, "alpha's meta-gradient is not zero (max %g)", maxg);
     CHECK(maxdiff > 1e-4, "first order differs from exact on alpha (max %g)", maxdiff);
+    if (sv >= 0) {
+        const float *gs = gr + mela_layout_offset(L, sv);
+        CHECK(gs[0] == 0 && gs[1] == 0, "the schedule view has no gradient (%g %g)", (double)gs[0], (double)gs[1]);
+    }
     free(theta), free(gr), free(gf);
     mela_gbml_free(gb), mela_gbml_free(fo), mela_model_free(m);
+}
+
+static void test_alpha_meta_grad(void)
+{
+    alpha_meta_grad(1.0f);
+    alpha_meta_grad(0.3f); /* a tempered mixture, softmax(alpha / 0.3) */
 }
 
 /* Reptile moves alpha too: with 1 inner step its direction theta - phi is
@@ -322,6 +336,245 @@ static void test_reptile_moves_alpha(void)
     mela_gbml_free(rep), mela_gbml_free(m0), mela_model_free(m);
 }
 
+/* ------------------------------------------- MetaNAS's schedules: T, warm-up */
+
+static void test_schedule_values(void)
+{
+    float T, gate;
+    /* 100 iterations, 50 of warm-up, to 0.05: frozen and T = 1 through 50 */
+    mela_nas_schedule(1, 100, 50, 0.05f, &T, &gate);
+    CHECK(T == 1 && gate == 0, "start of the warm-up: T %g gate %g", (double)T, (double)gate);
+    mela_nas_schedule(50, 100, 50, 0.05f, &T, &gate);
+    CHECK(T == 1 && gate == 0, "end of the warm-up: T %g gate %g", (double)T, (double)gate);
+    mela_nas_schedule(51, 100, 50, 0.05f, &T, &gate);
+    CHECK_CLOSE(T, 1 - 0.95 / 50, 1e-6, 0, "the first annealed iteration");
+    CHECK(gate == 1, "alpha learns after the warm-up");
+    mela_nas_schedule(75, 100, 50, 0.05f, &T, &gate);
+    CHECK_CLOSE(T, 0.525, 1e-6, 0, "half way through the annealing: (1 + 0.05) / 2");
+    mela_nas_schedule(100, 100, 50, 0.05f, &T, &gate);
+    CHECK(T == 0.05f && gate == 1, "the last iteration: T = t_end exactly (%.9g)", (double)T);
+    mela_nas_schedule(1, 10, 0, 0.5f, &T, &gate);
+    CHECK_CLOSE(T, 0.95, 1e-6, 0, "no warm-up: annealed from the first iteration");
+    mela_nas_schedule(7, 10, 0, 1.0f, &T, &gate);
+    CHECK(T == 1 && gate == 1, "t_end 1: no annealing");
+    mela_nas_schedule(9, 8, 20, 0.1f, &T, &gate);
+    CHECK(T == 1 && gate == 0, "a warm-up longer than the run: frozen, T 1");
+
+    /* the run's side: the view exists only when asked for, and is set by iteration */
+    mela_run_config rc;
+    mela_run_defaults(&rc, "maml", "omniglot", 5);
+    mela_run_set(&rc, "image_size", "8");
+    mela_run_set(&rc, "model", "search");
+    mela_run_set(&rc, "width", "2");
+    mela_run_set(&rc, "depth", "1");
+    mela_run_set(&rc, "iterations", "40");
+    mela_learner *l = mela_learner_new(&rc, 0);
+    CHECK(l && mela_layout_find(mela_learner_layout(l), "alpha.schedule") < 0,
+          "no schedule view by default: %s", mela_last_error());
+    mela_learner_free(l);
+    CHECK(mela_run_set(&rc, "nas_temp_end", "0.05") == 0 && mela_run_set(&rc, "nas_warmup", "10") == 0 &&
+              mela_run_check(&rc) == 0, "the options: %s", mela_last_error());
+    CHECK(mela_run_set(&rc, "nas_temp_end", "0") == -1 && strstr(mela_last_error(), "nas_temp_end"),
+          "a temperature of 0 is refused: %s", mela_last_error());
+    l = mela_learner_new(&rc, 0);
+    CHECK(l != NULL, "a scheduled search: %s", mela_last_error());
+    if (l) {
+        const mela_layout *L = mela_learner_layout(l);
+        int v = mela_layout_find(L, "alpha.schedule");
+        CHECK(v >= 0, "the schedule view");
+        float *theta = calloc(mela_layout_size(L), sizeof *theta);
+        mela_rng r = mela_rng_new(1);
+        mela_learner_init(l, theta, &r);
+        float *p = theta + mela_layout_offset(L, v);
+        CHECK(p[0] == 1 && p[1] == 1, "init: T 1, alpha learned (%g %g)", (double)p[0], (double)p[1]);
+        mela_nas_set_schedule(&rc, L, theta, 10);
+        CHECK(p[0] == 1 && p[1] == 0, "iteration 10: warm-up (%g %g)", (double)p[0], (double)p[1]);
+        mela_nas_set_schedule(&rc, L, theta, 40);
+        CHECK(p[0] == 0.05f && p[1] == 1, "iteration 40: T_end (%g %g)", (double)p[0], (double)p[1]);
+        free(theta);
+        mela_learner_free(l);
+    }
+    mela_run_set(&rc, "model", "conv4");
+    CHECK(mela_run_check(&rc) == -1 && strstr(mela_last_error(), "--model search"),
+          "a schedule without a search network: %s", mela_last_error());
+}
+
+/* The search network's logits as a function of alpha (x[0]); the other
+ * views are slices of fixed[0] (a whole theta, the schedule in it), the
+ * images fixed[1]. */
+static mela_node gc_tempered(mela_graph *g, const mela_node *x, const mela_node *fixed, void *ctx)
+{
+    const mela_model *m = ctx;
+    const mela_layout *L = mela_model_layout(m);
+    mela_node w[MELA_MODEL_MAX_PARAMS];
+    int a = mela_layout_find(L, "alpha");
+    for (int i = 0; i < mela_layout_count(L); i++) {
+        mela_shape sh = mela_layout_shape(L, i);
+        w[i] = i == a ? x[0]
+                      : mela_reshape(g, mela_slice(g, fixed[0], (int)mela_layout_offset(L, i),
+                                                   (int)mela_shape_numel(sh)), sh);
+    }
+    return mela_model_forward(m, g, w, fixed[1]);
+}
+
+/* The tempered mixture's first and second derivatives with respect to
+ * alpha, through the whole network, against finite differences (T = 0.25;
+ * smooth candidates). */
+static void test_tempered_derivatives(void)
+{
+    mela_cellnet_spec s = {.channels = 1, .size = 6, .width = 2, .cells = 1, .nodes = 2, .stem_stride = 1,
+                           .outputs = 3, .search = 1, .smooth = 1, .schedule = 1, .no_pool = 1,
+                           .candidates = ((1u << MELA_CELL_OPS) - 1) & ~(1u << MELA_OP_MAX3)};
+    mela_model *m = mela_cellnet_new(&s);
+    CHECK(m != NULL, "search net: %s", mela_last_error());
+    if (!m)
+        return;
+    const mela_layout *L = mela_model_layout(m);
+    size_t P = mela_layout_size(L);
+    float *theta = calloc(P, sizeof *theta), x[3 * 36];
+    mela_rng r = mela_rng_new(9);
+    mela_model_init(m, theta, &r);
+    float *sched = theta + mela_layout_offset(L, mela_layout_find(L, "alpha.schedule"));
+    sched[0] = 0.25f, sched[1] = 1;
+    for (int i = 0; i < 3 * 36; i++)
+        x[i] = mela_rng_normal(&r);
+    gc_spec gs = {"tempered mixture (T 0.25)", 1, {mela_layout_shape(L, mela_layout_find(L, "alpha"))},
+                  .lo = {-0.4f}, .hi = {0.4f}, .nfixed = 2,
+                  .fshape = {MELA_SHAPE((int)P), MELA_SHAPE(3, 1, 6, 6)}, .fdata = {theta, x}, .second = 1,
+                  .atol = 5e-3, .rtol = 3e-2, .ctx = m};
+    int ok = gradcheck(gc_tempered, &gs, 31);
+    printf("%s: first and second order %s\n", gs.name, ok ? "ok" : "FAILED");
+    free(theta);
+    mela_model_free(m);
+}
+
+/* At (T, gate) = (1, 1) a network with the schedule view computes the same
+ * bits as one without: the logits and MAML's meta-gradient. */
+static void test_schedule_identity(void)
+{
+    enum { W = 2, S = 2, IMG = 6 };
+    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 2, .cells = 2, .nodes = 2, .stem_stride = 1,
+                           .outputs = W, .search = 1};
+    mela_cellnet_spec s1 = s;
+    s1.schedule = 1;
+    mela_model *m0 = mela_cellnet_new(&s), *m1 = mela_cellnet_new(&s1);
+    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .train = {W, S, S, 0}, .steps = 2, .test_steps = 2,
+                          .inner_lr = 0.3f};
+    mela_gbml *g0 = m0 ? mela_gbml_new(m0, &c) : NULL, *g1 = m1 ? mela_gbml_new(m1, &c) : NULL;
+    CHECK(g0 && g1, "learners: %s", mela_last_error());
+    if (!g0 || !g1)
+        return;
+    const mela_layout *L0 = mela_gbml_layout(g0), *L1 = mela_gbml_layout(g1);
+    size_t n0 = mela_layout_size(L0), n1 = mela_layout_size(L1);
+    float *t0 = calloc(n0, sizeof *t0), *t1 = calloc(n1, sizeof *t1);
+    float *d0 = calloc(n0, sizeof *d0), *d1 = calloc(n1, sizeof *d1);
+    mela_rng r0 = mela_rng_new(5), r1 = mela_rng_new(5);
+    mela_gbml_init(g0, t0, &r0);
+    mela_gbml_init(g1, t1, &r1);
+    CHECK(mela_layout_count(L1) == mela_layout_count(L0) + 1 && n1 > n0, "one view more");
+    int a0 = mela_layout_find(L0, "alpha");
+    for (size_t j = 0; j < mela_shape_numel(mela_layout_shape(L0, a0)); j++)
+        t0[mela_layout_offset(L0, a0) + j] = 0.7f * mela_rng_normal(&r0);
+    int same = 1; /* theta1 = theta0 view by view by name; the schedule (1, 1) from init */
+    for (int i = 0; i < mela_layout_count(L0); i++) {
+        int j = mela_layout_find(L1, mela_layout_name(L0, i));
+        memcpy(t1 + mela_layout_offset(L1, j), t0 + mela_layout_offset(L0, i),
+               mela_shape_numel(mela_layout_shape(L0, i)) * sizeof *t0);
+    }
+    float xs[W * S * IMG * IMG], ys[W * S];
+    for (int i = 0; i < W * S * IMG * IMG; i++)
+        xs[i] = mela_rng_normal(&r1);
+    for (int i = 0; i < W * S; i++)
+        ys[i] = (float)(i / S);
+    mela_task t = {xs, ys, xs, ys};
+    float y0[W * S * W], y1[W * S * W];
+    logits(m0, t0, xs, W * S, y0);
+    logits(m1, t1, xs, W * S, y1);
+    CHECK(!memcmp(y0, y1, sizeof y0), "logits: the same bits at T 1, gate 1");
+    CHECK(mela_gbml_meta_grad(g0, t0, 1, &t, 1, d0, NULL, NULL) == 0 &&
+              mela_gbml_meta_grad(g1, t1, 1, &t, 1, d1, NULL, NULL) == 0, "meta-grads: %s", mela_last_error());
+    for (int i = 0; i < mela_layout_count(L0); i++) {
+        int j = mela_layout_find(L1, mela_layout_name(L0, i));
+        same &= !memcmp(d1 + mela_layout_offset(L1, j), d0 + mela_layout_offset(L0, i),
+                        mela_shape_numel(mela_layout_shape(L0, i)) * sizeof *d0);
+    }
+    CHECK(same, "MAML's meta-gradient: the same bits at T 1, gate 1");
+    free(t0), free(t1), free(d0), free(d1);
+    mela_gbml_free(g0), mela_gbml_free(g1), mela_model_free(m0), mela_model_free(m1);
+}
+
+/* Warm-up (gate 0): MAML's and Reptile's meta-gradients of alpha are exactly
+ * 0 (and the same bits on 1 and 3 threads), so N Adam steps leave alpha
+ * bit-identical while the weights move; with gate 1 the next step moves it. */
+static void test_warmup_freezes_alpha(void)
+{
+    enum { W = 2, S = 2, IMG = 6, B = 3 };
+    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 2, .cells = 1, .nodes = 2, .stem_stride = 1,
+                           .outputs = W, .search = 1, .schedule = 1};
+    mela_model *m = mela_cellnet_new(&s);
+    static const int learners[2] = {MELA_LEARNER_MAML, MELA_LEARNER_REPTILE};
+    for (int li = 0; m && li < 2; li++) {
+        int learner = learners[li];
+        mela_gbml_config c = {.learner = learner, .train = {W, S, S, 0}, .steps = 2, .test_steps = 2,
+                              .inner_lr = 0.3f};
+        mela_gbml *gb = mela_gbml_new(m, &c);
+        CHECK(gb != NULL, "learner: %s", mela_last_error());
+        if (!gb)
+            continue;
+        const mela_layout *L = mela_gbml_layout(gb);
+        size_t n = mela_layout_size(L);
+        float *theta = calloc(n, sizeof *theta), *g1 = calloc(n, sizeof *g1), *g3 = calloc(n, sizeof *g3);
+        float *start = calloc(n, sizeof *start);
+        mela_rng r = mela_rng_new(8);
+        mela_gbml_init(gb, theta, &r);
+        int a = mela_layout_find(L, "alpha"), sv = mela_layout_find(L, "alpha.schedule");
+        size_t off = mela_layout_offset(L, a), na = mela_shape_numel(mela_layout_shape(L, a));
+        size_t so = mela_layout_offset(L, sv), w0 = mela_layout_offset(L, 0);
+        theta[so] = 0.5f, theta[so + 1] = 0; /* warm-up, at a temperature */
+        memcpy(start, theta, n * sizeof *theta);
+        static float xs[B][W * S * IMG * IMG], ys[B][W * S];
+        mela_task t[B];
+        mela_adam adam;
+        mela_adam_init(&adam, n, 0.01f);
+        int zero = 1, same_threads = 1;
+        for (int it = 0; it < 4; it++) {
+            for (int b = 0; b < B; b++) {
+                for (int i = 0; i < W * S * IMG * IMG; i++)
+                    xs[b][i] = mela_rng_normal(&r);
+                for (int i = 0; i < W * S; i++)
+                    ys[b][i] = (float)(i / S);
+                t[b] = (mela_task){xs[b], ys[b], xs[b], ys[b]};
+            }
+            if (it == 3)
+                theta[so + 1] = 1; /* the warm-up is over */
+            CHECK(mela_gbml_meta_grad(gb, theta, B, t, 1, g1, NULL, NULL) == 0 &&
+                      mela_gbml_meta_grad(gb, theta, B, t, 3, g3, NULL, NULL) == 0, "grads: %s", mela_last_error());
+            same_threads &= !memcmp(g1, g3, n * sizeof *g1);
+            for (size_t j = 0; j < na && it < 3; j++)
+                zero &= g1[off + j] == 0;
+            if (learner == MELA_LEARNER_REPTILE)
+                mela_gbml_reptile_update(gb, theta, g1, 0.5f);
+            else
+                mela_adam_step(&adam, theta, g1);
+            if (it == 2) {
+                CHECK(!memcmp(theta + off, start + off, na * sizeof *theta) && theta[so] == 0.5f,
+                      "learner %d: alpha and the schedule bit-identical after 3 warm-up steps", learner);
+                CHECK(theta[w0] != start[w0], "learner %d: the weights move in the warm-up", learner);
+            }
+        }
+        CHECK(zero, "learner %d: alpha's meta-gradient is exactly 0 in the warm-up", learner);
+        CHECK(same_threads, "learner %d: the same bits on 1 and 3 threads", learner);
+        double moved = 0;
+        for (size_t j = 0; j < na; j++)
+            moved = fmax(moved, fabs(theta[off + j] - start[off + j]));
+        CHECK(moved > 1e-5, "learner %d: alpha moves after the warm-up (%g)", learner, moved);
+        mela_adam_free(&adam);
+        free(theta), free(g1), free(g3), free(start);
+        mela_gbml_free(gb);
+    }
+    mela_model_free(m);
+}
+
 /* ------------------------------------------------ a search with a winner */
 
 /* 12x12 images, nothing lit within 2 pixels of the border, 9 pixels lit:
@@ -366,12 +619,28 @@ static mela_task make_task(synth_task *t, uint64_t seed, uint64_t i)
     return (mela_task){t->xs, t->ys, t->xq, t->yq};
 }
 
-/* Meta-trains model m with MAML (1 exact step) for `iters` iterations of 4
- * tasks and returns the mean accuracy on 40 new tasks; theta is left trained. */
-static double meta_train(const mela_model *m, float **theta_out, int iters)
+static const mela_gbml_config synth_maml = {.learner = MELA_LEARNER_MAML, .train = {2, SHOTS, QUERIES, 0},
+                                            .steps = 1, .test_steps = 3, .inner_lr = 0.4f};
+
+/* Mean accuracy of model m with weights theta on 40 new tasks (3 steps). */
+static double synth_accuracy(mela_gbml *gb, const float *theta)
 {
-    mela_gbml_config c = {.learner = MELA_LEARNER_MAML, .train = {2, SHOTS, QUERIES, 0}, .steps = 1,
-                          .test_steps = 3, .inner_lr = 0.4f};
+    static synth_task tk;
+    double acc = 0, a1;
+    for (int i = 0; i < 40; i++) {
+        mela_task t = make_task(&tk, 2, (uint64_t)i);
+        mela_gbml_evaluate(gb, theta, &t, 0, NULL, &a1, NULL);
+        acc += a1 / 40;
+    }
+    return acc;
+}
+
+/* Meta-trains model m with MAML (1 exact step) for `iters` iterations of 4
+ * tasks and returns the mean accuracy on 40 new tasks; theta is left trained.
+ * A search with "alpha.schedule" follows mela_nas_schedule(warmup, t_end). */
+static double meta_train_sched(const mela_model *m, float **theta_out, int iters, int warmup, float t_end)
+{
+    mela_gbml_config c = synth_maml;
     mela_gbml *gb = mela_gbml_new(m, &c);
     *theta_out = NULL;
     CHECK(gb != NULL, "learner: %s", mela_last_error());
@@ -385,23 +654,27 @@ static double meta_train(const mela_model *m, float **theta_out, int iters)
     mela_adam_init(&adam, n, 0.01f);
     static synth_task tk[4];
     mela_task tasks[4];
+    int sv = mela_layout_find(mela_gbml_layout(gb), "alpha.schedule");
+    float *sched = sv >= 0 ? theta + mela_layout_offset(mela_gbml_layout(gb), sv) : NULL;
     for (int it = 0; it < iters; it++) {
+        if (sched)
+            mela_nas_schedule(it + 1, iters, warmup, t_end, &sched[0], &sched[1]);
         for (int b = 0; b < 4; b++)
             tasks[b] = make_task(&tk[b], 1, (uint64_t)it * 4 + b);
         CHECK(mela_gbml_meta_grad(gb, theta, 4, tasks, 2, grad, NULL, NULL) == 0, "step: %s", mela_last_error());
         mela_adam_step(&adam, theta, grad);
     }
-    double acc = 0, a1;
-    for (int i = 0; i < 40; i++) {
-        tasks[0] = make_task(&tk[0], 2, (uint64_t)i);
-        mela_gbml_evaluate(gb, theta, &tasks[0], 0, NULL, &a1, NULL);
-        acc += a1 / 40;
-    }
+    double acc = synth_accuracy(gb, theta);
     mela_adam_free(&adam);
     free(grad);
     mela_gbml_free(gb);
     *theta_out = theta;
     return acc;
+}
+
+static double meta_train(const mela_model *m, float **theta_out, int iters)
+{
+    return meta_train_sched(m, theta_out, iters, 0, 1.0f);
 }
 
 static void test_search_finds_max3(void)
@@ -443,6 +716,74 @@ static void test_search_finds_max3(void)
         free(theta);
         mela_model_free(md);
     }
+}
+
+/* MetaNAS's annealing on the same task: 30 iterations of warm-up, then T
+ * from 1 to 0.05. The mixture ends nearly one-hot on max3, and the search
+ * network is then the discrete max3 network: the same logits with the same
+ * weights (no retraining), and the same accuracy after adaptation. */
+static void test_annealed_search(void)
+{
+    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 4, .cells = 1, .nodes = 1, .stem_stride = 1,
+                           .outputs = 2, .search = 1, .no_pool = 1, .schedule = 1,
+                           .candidates = 1u << MELA_OP_ZERO | 1u << MELA_OP_SKIP | 1u << MELA_OP_AVG3 |
+                                         1u << MELA_OP_MAX3};
+    mela_model *m = mela_cellnet_new(&s);
+    CHECK(m != NULL, "search net: %s", mela_last_error());
+    if (!m)
+        return;
+    float *theta;
+    double acc = meta_train_sched(m, &theta, 150, 30, 0.05f);
+    const mela_layout *L = mela_model_layout(m);
+    const float *alpha = theta + mela_layout_offset(L, mela_layout_find(L, "alpha"));
+    const float *sched = theta + mela_layout_offset(L, mela_layout_find(L, "alpha.schedule"));
+    double z = 0, p[4];
+    for (int k = 0; k < 4; k++)
+        z += exp(alpha[k] / sched[0]);
+    for (int k = 0; k < 4; k++)
+        p[k] = exp(alpha[k] / sched[0]) / z;
+    printf("annealed search (T %.3f): weights zero %.4f skip %.4f avg3 %.4f max3 %.4f, accuracy %.3f\n",
+           (double)sched[0], p[0], p[1], p[2], p[3], acc);
+    CHECK(sched[0] == 0.05f && sched[1] == 1, "the run ends at T 0.05, alpha learned");
+    CHECK(p[3] > 0.98, "max3's weight is near 1 (%.4f)", p[3]);
+    CHECK(acc > 0.85, "the annealed search network solves the task (%.3f)", acc);
+
+    /* its discretisation, the weights taken by name */
+    mela_cellnet_spec d;
+    float wgt[1], scaled[4];
+    for (int k = 0; k < 4; k++)
+        scaled[k] = alpha[k] / sched[0];
+    CHECK(mela_cellnet_derive(&s, scaled, &d, wgt) == 0 && d.ops[0] == MELA_OP_MAX3, "derive: max3");
+    mela_model *md = mela_cellnet_new(&d);
+    mela_gbml_config c = synth_maml;
+    mela_gbml *gd = md ? mela_gbml_new(md, &c) : NULL;
+    CHECK(gd != NULL, "the discrete learner: %s", mela_last_error());
+    if (gd) {
+        const mela_layout *Ld = mela_model_layout(md);
+        float *td = calloc(mela_layout_size(Ld), sizeof *td);
+        for (int i = 0; i < mela_layout_count(Ld); i++)
+            memcpy(td + mela_layout_offset(Ld, i), theta + mela_layout_offset(L, mela_layout_find(L, mela_layout_name(Ld, i))),
+                   mela_shape_numel(mela_layout_shape(Ld, i)) * sizeof *td);
+        static synth_task tk;
+        mela_task t = make_task(&tk, 3, 0);
+        float ys[2 * SHOTS * 2], yd[2 * SHOTS * 2];
+        logits(m, theta, t.xs, 2 * SHOTS, ys);
+        logits(md, td, t.xs, 2 * SHOTS, yd);
+        double diff = 0, big = 0;
+        for (int i = 0; i < 4 * SHOTS; i++)
+            diff = fmax(diff, fabs(ys[i] - yd[i])), big = fmax(big, fabs(yd[i]));
+        double accd = synth_accuracy(gd, td);
+        printf("its discretisation (max3, the same weights): accuracy %.3f; logits differ by %.2e (of %.2e)\n",
+               accd, diff, big);
+        CHECK(diff < 0.05 * big + 1e-3, "the search network's logits are the discrete network's (%g of %g)",
+              diff, big);
+        CHECK(fabs(accd - acc) < 0.05, "the same accuracy without retraining (%.3f, %.3f)", accd, acc);
+        free(td);
+        mela_gbml_free(gd);
+    }
+    mela_model_free(md);
+    free(theta);
+    mela_model_free(m);
 }
 
 /* ------------------------------------------------- model-definition files */
@@ -562,7 +903,12 @@ int main(void)
     test_search_equals_discrete();
     test_alpha_meta_grad();
     test_reptile_moves_alpha();
+    test_schedule_values();
+    test_tempered_derivatives();
+    test_schedule_identity();
+    test_warmup_freezes_alpha();
     test_model_files();
     test_search_finds_max3();
+    test_annealed_search();
     return check_finish();
 }

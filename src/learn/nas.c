@@ -202,8 +202,10 @@ int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_sp
     *s = (mela_cellnet_spec){.channels = 1, .size = rc->image_size, .width = rc->width,
                              .cells = rc->depth, .nodes = NAS_SEARCH_NODES, .stem_stride = 2,
                              .outputs = outputs, .search = 1};
-    if (!strcmp(rc->model, "search"))
+    if (!strcmp(rc->model, "search")) {
+        s->schedule = mela_nas_scheduled(rc);
         return 0;
+    }
     if (mela_nas_read_model(rc->model, s))
         return -1;
     s->channels = 1, s->size = rc->image_size, s->outputs = outputs;
@@ -218,8 +220,16 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
         return mela_set_error("nas: the run's model is not the search network (model %s)", rc->model);
     if (mela_nas_search_spec(rc, rc->train.ways, &s))
         return -1;
-    float weight[MELA_CELL_MAX_EDGES];
-    if (mela_cellnet_derive(&s, theta + mela_layout_offset(L, a), &d, weight))
+    float weight[MELA_CELL_MAX_EDGES], alpha[MELA_CELL_MAX_EDGES * MELA_CELL_OPS];
+    size_t na = mela_shape_numel(mela_layout_shape(L, a));
+    int sv = mela_layout_find(L, "alpha.schedule");
+    float T = sv >= 0 ? theta[mela_layout_offset(L, sv)] : 1.0f;
+    if (na > sizeof alpha / sizeof *alpha || !(T > 0))
+        return mela_set_error("nas: alpha has %zu entries (at most %zu) or the temperature is %g", na,
+                              sizeof alpha / sizeof *alpha, (double)T);
+    for (size_t j = 0; j < na; j++) /* the mixture's logits at the weights' temperature */
+        alpha[j] = theta[mela_layout_offset(L, a) + j] / T;
+    if (mela_cellnet_derive(&s, alpha, &d, weight))
         return -1;
     size_t cap = strlen(dir) + 32;
     char *path = malloc(cap), buf[8192];
@@ -241,4 +251,26 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
     }
     free(path);
     return rcode;
+}
+
+void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *gate)
+{
+    *gate = it > warmup ? 1.0f : 0.0f;
+    if (it <= warmup || iterations <= warmup) {
+        *T = 1.0f;
+        return;
+    }
+    double frac = it >= iterations ? 1.0 : (double)(it - warmup) / (double)(iterations - warmup);
+    *T = (float)(1.0 - (1.0 - (double)t_end) * frac);
+}
+
+int mela_nas_scheduled(const mela_run_config *rc) { return rc->nas_temp_end != 1.0f || rc->nas_warmup > 0; }
+
+void mela_nas_set_schedule(const mela_run_config *rc, const mela_layout *L, float *theta, int it)
+{
+    int v = mela_layout_find(L, "alpha.schedule");
+    if (v < 0)
+        return;
+    float *p = theta + mela_layout_offset(L, v);
+    mela_nas_schedule(it, rc->iterations, rc->nas_warmup, rc->nas_temp_end, &p[0], &p[1]);
 }

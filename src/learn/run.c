@@ -386,6 +386,7 @@ static int fit_iteration(mela_run *r, fit *f, int it, int until, mela_progress_f
         mela_tasks_get(f->train, b, (uint64_t)(it - 1) * B + b, &f->tasks[b]);
     double loss, acc, t1 = mela_sys_now();
     f->p.data_s += t1 - t0;
+    mela_nas_set_schedule(rc, mela_learner_layout(r->l), r->theta, it); /* MetaNAS: T and warm-up */
     if ((status = mela_learner_step(r->l, r->theta, it, B, f->tasks, &loss, &acc)))
         return status;
     f->step_s += mela_sys_now() - t1;

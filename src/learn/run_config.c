@@ -65,6 +65,8 @@ static const option options[] = {
     {"meta_batch", T_INT, F(meta_batch), 1, 4096, "tasks per meta-iteration"},
     {"iterations", T_INT, F(iterations), 1, 100000000, "meta-iterations"},
     {"model", T_STR, F(model), 0, 0, "conv4 | finn (Finn et al.'s Omniglot network: stride 2 with TensorFlow's padding, batch norm without scale, the last maps averaged; --width, --depth) | mlp (1-40-40-1, sinusoids) | search (MetaNAS: cells of mixed ops, --width channels, --depth cells; writes arch.json, cell.png) | FILE (a model definition, e.g. a search's arch.json)"},
+    {"nas_temp_end", T_FLOAT, F(nas_temp_end), 1e-3, 1, "search: the softmax temperature of the mixtures at the last iteration, annealed linearly from 1 after the warm-up (1: no annealing; MetaNAS: 0.05)"},
+    {"nas_warmup", T_INT, F(nas_warmup), 0, 100000000, "search: iterations at the start in which alpha is frozen (neither adapted nor meta-learned; MetaNAS: half the run)"},
     {"width", T_INT, F(width), 0, 1024, "conv4, finn: filters per block (search: channels of the cells)"},
     {"depth", T_INT, F(depth), 0, 8, "conv4, finn: blocks (search: cells)"},
     {"maxpool", T_INT, F(maxpool), 0, 1, "conv4: 1 = 2x2 max-pool per block, 0 = stride-2 convolutions"},
@@ -152,6 +154,7 @@ static void run_defaults(mela_run_config *rc, const char *learner, const char *d
     snprintf(rc->split, sizeof rc->split, "vinyals");
     snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", learner, ds);
     rc->scale = 1.0f;
+    rc->nas_temp_end = 1.0f;
     rc->outer_lr = 0.001f;
     rc->threads = 2;
     rc->seed = 1;
@@ -289,6 +292,10 @@ int mela_run_check(const mela_run_config *rc)
         strcmp(rc->learner, "siamese"))
         return mela_set_error("augment: %d (the affine distortions are the metric learners' "
                               "training, not %s's)", rc->augment, rc->learner);
+    if (mela_nas_scheduled(rc) && strcmp(rc->model, "search"))
+        return mela_set_error("nas_temp_end %g, nas_warmup %d: the temperature and the warm-up are the "
+                              "search network's (--model search), not %s's", (double)rc->nas_temp_end,
+                              rc->nas_warmup, rc->model);
     if (rc->background && strcmp(rc->learner, "protonet"))
         return mela_set_error("background: %d (background windows are protonet's training, not %s's)",
                               rc->background, rc->learner);

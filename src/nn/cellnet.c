@@ -43,6 +43,7 @@ typedef struct cellnet {
     int cand[MELA_CELL_OPS];    /* search: the candidate ops */
     int view[8][MELA_CELL_MAX_EDGES][MELA_CELL_OPS]; /* first view of (cell, edge, op), or -1 */
     int stem, alpha, head;      /* views (alpha -1 when discrete) */
+    int sched;                  /* search with a schedule: "alpha.schedule", else -1 */
 } cellnet;
 
 /* The ops edge e of a cell computes: the candidates (search) or its one op. */
@@ -143,6 +144,21 @@ static mela_node add_opt(mela_graph *g, mela_node a, mela_node b)
     return a == MELA_NONE ? b : b == MELA_NONE ? a : mela_add(g, a, b);
 }
 
+/* The logits of the mixture: alpha, or with a schedule view (T, gate)
+ * (gate alpha + (1 - gate) stop_gradient(alpha)) / T, the schedule itself a
+ * constant of the graph (stop_gradient): the same value as alpha / T, with
+ * alpha's gradient multiplied by gate (0: frozen, 1: learned). */
+static mela_node mixture_logits(const cellnet *cn, mela_graph *g, const mela_node *w)
+{
+    mela_node a = w[cn->alpha];
+    if (cn->sched < 0)
+        return a;
+    mela_node ctl = mela_stop_gradient(g, w[cn->sched]);
+    mela_node T = mela_slice(g, ctl, 0, 1), gate = mela_slice(g, ctl, 1, 1);
+    mela_node frozen = mela_mul(g, mela_add_scalar(g, mela_neg(g, gate), 1.0f), mela_stop_gradient(g, a));
+    return mela_div(g, mela_add(g, mela_mul(g, gate, a), frozen), T);
+}
+
 static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
 {
     const cellnet *cn = ctx;
@@ -150,7 +166,7 @@ static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
     mela_node h = bn(g, mela_conv2d(g, x, w[cn->stem], MELA_NONE, s->stem_stride, 1));
     mela_node mix = MELA_NONE;
     if (s->search) /* the mixture weights, one row per edge, flattened */
-        mix = mela_reshape(g, mela_softmax(g, w[cn->alpha]), MELA_SHAPE(cn->E * cn->K));
+        mix = mela_reshape(g, mela_softmax(g, mixture_logits(cn, g, w)), MELA_SHAPE(cn->E * cn->K));
     for (int c = 0; c < s->cells; c++) {
         mela_node st[MELA_CELL_MAX_NODES + 1] = {h}, out = MELA_NONE;
         for (int j = 1; j <= s->nodes; j++) {
@@ -195,6 +211,8 @@ static void init(void *ctx, const mela_layout *L, float *theta, mela_rng *r)
         if (i == cn->alpha) {
             for (size_t j = 0; j < n; j++)
                 p[j] = 1e-3f * mela_rng_normal(r);
+        } else if (i == cn->sched) {
+            p[0] = p[1] = 1.0f; /* temperature 1, alpha learned */
         } else if (s.nd >= 2) {
             float fan_in = (float)n / (float)s.d[0], fan_out = (float)n / (float)s.d[1];
             float bound = sqrtf(6.0f / (fan_in + fan_out));
@@ -240,7 +258,7 @@ mela_model *mela_cellnet_new(const mela_cellnet_spec *spec)
     const mela_cellnet_spec *s = &cn->s;
     cn->E = mela_cell_edges(s->nodes);
     cn->K = s->search ? mela_cell_candidates(s, cn->cand) : 1;
-    cn->alpha = -1;
+    cn->alpha = cn->sched = -1;
     int ok = (cn->stem = mela_layout_add(L, "stem.weight", MELA_SHAPE(s->width, s->channels, 3, 3))) >= 0;
     for (int c = 0; c < s->cells && ok; c++)
         for (int e = 0; e < cn->E && ok; e++) {
@@ -250,6 +268,8 @@ mela_model *mela_cellnet_new(const mela_cellnet_spec *spec)
         }
     if (ok && s->search)
         ok = (cn->alpha = mela_layout_add(L, "alpha", MELA_SHAPE(cn->E, cn->K))) >= 0;
+    if (ok && s->search && s->schedule)
+        ok = (cn->sched = mela_layout_add(L, "alpha.schedule", MELA_SHAPE(2))) >= 0;
     int head_first = mela_layout_count(L);
     if (ok && s->outputs > 0) {
         cn->head = head_first;
