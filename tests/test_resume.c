@@ -237,6 +237,67 @@ static void test_patience(void)
     mela_run_close(r);
 }
 
+/* MetaNAS's schedules are functions of the iteration: a search with a
+ * warm-up of 6 and the temperature annealed to 0.05 over 24 iterations,
+ * stopped at 9 (after the warm-up, mid-annealing) and resumed on another
+ * thread count, ends as the run never interrupted; its last checkpoint holds
+ * the temperature it ended at; discrete.safetensors holds the best search
+ * weights of the ops that arch.json kept. */
+static void test_search_schedule_resume(void)
+{
+    char run[256], ref[256], why[1500], path[700];
+    snprintf(run, sizeof run, "%s/search", root);
+    snprintf(ref, sizeof ref, "%s/search.ref", root);
+    mela_run_config rc;
+    synth_config(&rc, "maml", 24);
+    snprintf(rc.model, sizeof rc.model, "search");
+    rc.width = 2, rc.depth = 1, rc.meta_batch = 2, rc.steps = 1, rc.test_steps = 1;
+    rc.val_every = 4, rc.val_episodes = 4;
+    rc.nas_warmup = 6, rc.nas_temp_end = 0.05f;
+    snprintf(rc.out_dir, sizeof rc.out_dir, "%s", run);
+    CHECK(session(&rc, NULL, 2, NULL) == 0, "reference search: %s", mela_last_error());
+    CHECK(rename(run, ref) == 0, "rename"); /* the same out_dir in both runs' metadata */
+    snprintf(path, sizeof path, "%s/last.safetensors", ref);
+    mela_checkpoint *ck = mela_checkpoint_open(path);
+    float sched[2] = {0, 0};
+    int si = ck ? mela_checkpoint_find(ck, "alpha.schedule") : -1;
+    CHECK(si >= 0 && mela_checkpoint_tensor(ck, si, sched) == 0 && sched[0] == 0.05f && sched[1] == 1,
+          "the last checkpoint: T 0.05, alpha learned (%g %g)", (double)sched[0], (double)sched[1]);
+    mela_checkpoint_close(ck);
+    /* the discrete network of arch.json with the best search weights of its ops */
+    char model[700];
+    snprintf(path, sizeof path, "%s/discrete.safetensors", ref);
+    snprintf(model, sizeof model, "%s/arch.json", run); /* as the run named it */
+    mela_checkpoint *cd = mela_checkpoint_open(path);
+    snprintf(path, sizeof path, "%s/best.safetensors", ref);
+    mela_checkpoint *cb = mela_checkpoint_open(path);
+    const char *mm = cd ? mela_checkpoint_meta(cd, "model") : NULL;
+    CHECK(cd && cb && mm && !strcmp(mm, model) && mela_checkpoint_find(cd, "alpha") < 0 &&
+              mela_checkpoint_find(cd, "alpha.schedule") < 0, "discrete.safetensors: the model %s, no alpha",
+          mm ? mm : "-");
+    int same = cd && cb && mela_checkpoint_count(cd) > 3, views = 0;
+    for (int i = 0; same && i < mela_checkpoint_count(cd); i++) {
+        int j = mela_checkpoint_find(cb, mela_checkpoint_name(cd, i));
+        size_t n = mela_shape_numel(mela_checkpoint_shape(cd, i));
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        same = j >= 0 && !mela_checkpoint_tensor(cd, i, a) && !mela_checkpoint_tensor(cb, j, b) &&
+               !memcmp(a, b, n * sizeof *a);
+        views += same;
+        free(a), free(b);
+    }
+    CHECK(same, "its %d tensors are the best search weights of the same name", views);
+    mela_checkpoint_close(cd), mela_checkpoint_close(cb);
+    mela_run_data data = {d.ds, &d.train, &d.test, &d.test};
+    mela_run *r = mela_run_open(&rc, &data);
+    stop_now = 0, stop_at = 9; /* asked at the report of 9: stops after 10 */
+    mela_run_set_stop(r, &stop_now);
+    CHECK(r && mela_run_fit(r, 3, stop_progress, NULL) == 1 && mela_run_iteration(r) == 10,
+          "stopped after iteration 10 (%d)", r ? mela_run_iteration(r) : -1);
+    mela_run_close(r);
+    CHECK(session(NULL, run, 1, NULL) == 0, "resume: %s", mela_last_error());
+    CHECK(rf_same_run(ref, run, why, sizeof why), "stopped and resumed = never interrupted: %s", why);
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -250,6 +311,7 @@ int main(void)
     test_refusals();
     test_no_nan_saved();
     test_patience();
+    test_search_schedule_resume();
     synth_close(&d);
     check_rm_rf(root);
     return check_finish();

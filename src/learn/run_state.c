@@ -136,6 +136,40 @@ int run_save_checkpoint(const mela_run *r, const char *name, int iteration, doub
     return rc;
 }
 
+int run_save_discrete(const mela_run *r, int iteration, double score)
+{
+    mela_run_config rc = r->meta;
+    if (snprintf(rc.model, sizeof rc.model, "%s/arch.json", r->rc.out_dir) >= (int)sizeof rc.model)
+        return mela_set_error("%s: the folder's name is too long for a model path", r->rc.out_dir);
+    rc.nas_temp_end = 1.0f, rc.nas_warmup = 0;
+    mela_learner *l = mela_learner_new(&rc, 0);
+    if (!l)
+        return -1;
+    const mela_layout *Ls = mela_learner_layout(r->l), *Ld = mela_learner_layout(l);
+    float *theta = calloc(mela_layout_size(Ld), sizeof *theta);
+    run_meta *m = malloc(sizeof *m);
+    int status = theta && m ? 0 : mela_set_error("checkpoint: out of memory");
+    for (int i = 0; !status && i < mela_layout_count(Ld); i++) { /* the kept ops' weights, by name */
+        int j = mela_layout_find(Ls, mela_layout_name(Ld, i));
+        if (j < 0 || !mela_shape_equal(mela_layout_shape(Ls, j), mela_layout_shape(Ld, i)))
+            status = mela_set_error("discrete network: its view '%s' is not the search's", mela_layout_name(Ld, i));
+        else
+            memcpy(theta + mela_layout_offset(Ld, i), r->theta + mela_layout_offset(Ls, j),
+                   mela_shape_numel(mela_layout_shape(Ld, i)) * sizeof *theta);
+    }
+    if (!status) {
+        meta_config(m, &rc, "mela-run-1");
+        meta_add(m, "iteration", "%d", iteration);
+        meta_add(m, "validation", "%.9g", score);
+        char path[1100];
+        snprintf(path, sizeof path, "%s/discrete.safetensors", r->rc.out_dir);
+        status = mela_checkpoint_save(path, Ld, theta, m->n, m->keys, m->vals);
+    }
+    free(theta), free(m);
+    mela_learner_free(l);
+    return status;
+}
+
 int run_save_state(const mela_run *r, const run_state *st)
 {
     if (weights_finite(r, st->iteration))
