@@ -743,8 +743,9 @@ double mela_average_precision(int n, const float *scores, const int *tp, int npo
  * any learner. Each time validation improves, the run writes the discrete
  * cell (mela_cellnet_derive, from softmax(alpha / T) at the temperature T
  * of the weights) to out_dir/arch.json and its picture to
- * out_dir/cell.png and out_dir/cell.svg. `--model out_dir/arch.json` then
- * trains that network.
+ * out_dir/cell.png and out_dir/cell.svg, and that network with the search's
+ * weights of its ops (no retraining) to out_dir/discrete.safetensors.
+ * `--model out_dir/arch.json` trains that network from scratch.
  *
  * A model-definition file is JSON:
  *     {"mela_model": "cellnet", "width": 16, "cells": 3, "nodes": 2,
@@ -766,16 +767,19 @@ int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_sp
  * dir/cell.svg. 0 or -1. */
 int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
 /* MetaNAS's schedules (a search whose nas_temp_end is not 1 or whose
- * nas_warmup is not 0 has the view "alpha.schedule", mela_cellnet_spec):
- * at iteration it (1..iterations) of a run of `iterations` with `warmup`
- * iterations of warm-up, the softmax temperature T is 1 while it <= warmup,
- * then linear in it, 1 - (1 - t_end) (it - warmup) / (iterations - warmup),
- * reaching t_end at the last iteration; gate is 0 in the warm-up (alpha
- * frozen) and 1 after. */
-void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *gate);
+ * nas_warmup is not 0 has the view "alpha.schedule" (T, g),
+ * mela_cellnet_spec): at iteration it (1..iterations) of a run of
+ * `iterations` with `warmup` iterations of warm-up, the softmax temperature
+ * T is 1 while it <= warmup, then linear in it,
+ * 1 - (1 - t_end) (it - warmup) / (iterations - warmup), reaching t_end at
+ * the last iteration. alpha's gradient scale g is 0 in the warm-up (alpha
+ * frozen) and T^2 after: an SGD step of rate a on alpha then moves the
+ * logits alpha / T by -a dL/d(alpha / T) at any T, as at T = 1 (without it
+ * the inner loop's steps on the logits would grow as 1 / T^2). */
+void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *g);
 /* 1 if rc asks for a schedule (nas_temp_end != 1 or nas_warmup > 0). */
 int mela_nas_scheduled(const mela_run_config *rc);
-/* Sets "alpha.schedule" of theta (layout L) to iteration it's (T, gate); a
+/* Sets "alpha.schedule" of theta (layout L) to iteration it's (T, g); a
  * layout without it is left alone. The run loop calls it before every
  * iteration's step, so validation, the checkpoints and the test after
  * iteration it use its temperature, and a checkpoint carries it (`mela eval`

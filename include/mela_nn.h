@@ -183,12 +183,13 @@ int mela_model_outputs(const mela_model *m);
  * N(0, 1e-3^2). Each candidate of each edge of each cell has weights of its
  * own. The learners adapt and meta-learn alpha like every other view.
  * With schedule = 1 the search also has the view "alpha.schedule" (2),
- * (T, gate), which the caller sets between executions (the plans stay as
+ * (T, g), which the caller sets between executions (the plans stay as
  * compiled): the mixture is softmax(alpha_e / T) (a temperature, MetaNAS's
- * annealing), and alpha's gradient is multiplied by gate (0: alpha frozen,
- * MetaNAS's warm-up; 1: learned). The view enters the graph through
- * stop_gradient, so its own gradient is 0 and no learner moves it; init
- * sets it to (1, 1), where the network computes the same bits as without it.
+ * annealing), and alpha's gradient is multiplied by g (0: alpha frozen,
+ * MetaNAS's warm-up). The value is exactly alpha / T whatever g. The view
+ * enters the graph through stop_gradient, so its own gradient is 0 and no
+ * learner moves it; init sets it to (1, 1), where the network computes the
+ * same bits as without it.
  * Discrete (search = 0): edge e of every cell is ops[e].
  *
  * Views: "stem.weight" (width, channels, 3, 3); "c<cell>.e<edge>.<op>"
@@ -218,7 +219,7 @@ typedef struct mela_cellnet_spec {
                            * (smooth, for finite-difference checks) */
     int no_pool;          /* 1: no max-pool after the cells */
     int schedule;         /* search: 1 = the view "alpha.schedule" (temperature,
-                           * gate) that the caller sets (see above) */
+                           * gradient scale) that the caller sets (see above) */
     int ops[MELA_CELL_MAX_EDGES]; /* discrete: the op of each edge of the cell */
 } mela_cellnet_spec;
 

@@ -246,7 +246,7 @@ static void alpha_meta_grad(float T)
     int sv = mela_layout_find(L, "alpha.schedule");
     CHECK((sv >= 0) == (T != 1), "alpha.schedule only with a schedule");
     if (sv >= 0) /* temperature T, alpha learned */
-        theta[mela_layout_offset(L, sv)] = T, theta[mela_layout_offset(L, sv) + 1] = 1;
+        theta[mela_layout_offset(L, sv)] = T, theta[mela_layout_offset(L, sv) + 1] = 1; /* g 1 */
     float xs[W * S * IMG * IMG], xq[W * Q * IMG * IMG], ys[W * S], yq[W * Q];
     for (int i = 0; i < W * S * IMG * IMG; i++)
         xs[i] = mela_rng_normal(&r);
@@ -340,25 +340,27 @@ static void test_reptile_moves_alpha(void)
 
 static void test_schedule_values(void)
 {
-    float T, gate;
+    float T, g;
     /* 100 iterations, 50 of warm-up, to 0.05: frozen and T = 1 through 50 */
-    mela_nas_schedule(1, 100, 50, 0.05f, &T, &gate);
-    CHECK(T == 1 && gate == 0, "start of the warm-up: T %g gate %g", (double)T, (double)gate);
-    mela_nas_schedule(50, 100, 50, 0.05f, &T, &gate);
-    CHECK(T == 1 && gate == 0, "end of the warm-up: T %g gate %g", (double)T, (double)gate);
-    mela_nas_schedule(51, 100, 50, 0.05f, &T, &gate);
+    mela_nas_schedule(1, 100, 50, 0.05f, &T, &g);
+    CHECK(T == 1 && g == 0, "start of the warm-up: T %g g %g", (double)T, (double)g);
+    mela_nas_schedule(50, 100, 50, 0.05f, &T, &g);
+    CHECK(T == 1 && g == 0, "end of the warm-up: T %g g %g", (double)T, (double)g);
+    mela_nas_schedule(51, 100, 50, 0.05f, &T, &g);
     CHECK_CLOSE(T, 1 - 0.95 / 50, 1e-6, 0, "the first annealed iteration");
-    CHECK(gate == 1, "alpha learns after the warm-up");
-    mela_nas_schedule(75, 100, 50, 0.05f, &T, &gate);
+    CHECK_CLOSE(g, pow(1 - 0.95 / 50, 2), 1e-6, 0, "alpha learns after the warm-up, its gradient times T^2");
+    mela_nas_schedule(75, 100, 50, 0.05f, &T, &g);
     CHECK_CLOSE(T, 0.525, 1e-6, 0, "half way through the annealing: (1 + 0.05) / 2");
-    mela_nas_schedule(100, 100, 50, 0.05f, &T, &gate);
-    CHECK(T == 0.05f && gate == 1, "the last iteration: T = t_end exactly (%.9g)", (double)T);
-    mela_nas_schedule(1, 10, 0, 0.5f, &T, &gate);
+    CHECK_CLOSE(g, 0.525 * 0.525, 1e-6, 0, "half way: g = T^2");
+    mela_nas_schedule(100, 100, 50, 0.05f, &T, &g);
+    CHECK(T == 0.05f, "the last iteration: T = t_end exactly (%.9g)", (double)T);
+    CHECK_CLOSE(g, 0.0025, 1e-8, 0, "the last iteration: g = 0.05^2");
+    mela_nas_schedule(1, 10, 0, 0.5f, &T, &g);
     CHECK_CLOSE(T, 0.95, 1e-6, 0, "no warm-up: annealed from the first iteration");
-    mela_nas_schedule(7, 10, 0, 1.0f, &T, &gate);
-    CHECK(T == 1 && gate == 1, "t_end 1: no annealing");
-    mela_nas_schedule(9, 8, 20, 0.1f, &T, &gate);
-    CHECK(T == 1 && gate == 0, "a warm-up longer than the run: frozen, T 1");
+    mela_nas_schedule(7, 10, 0, 1.0f, &T, &g);
+    CHECK(T == 1 && g == 1, "t_end 1: no annealing");
+    mela_nas_schedule(9, 8, 20, 0.1f, &T, &g);
+    CHECK(T == 1 && g == 0, "a warm-up longer than the run: frozen, T 1");
 
     /* the run's side: the view exists only when asked for, and is set by iteration */
     mela_run_config rc;
@@ -386,11 +388,12 @@ static void test_schedule_values(void)
         mela_rng r = mela_rng_new(1);
         mela_learner_init(l, theta, &r);
         float *p = theta + mela_layout_offset(L, v);
-        CHECK(p[0] == 1 && p[1] == 1, "init: T 1, alpha learned (%g %g)", (double)p[0], (double)p[1]);
+        CHECK(p[0] == 1 && p[1] == 1, "init: T 1, g 1 (%g %g)", (double)p[0], (double)p[1]);
         mela_nas_set_schedule(&rc, L, theta, 10);
         CHECK(p[0] == 1 && p[1] == 0, "iteration 10: warm-up (%g %g)", (double)p[0], (double)p[1]);
         mela_nas_set_schedule(&rc, L, theta, 40);
-        CHECK(p[0] == 0.05f && p[1] == 1, "iteration 40: T_end (%g %g)", (double)p[0], (double)p[1]);
+        CHECK(p[0] == 0.05f && fabsf(p[1] - 0.0025f) < 1e-8f, "iteration 40: T_end, g T_end^2 (%g %g)",
+              (double)p[0], (double)p[1]);
         free(theta);
         mela_learner_free(l);
     }
@@ -448,8 +451,10 @@ static void test_tempered_derivatives(void)
     mela_model_free(m);
 }
 
-/* At (T, gate) = (1, 1) a network with the schedule view computes the same
- * bits as one without: the logits and MAML's meta-gradient. */
+/* At (T, g) = (1, 1) a network with the schedule view computes the same
+ * bits as one without: the logits and MAML's meta-gradient. At g = 1/4 the
+ * gradient of alpha (MAML with no inner step) is a quarter of it, every bit;
+ * the others are as they were. */
 static void test_schedule_identity(void)
 {
     enum { W = 2, S = 2, IMG = 6 };
@@ -498,12 +503,29 @@ static void test_schedule_identity(void)
         same &= !memcmp(d1 + mela_layout_offset(L1, j), d0 + mela_layout_offset(L0, i),
                         mela_shape_numel(mela_layout_shape(L0, i)) * sizeof *d0);
     }
-    CHECK(same, "MAML's meta-gradient: the same bits at T 1, gate 1");
+    CHECK(same, "MAML's meta-gradient: the same bits at T 1, g 1");
+    c.steps = c.test_steps = 0;
+    mela_gbml *z0 = mela_gbml_new(m0, &c), *z1 = mela_gbml_new(m1, &c);
+    int sv = mela_layout_find(L1, "alpha.schedule"), a1 = mela_layout_find(L1, "alpha");
+    t1[mela_layout_offset(L1, sv) + 1] = 0.25f;
+    CHECK(z0 && z1 && mela_gbml_meta_grad(z0, t0, 1, &t, 1, d0, NULL, NULL) == 0 &&
+              mela_gbml_meta_grad(z1, t1, 1, &t, 1, d1, NULL, NULL) == 0, "0-step grads: %s", mela_last_error());
+    int quarter = 1, moved = 0;
+    for (int i = 0; i < mela_layout_count(L0); i++) {
+        int j = mela_layout_find(L1, mela_layout_name(L0, i));
+        for (size_t k = 0; k < mela_shape_numel(mela_layout_shape(L0, i)); k++) {
+            float want = d0[mela_layout_offset(L0, i) + k] * (j == a1 ? 0.25f : 1.0f);
+            quarter &= d1[mela_layout_offset(L1, j) + k] == want;
+            moved += j == a1 && want != 0;
+        }
+    }
+    CHECK(quarter && moved > 0, "g = 1/4: alpha's gradient a quarter of it, the others the same bits");
+    mela_gbml_free(z0), mela_gbml_free(z1);
     free(t0), free(t1), free(d0), free(d1);
     mela_gbml_free(g0), mela_gbml_free(g1), mela_model_free(m0), mela_model_free(m1);
 }
 
-/* Warm-up (gate 0): MAML's and Reptile's meta-gradients of alpha are exactly
+/* Warm-up (g 0): MAML's and Reptile's meta-gradients of alpha are exactly
  * 0 (and the same bits on 1 and 3 threads), so N Adam steps leave alpha
  * bit-identical while the weights move; with gate 1 the next step moves it. */
 static void test_warmup_freezes_alpha(void)
@@ -546,7 +568,7 @@ static void test_warmup_freezes_alpha(void)
                 t[b] = (mela_task){xs[b], ys[b], xs[b], ys[b]};
             }
             if (it == 3)
-                theta[so + 1] = 1; /* the warm-up is over */
+                theta[so + 1] = 0.25f; /* the warm-up is over: T^2 */
             CHECK(mela_gbml_meta_grad(gb, theta, B, t, 1, g1, NULL, NULL) == 0 &&
                       mela_gbml_meta_grad(gb, theta, B, t, 3, g3, NULL, NULL) == 0, "grads: %s", mela_last_error());
             same_threads &= !memcmp(g1, g3, n * sizeof *g1);
@@ -744,7 +766,7 @@ static void test_annealed_search(void)
         p[k] = exp(alpha[k] / sched[0]) / z;
     printf("annealed search (T %.3f): weights zero %.4f skip %.4f avg3 %.4f max3 %.4f, accuracy %.3f\n",
            (double)sched[0], p[0], p[1], p[2], p[3], acc);
-    CHECK(sched[0] == 0.05f && sched[1] == 1, "the run ends at T 0.05, alpha learned");
+    CHECK(sched[0] == 0.05f && fabsf(sched[1] - 0.0025f) < 1e-8f, "the run ends at T 0.05, g 0.0025");
     CHECK(p[3] > 0.98, "max3's weight is near 1 (%.4f)", p[3]);
     CHECK(acc > 0.85, "the annealed search network solves the task (%.3f)", acc);
 

@@ -253,15 +253,16 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
     return rcode;
 }
 
-void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *gate)
+void mela_nas_schedule(int it, int iterations, int warmup, float t_end, float *T, float *g)
 {
-    *gate = it > warmup ? 1.0f : 0.0f;
     if (it <= warmup || iterations <= warmup) {
-        *T = 1.0f;
+        *T = 1.0f, *g = it <= warmup ? 0.0f : 1.0f;
         return;
     }
     double frac = it >= iterations ? 1.0 : (double)(it - warmup) / (double)(iterations - warmup);
-    *T = (float)(1.0 - (1.0 - (double)t_end) * frac);
+    double t = 1.0 - (1.0 - (double)t_end) * frac;
+    *T = (float)t;
+    *g = (float)(t * t);
 }
 
 int mela_nas_scheduled(const mela_run_config *rc) { return rc->nas_temp_end != 1.0f || rc->nas_warmup > 0; }

@@ -144,19 +144,18 @@ static mela_node add_opt(mela_graph *g, mela_node a, mela_node b)
     return a == MELA_NONE ? b : b == MELA_NONE ? a : mela_add(g, a, b);
 }
 
-/* The logits of the mixture: alpha, or with a schedule view (T, gate)
- * (gate alpha + (1 - gate) stop_gradient(alpha)) / T, the schedule itself a
- * constant of the graph (stop_gradient): the same value as alpha / T, with
- * alpha's gradient multiplied by gate (0: frozen, 1: learned). */
+/* The logits of the mixture: alpha, or with a schedule view (T, g)
+ * (stop_gradient(alpha) + g (alpha - stop_gradient(alpha))) / T, the
+ * schedule itself a constant of the graph (stop_gradient): exactly the value
+ * alpha / T, with alpha's gradient multiplied by g. */
 static mela_node mixture_logits(const cellnet *cn, mela_graph *g, const mela_node *w)
 {
     mela_node a = w[cn->alpha];
     if (cn->sched < 0)
         return a;
-    mela_node ctl = mela_stop_gradient(g, w[cn->sched]);
-    mela_node T = mela_slice(g, ctl, 0, 1), gate = mela_slice(g, ctl, 1, 1);
-    mela_node frozen = mela_mul(g, mela_add_scalar(g, mela_neg(g, gate), 1.0f), mela_stop_gradient(g, a));
-    return mela_div(g, mela_add(g, mela_mul(g, gate, a), frozen), T);
+    mela_node ctl = mela_stop_gradient(g, w[cn->sched]), fixed = mela_stop_gradient(g, a);
+    mela_node T = mela_slice(g, ctl, 0, 1), scale = mela_slice(g, ctl, 1, 1);
+    return mela_div(g, mela_add(g, fixed, mela_mul(g, scale, mela_sub(g, a, fixed))), T);
 }
 
 static mela_node body(void *ctx, mela_graph *g, const mela_node *w, mela_node x)
@@ -212,7 +211,7 @@ static void init(void *ctx, const mela_layout *L, float *theta, mela_rng *r)
             for (size_t j = 0; j < n; j++)
                 p[j] = 1e-3f * mela_rng_normal(r);
         } else if (i == cn->sched) {
-            p[0] = p[1] = 1.0f; /* temperature 1, alpha learned */
+            p[0] = p[1] = 1.0f; /* temperature 1, alpha's gradient as it is */
         } else if (s.nd >= 2) {
             float fan_in = (float)n / (float)s.d[0], fan_out = (float)n / (float)s.d[1];
             float bound = sqrtf(6.0f / (fan_in + fan_out));
