@@ -495,7 +495,7 @@ static void test_schedule_identity(void)
     float y0[W * S * W], y1[W * S * W];
     logits(m0, t0, xs, W * S, y0);
     logits(m1, t1, xs, W * S, y1);
-    CHECK(!memcmp(y0, y1, sizeof y0), "logits: the same bits at T 1, gate 1");
+    CHECK(!memcmp(y0, y1, sizeof y0), "logits: the same bits at T 1, g 1");
     CHECK(mela_gbml_meta_grad(g0, t0, 1, &t, 1, d0, NULL, NULL) == 0 &&
               mela_gbml_meta_grad(g1, t1, 1, &t, 1, d1, NULL, NULL) == 0, "meta-grads: %s", mela_last_error());
     for (int i = 0; i < mela_layout_count(L0); i++) {
@@ -527,7 +527,7 @@ static void test_schedule_identity(void)
 
 /* Warm-up (g 0): MAML's and Reptile's meta-gradients of alpha are exactly
  * 0 (and the same bits on 1 and 3 threads), so N Adam steps leave alpha
- * bit-identical while the weights move; with gate 1 the next step moves it. */
+ * bit-identical while the weights move; with g > 0 the next step moves it. */
 static void test_warmup_freezes_alpha(void)
 {
     enum { W = 2, S = 2, IMG = 6, B = 3 };
