@@ -744,8 +744,11 @@ double mela_average_precision(int n, const float *scores, const int *tp, int npo
  * cell (mela_cellnet_derive, from softmax(alpha / T) at the temperature T
  * of the weights) to out_dir/arch.json and its picture to
  * out_dir/cell.png and out_dir/cell.svg, and that network with the search's
- * weights of its ops (no retraining) to out_dir/discrete.safetensors.
- * `--model out_dir/arch.json` trains that network from scratch.
+ * weights of its ops (no retraining) to out_dir/discrete.safetensors. At
+ * every validation it writes the same of the last weights as
+ * last-arch.json, last-cell.png, last-cell.svg and last-discrete.safetensors
+ * (beside last.safetensors). `--model out_dir/arch.json` trains that network
+ * from scratch.
  *
  * A model-definition file is JSON:
  *     {"mela_model": "cellnet", "width": 16, "cells": 3, "nodes": 2,
@@ -763,9 +766,10 @@ int mela_nas_write_model(const char *path, const mela_cellnet_spec *s, const flo
  * units (0: an embedding). 0 or -1. */
 int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_spec *s);
 /* From theta (a buffer of layout L, holding "alpha") of a search run: the
- * discrete cell to dir/arch.json and its pictures to dir/cell.png and
- * dir/cell.svg. 0 or -1. */
-int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir);
+ * discrete cell to dir/<prefix>arch.json and its pictures to
+ * dir/<prefix>cell.png and dir/<prefix>cell.svg (prefix NULL: ""). 0 or -1. */
+int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir,
+                   const char *prefix);
 /* MetaNAS's schedules (a search whose nas_temp_end is not 1 or whose
  * nas_warmup is not 0 has the view "alpha.schedule" (T, g),
  * mela_cellnet_spec): at iteration it (1..iterations) of a run of

@@ -862,7 +862,7 @@ static void test_model_files(void)
         alpha[0 * MELA_CELL_OPS + MELA_OP_CONV3] = 2; /* edge 0: conv3 */
         alpha[2 * MELA_CELL_OPS + MELA_OP_AVG3] = 3;  /* edge 2: avg3; edge 1 the weaker input of state 2 */
         alpha[1 * MELA_CELL_OPS + MELA_OP_SKIP] = 1;
-        CHECK(mela_nas_write(&rc, L, theta, dir) == 0, "nas write: %s", mela_last_error());
+        CHECK(mela_nas_write(&rc, L, theta, dir, NULL) == 0, "nas write: %s", mela_last_error());
         snprintf(bad, sizeof bad, "%s/arch.json", dir);
         CHECK(mela_nas_read_model(bad, &got) == 0 && got.ops[0] == MELA_OP_CONV3 && got.ops[1] == MELA_OP_SKIP &&
                   got.ops[2] == MELA_OP_AVG3 && got.width == 4 && got.cells == 2,

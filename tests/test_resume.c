@@ -237,12 +237,42 @@ static void test_patience(void)
     mela_run_close(r);
 }
 
+/* dir/<prefix>discrete.safetensors: the network of run/<prefix>arch.json (as
+ * the run named it), its tensors those of the same name in the search's
+ * checkpoint (best or last). */
+static void discrete_check(const char *dir, const char *run, const char *prefix)
+{
+    char path[700], model[700];
+    snprintf(path, sizeof path, "%s/%sdiscrete.safetensors", dir, prefix);
+    snprintf(model, sizeof model, "%s/%sarch.json", run, prefix);
+    mela_checkpoint *cd = mela_checkpoint_open(path);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, *prefix ? "last" : "best");
+    mela_checkpoint *cb = mela_checkpoint_open(path);
+    const char *mm = cd ? mela_checkpoint_meta(cd, "model") : NULL;
+    CHECK(cd && cb && mm && !strcmp(mm, model) && mela_checkpoint_find(cd, "alpha") < 0 &&
+              mela_checkpoint_find(cd, "alpha.schedule") < 0, "%sdiscrete.safetensors: the model %s, no alpha",
+          prefix, mm ? mm : "-");
+    int same = cd && cb && mela_checkpoint_count(cd) > 3, views = 0;
+    for (int i = 0; same && i < mela_checkpoint_count(cd); i++) {
+        int j = mela_checkpoint_find(cb, mela_checkpoint_name(cd, i));
+        size_t n = mela_shape_numel(mela_checkpoint_shape(cd, i));
+        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+        same = j >= 0 && !mela_checkpoint_tensor(cd, i, a) && !mela_checkpoint_tensor(cb, j, b) &&
+               !memcmp(a, b, n * sizeof *a);
+        views += same;
+        free(a), free(b);
+    }
+    CHECK(same, "%sdiscrete: its %d tensors are the search's of the same name", prefix, views);
+    mela_checkpoint_close(cd), mela_checkpoint_close(cb);
+}
+
 /* MetaNAS's schedules are functions of the iteration: a search with a
  * warm-up of 6 and the temperature annealed to 0.05 over 24 iterations,
  * stopped at 9 (after the warm-up, mid-annealing) and resumed on another
  * thread count, ends as the run never interrupted; its last checkpoint holds
- * the temperature it ended at; discrete.safetensors holds the best search
- * weights of the ops that arch.json kept. */
+ * the temperature it ended at; discrete.safetensors and
+ * last-discrete.safetensors hold the best and last search weights of the
+ * ops that arch.json and last-arch.json kept. */
 static void test_search_schedule_resume(void)
 {
     char run[256], ref[256], why[1500], path[700];
@@ -265,29 +295,10 @@ static void test_search_schedule_resume(void)
               fabsf(sched[1] - 0.0025f) < 1e-8f,
           "the last checkpoint: T 0.05, g 0.0025 (%g %g)", (double)sched[0], (double)sched[1]);
     mela_checkpoint_close(ck);
-    /* the discrete network of arch.json with the best search weights of its ops */
-    char model[700];
-    snprintf(path, sizeof path, "%s/discrete.safetensors", ref);
-    snprintf(model, sizeof model, "%s/arch.json", run); /* as the run named it */
-    mela_checkpoint *cd = mela_checkpoint_open(path);
-    snprintf(path, sizeof path, "%s/best.safetensors", ref);
-    mela_checkpoint *cb = mela_checkpoint_open(path);
-    const char *mm = cd ? mela_checkpoint_meta(cd, "model") : NULL;
-    CHECK(cd && cb && mm && !strcmp(mm, model) && mela_checkpoint_find(cd, "alpha") < 0 &&
-              mela_checkpoint_find(cd, "alpha.schedule") < 0, "discrete.safetensors: the model %s, no alpha",
-          mm ? mm : "-");
-    int same = cd && cb && mela_checkpoint_count(cd) > 3, views = 0;
-    for (int i = 0; same && i < mela_checkpoint_count(cd); i++) {
-        int j = mela_checkpoint_find(cb, mela_checkpoint_name(cd, i));
-        size_t n = mela_shape_numel(mela_checkpoint_shape(cd, i));
-        float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
-        same = j >= 0 && !mela_checkpoint_tensor(cd, i, a) && !mela_checkpoint_tensor(cb, j, b) &&
-               !memcmp(a, b, n * sizeof *a);
-        views += same;
-        free(a), free(b);
-    }
-    CHECK(same, "its %d tensors are the best search weights of the same name", views);
-    mela_checkpoint_close(cd), mela_checkpoint_close(cb);
+    /* the discrete networks of arch.json and last-arch.json with the best and
+     * the last search weights of their ops */
+    discrete_check(ref, run, "");
+    discrete_check(ref, run, "last-");
     mela_run_data data = {d.ds, &d.train, &d.test, &d.test};
     mela_run *r = mela_run_open(&rc, &data);
     stop_now = 0, stop_at = 9; /* asked at the report of 9: stops after 10 */

@@ -212,8 +212,10 @@ int mela_nas_search_spec(const mela_run_config *rc, int outputs, mela_cellnet_sp
     return 0;
 }
 
-int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir)
+int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float *theta, const char *dir,
+                   const char *prefix)
 {
+    const char *pre = prefix ? prefix : "";
     mela_cellnet_spec s, d;
     int a = mela_layout_find(L, "alpha");
     if (strcmp(rc->model, "search") || a < 0)
@@ -231,11 +233,11 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
         alpha[j] = theta[mela_layout_offset(L, a) + j] / T;
     if (mela_cellnet_derive(&s, alpha, &d, weight))
         return -1;
-    size_t cap = strlen(dir) + 32;
+    size_t cap = strlen(dir) + strlen(pre) + 32;
     char *path = malloc(cap), buf[8192];
     if (!path)
         return mela_set_error("nas: out of memory");
-    snprintf(path, cap, "%s/arch.json", dir);
+    snprintf(path, cap, "%s/%sarch.json", dir, pre);
     int rcode = mela_nas_write_model(path, &d, weight);
     if (!rcode) {
         size_t k = 0;
@@ -243,9 +245,9 @@ int mela_nas_write(const mela_run_config *rc, const mela_layout *L, const float 
         snprintf(title, sizeof title, "MetaNAS cell (%s, %d-way %d-shot; edge: op (softmax weight))",
                  rc->learner, rc->train.ways, rc->train.shots);
         cell_svg(buf, sizeof buf, &k, &d, weight, title);
-        snprintf(path, cap, "%s/cell.svg", dir);
+        snprintf(path, cap, "%s/%scell.svg", dir, pre);
         rcode = write_built(path, buf, sizeof buf, k);
-        snprintf(path, cap, "%s/cell.png", dir);
+        snprintf(path, cap, "%s/%scell.png", dir, pre);
         if (!rcode)
             rcode = cell_png(path, &d, weight, title);
     }

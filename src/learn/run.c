@@ -333,10 +333,11 @@ static int fit_validate(mela_run *r, fit *f, int it)
         return 0;
     if (better && run_save_checkpoint(r, "best.safetensors", it, score))
         return -1;
-    if (better && !strcmp(rc->model, "search") && /* MetaNAS: the cell of the best weights */
-        (mela_nas_write(rc, mela_learner_layout(r->l), r->theta, rc->out_dir) ||
-         run_save_discrete(r, it, score)))
-        return -1;
+    int search = !strcmp(rc->model, "search"); /* MetaNAS: the cell of the best and the last weights */
+    for (int k = !better; search && k < 2; k++)
+        if (mela_nas_write(rc, mela_learner_layout(r->l), r->theta, rc->out_dir, k ? "last-" : "") ||
+            run_save_discrete(r, k ? "last-" : "", it, score))
+            return -1;
     return run_save_checkpoint(r, "last.safetensors", it, score);
 }
 

@@ -72,12 +72,12 @@ int run_dir_open(mela_run *r);
 /* out_dir/name: theta with r->meta and the iteration and score as metadata;
  * refused when theta holds a NaN or an infinity. */
 int run_save_checkpoint(const mela_run *r, const char *name, int iteration, double score);
-/* MetaNAS: out_dir/discrete.safetensors, a checkpoint of the discrete network
- * of out_dir/arch.json (the run's configuration with that model, no
- * schedule) holding the search's weights of the ops it kept, taken by name
- * from theta, with no retraining; the iteration and the search's score as
- * metadata. */
-int run_save_discrete(const mela_run *r, int iteration, double score);
+/* MetaNAS: out_dir/<prefix>discrete.safetensors, a checkpoint of the
+ * discrete network of out_dir/<prefix>arch.json (the run's configuration
+ * with that model, no schedule) holding the search's weights of the ops it
+ * kept, taken by name from theta, with no retraining; the iteration and the
+ * search's score as metadata. */
+int run_save_discrete(const mela_run *r, const char *prefix, int iteration, double score);
 /* out_dir/state.safetensors: theta, the learner's state, st and r->meta. */
 int run_save_state(const mela_run *r, const run_state *st);
 

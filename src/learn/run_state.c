@@ -136,10 +136,10 @@ int run_save_checkpoint(const mela_run *r, const char *name, int iteration, doub
     return rc;
 }
 
-int run_save_discrete(const mela_run *r, int iteration, double score)
+int run_save_discrete(const mela_run *r, const char *prefix, int iteration, double score)
 {
     mela_run_config rc = r->meta;
-    if (snprintf(rc.model, sizeof rc.model, "%s/arch.json", r->rc.out_dir) >= (int)sizeof rc.model)
+    if (snprintf(rc.model, sizeof rc.model, "%s/%sarch.json", r->rc.out_dir, prefix) >= (int)sizeof rc.model)
         return mela_set_error("%s: the folder's name is too long for a model path", r->rc.out_dir);
     rc.nas_temp_end = 1.0f, rc.nas_warmup = 0;
     mela_learner *l = mela_learner_new(&rc, 0);
@@ -162,7 +162,7 @@ int run_save_discrete(const mela_run *r, int iteration, double score)
         meta_add(m, "iteration", "%d", iteration);
         meta_add(m, "validation", "%.9g", score);
         char path[1100];
-        snprintf(path, sizeof path, "%s/discrete.safetensors", r->rc.out_dir);
+        snprintf(path, sizeof path, "%s/%sdiscrete.safetensors", r->rc.out_dir, prefix);
         status = mela_checkpoint_save(path, Ld, theta, m->n, m->keys, m->vals);
     }
     free(theta), free(m);
