@@ -5,7 +5,9 @@
  * again with one trained with background windows, `--background`); a
  * scene of distractors only scoring below them, and "nothing found" on a
  * blank picture at the default threshold; `--score others` and `ratio`
- * against `blank` (targets still found, distractors scored lower); the
+ * against `blank` (targets still found, distractors scored lower; with
+ * `others` the scene of distractors only is "nothing found" at the
+ * default threshold); the
  * scene generator's promises;
  * `mela find` (JSON lines, --draw); and bad input (a picture smaller than
  * the model's input, a support folder with an empty class, a gradient-based
@@ -251,6 +253,12 @@ static void test_scores(const char *ck)
     CHECK(dbest[1] < dbest[0] - 0.05f && dbest[2] < dbest[0] - 0.05f,
           "distractors only: others %.3f and ratio %.3f below blank %.3f", (double)dbest[1], (double)dbest[2],
           (double)dbest[0]);
+    /* the question "is any support class here?" on the scene of distractors
+     * only: "nothing found" at the default threshold with --score others
+     * (with blank the best distractor scores above it: bench/results/find.md) */
+    CHECK(dbest[1] < MELA_FIND_THRESHOLD && t30[1] >= MELA_FIND_THRESHOLD,
+          "--score others at the default threshold %.2f: distractors only nothing found (best %.3f), "
+          "glyph 30 found (%.3f)", (double)MELA_FIND_THRESHOLD, (double)dbest[1], (double)t30[1]);
     free(pic), free(dis);
 }
 
