@@ -699,12 +699,20 @@ static double meta_train(const mela_model *m, float **theta_out, int iters)
     return meta_train_sched(m, theta_out, iters, 0, 1.0f);
 }
 
+/* The search of the max3 task: one cell of one edge over {zero, skip,
+ * avg3, max3}, with or without the schedule view. */
+static mela_cellnet_spec max3_search(int schedule)
+{
+    return (mela_cellnet_spec){.channels = 1, .size = IMG, .width = 4, .cells = 1, .nodes = 1,
+                               .stem_stride = 1, .outputs = 2, .search = 1, .no_pool = 1,
+                               .schedule = schedule,
+                               .candidates = 1u << MELA_OP_ZERO | 1u << MELA_OP_SKIP |
+                                             1u << MELA_OP_AVG3 | 1u << MELA_OP_MAX3};
+}
+
 static void test_search_finds_max3(void)
 {
-    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 4, .cells = 1, .nodes = 1, .stem_stride = 1,
-                           .outputs = 2, .search = 1, .no_pool = 1,
-                           .candidates = 1u << MELA_OP_ZERO | 1u << MELA_OP_SKIP | 1u << MELA_OP_AVG3 |
-                                         1u << MELA_OP_MAX3};
+    mela_cellnet_spec s = max3_search(0);
     mela_model *m = mela_cellnet_new(&s);
     CHECK(m != NULL, "search net: %s", mela_last_error());
     if (!m)
@@ -746,10 +754,7 @@ static void test_search_finds_max3(void)
  * weights (no retraining), and the same accuracy after adaptation. */
 static void test_annealed_search(void)
 {
-    mela_cellnet_spec s = {.channels = 1, .size = IMG, .width = 4, .cells = 1, .nodes = 1, .stem_stride = 1,
-                           .outputs = 2, .search = 1, .no_pool = 1, .schedule = 1,
-                           .candidates = 1u << MELA_OP_ZERO | 1u << MELA_OP_SKIP | 1u << MELA_OP_AVG3 |
-                                         1u << MELA_OP_MAX3};
+    mela_cellnet_spec s = max3_search(1);
     mela_model *m = mela_cellnet_new(&s);
     CHECK(m != NULL, "search net: %s", mela_last_error());
     if (!m)
