@@ -256,7 +256,8 @@ typedef struct mela_run_config {
     char learner[16];      /* a name of the learner table (mela_learner_info_at) */
     char dataset[16];      /* omniglot | sinusoid */
     char data_dir[512];    /* folder with images_background.zip ... ("": none given) */
-    char split[16];        /* vinyals (train/val/test) | lake (background / koch_val / koch_test) */
+    char split[16];        /* vinyals (train/val/test) | trainval (train+val / val / test: Snell et al.;
+                              best = last, no patience) | lake (background / koch_val / koch_test) */
     char cache_dir[512];   /* "" = default */
     mela_task_spec train;  /* meta-training tasks */
     mela_task_spec test;   /* validation and test tasks (ways, shots 0: as train) */
@@ -317,8 +318,11 @@ typedef struct mela_run_config {
  * is "runs/<learner>-<dataset>". Returns 0 or -1 (unknown learner or dataset). */
 int mela_run_defaults(mela_run_config *rc, const char *learner, const char *dataset, int ways);
 /* A split's evaluation protocol over the defaults, for every learner:
- * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say) or
- * "lake" (Lake et al. 2015 / Koch et al. 2015: the background set to train,
+ * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say),
+ * "trainval" (the same test classes, training on Vinyals' train and val
+ * classes as Snell et al.: 1,200 characters; validation still scores the val
+ * classes, which are then training classes, so the best checkpoint is the
+ * last and a patience is refused) or "lake" (Lake et al. 2015 / Koch et al. 2015: the background set to train,
  * 10 + 10 evaluation alphabets to validate and test, one-shot episodes drawn
  * within one alphabet, one query per class; give the defaults 20 ways for
  * Lake's 20-way task). Returns 0 or -1 (an unknown split). */

@@ -2,7 +2,8 @@
  * writes itself (libpng + libzip in a temp dir): layout parsing, area
  * downsampling values, the cache (hit, rebuilt after the archive changes,
  * rebuilt when damaged), Vinyals / Finn / Lake splits, rotations, episode
- * invariants and determinism, and bad input with the file named. */
+ * invariants and determinism, bad input with the file named, and runs on
+ * the trainval split (Snell et al.'s protocol). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "check.h"
 #include "mela.h"
 #include "mela_data.h"
+#include "mela_learn.h"
 
 /* ------------------------------------------------------------ test helpers */
 
@@ -595,6 +597,81 @@ static void test_bad_archives(void)
     CHECK(!mela_omniglot_load(data, &o), "bad size");
 }
 
+
+/* ------------------------------------------------- runs on split trainval */
+
+typedef struct tv_seen {
+    int validations, best_is_last;
+} tv_seen;
+
+static void tv_progress(const mela_progress *p, void *ctx)
+{
+    tv_seen *s = ctx;
+    if (p->validated) {
+        s->validations++;
+        s->best_is_last += p->best_iteration == p->iteration;
+    }
+}
+
+/* A few ProtoNet iterations of `ways`-way episodes on split `split`;
+ * returns the progress seen (*fitted: the training ran). */
+static tv_seen tv_run(const char *split, int ways, int patience, int *opened, int *fitted)
+{
+    tv_seen s = {0};
+    mela_run_config rc;
+    *opened = *fitted = 0;
+    if (mela_run_defaults(&rc, "protonet", "omniglot", 5) || mela_run_protocol(&rc, split))
+        return s;
+    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", data);
+    snprintf(rc.cache_dir, sizeof rc.cache_dir, "%s", cache);
+    rc.out_dir[0] = 0;
+    rc.train.ways = ways;
+    rc.train.queries = 2;
+    rc.test.ways = 3;
+    rc.test.queries = 2;
+    rc.iterations = 6;
+    rc.val_every = 1;
+    rc.val_episodes = 4;
+    rc.threads = 1;
+    rc.width = 8;
+    rc.patience = patience;
+    mela_run *r = mela_run_open(&rc, NULL);
+    if (!r)
+        return s;
+    *opened = 1;
+    *fitted = mela_run_fit(r, 1, tv_progress, &s) == 0;
+    mela_run_close(r);
+    return s;
+}
+
+static void test_trainval_runs(void)
+{
+    int opened, fitted;
+    write_splits(); /* test_splits left a bad val.txt */
+    /* 30-way episodes: trainval's training classes are vinyals' train (28)
+     * and val (12), 40 in all, so they run on trainval only. */
+    tv_seen tv = tv_run("trainval", 30, 0, &opened, &fitted);
+    CHECK(opened && fitted, "trainval run: %s", mela_last_error());
+    tv_run("vinyals", 30, 0, &opened, &fitted);
+    CHECK(opened && !fitted && strstr(mela_last_error(), "vinyals/train has 28 classes"),
+          "30-way on vinyals/train: %s", mela_last_error());
+    /* Its validation classes are training classes: no selection, the best
+     * checkpoint is the latest at every validation. */
+    CHECK(tv.validations == 6 && tv.best_is_last == 6, "trainval: %d validations, best = last at %d",
+          tv.validations, tv.best_is_last);
+    tv_seen vy = tv_run("vinyals", 5, 0, &opened, &fitted);
+    CHECK(fitted && vy.validations == 6 && vy.best_is_last < 6,
+          "vinyals: %d validations, best = last at %d (%s)", vy.validations, vy.best_is_last,
+          mela_last_error());
+    tv_run("trainval", 5, 100, &opened, &fitted);
+    CHECK(!opened && strstr(mela_last_error(), "patience") && strstr(mela_last_error(), "trainval"),
+          "a patience on trainval is refused: %s", mela_last_error());
+    mela_run_config rc;
+    CHECK(mela_run_defaults(&rc, "protonet", "omniglot", 5) == 0 && mela_run_protocol(&rc, "snell") != 0 &&
+              strstr(mela_last_error(), "trainval"),
+          "an unknown split names the known ones: %s", mela_last_error());
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/mela-test-omniglot-XXXXXX");
@@ -618,6 +695,7 @@ int main(void)
         test_episodes(ds);
     }
     mela_dataset_free(ds);
+    test_trainval_runs();
     test_bad_archives();
     check_rm_rf(root);
     return check_finish();

@@ -164,7 +164,10 @@ static void print_plan(const mela_run_config *rc)
                rc->dataset, rc->split, rc->pairs, te.ways, te.shots);
     else
         printf("mela train: %s on %s (%s split%s), %d-way %d-shot (tested %d-way %d-shot)", rc->learner,
-               rc->dataset, rc->split, strcmp(rc->split, "lake") ? "" : ", episodes within one alphabet",
+               rc->dataset, rc->split,
+               !strcmp(rc->split, "lake")       ? ", episodes within one alphabet"
+               : !strcmp(rc->split, "trainval") ? ", validation classes trained on: best = last"
+                                                : "",
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)
         printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);

@@ -33,7 +33,9 @@ static int load_omniglot(mela_run *r)
         r->own[1] = r->own[0] ? mela_split_lake(r->own_ds, "koch_val") : NULL;
         r->own[2] = r->own[1] ? mela_split_lake(r->own_ds, "koch_test") : NULL;
     } else {
-        r->own[0] = mela_split_vinyals(r->own_ds, rc->data_dir, "train");
+        /* trainval: Snell et al.'s 1,200 training characters, val and test as vinyals */
+        r->own[0] = mela_split_vinyals(r->own_ds, rc->data_dir,
+                                       strcmp(rc->split, "trainval") ? "train" : "trainval");
         r->own[1] = r->own[0] ? mela_split_vinyals(r->own_ds, rc->data_dir, "val") : NULL;
         r->own[2] = r->own[1] ? mela_split_vinyals(r->own_ds, rc->data_dir, "test") : NULL;
     }
@@ -322,7 +324,8 @@ static int fit_validate(mela_run *r, fit *f, int it)
     f->st.val_loss = f->p.val_loss = v.loss;
     f->st.val_acc = f->p.val_acc = v.acc;
     f->p.validated = 1;
-    int better = score > f->st.best;
+    /* trainval: the validation classes are training classes, so no selection: best = last */
+    int better = score > f->st.best || !strcmp(rc->split, "trainval");
     if (better) {
         f->st.best = f->p.best_val = score;
         f->st.best_iteration = f->p.best_iteration = it;

@@ -32,7 +32,7 @@ static const option options[] = {
     {"dataset", T_STR, F(dataset), 0, 0, "omniglot | sinusoid"},
     {"data_dir", T_STR, F(data_dir), 0, 0, "folder holding images_background.zip and images_evaluation.zip (the library has no default)"},
     {"cache_dir", T_STR, F(cache_dir), 0, 0, "where the decoded Omniglot cache lives (\"\": ~/.cache/mela)"},
-    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | lake (Lake's protocol: background; 10+10 evaluation alphabets; 20-way 1-shot episodes within one alphabet, one query per class)"},
+    {"split", T_STR, F(split), 0, 0, "vinyals (4,112/688/1,692 classes with rotations) | trainval (Snell et al.: training on the vinyals train and val classes, 4,800 with rotations; validation on the val classes is then a score on training classes, so best = last, no patience) | lake (Lake's protocol: background; 10+10 evaluation alphabets; 20-way 1-shot episodes within one alphabet, one query per class)"},
     {"ways", T_INT, F(train.ways), 1, 1000, "N: classes per task"},
     {"shots", T_INT, F(train.shots), 1, 1000, "K: support examples per class (sinusoid: support points)"},
     {"queries", T_INT, F(train.queries), 1, 1000, "query examples per class in meta-training (sinusoid: points)"},
@@ -208,8 +208,8 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
 
 static int split_check(const char *split)
 {
-    if (strcmp(split, "vinyals") && strcmp(split, "lake"))
-        return mela_set_error("split: '%s' is not one of vinyals, lake", split);
+    if (strcmp(split, "vinyals") && strcmp(split, "lake") && strcmp(split, "trainval"))
+        return mela_set_error("split: '%s' is not one of vinyals, trainval, lake", split);
     return 0;
 }
 
@@ -261,6 +261,10 @@ static int omniglot_check(const mela_run_config *rc)
                               rc->image_size);
     if (rc->train.ways < 2)
         return mela_set_error("ways: %d (classification needs at least 2)", rc->train.ways);
+    if (!strcmp(rc->split, "trainval") && rc->patience > 0) /* its validation classes are trained on */
+        return mela_set_error("patience %d: split trainval trains on the validation classes, so it "
+                              "has no validation to stop on (give the iterations instead)",
+                              rc->patience);
     return split_check(rc->split);
 }
 
