@@ -320,12 +320,14 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
 /* A split's evaluation protocol over the defaults, for every learner:
  * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say),
  * "trainval" (the same test classes, training on Vinyals' train and val
- * classes as Snell et al.: 1,200 characters; validation still scores the val
- * classes, which are then training classes, so the best checkpoint is the
- * last and a patience is refused) or "lake" (Lake et al. 2015 / Koch et al. 2015: the background set to train,
- * 10 + 10 evaluation alphabets to validate and test, one-shot episodes drawn
- * within one alphabet, one query per class; give the defaults 20 ways for
- * Lake's 20-way task). Returns 0 or -1 (an unknown split). */
+ * classes, 1,200 characters, as Snell et al.'s final models and Finn et
+ * al.'s code; validation still scores the val classes, which are then
+ * training classes, so the best checkpoint is the last, and a patience or
+ * `mela tune` is refused) or "lake" (Lake et al. 2015 / Koch et al. 2015:
+ * the background set to train, 10 + 10 evaluation alphabets to validate and
+ * test, one-shot episodes drawn within one alphabet, one query per class;
+ * give the defaults 20 ways for Lake's 20-way task). Returns 0 or -1 (an
+ * unknown split). */
 int mela_run_protocol(mela_run_config *rc, const char *split);
 /* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
  * with a message naming the key and the value. */

@@ -387,6 +387,24 @@ static void test_config_file(void)
               strstr(mela_last_error(), ":1"), "a bad value: %s", mela_last_error());
 }
 
+/* Trials are ranked by validation: a search on the trainval split, whose
+ * validation classes are trained on, is refused before any data is read. */
+static void test_trainval_refused(void)
+{
+    static mela_tune_spec s;
+    mela_tune_defaults(&s);
+    const char *lines[] = {"learner protonet", "split trainval", "outer_lr log 0.0001 0.01",
+                           "tune.trials 3", "tune.eta 3", "tune.min_iterations 10", "tune.max_iterations 30"};
+    for (int i = 0; i < 7; i++)
+        CHECK(mela_tune_parse_line(&s, lines[i], "space") == 0, "'%s': %s", lines[i], mela_last_error());
+    char dir[600];
+    snprintf(dir, sizeof dir, "%s/trainval", root);
+    mela_tune_result res;
+    CHECK(mela_tune_train(&s, dir, 1, NULL, NULL, NULL, NULL, &res) == -1 &&
+              strstr(mela_last_error(), "trainval") && strstr(mela_last_error(), "rank"),
+          "tune on trainval: %s", mela_last_error());
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -400,6 +418,7 @@ int main(void)
     test_resume();
     test_failures();
     test_config_file();
+    test_trainval_refused();
     check_rm_rf(root);
     return check_finish();
 }
