@@ -258,7 +258,8 @@ int main(int argc, char **argv)
     if (!ckpt || scenes < 1 || ways < 1 || J < 1 || (J > 1 && threads != 1))
         return usage();
     int eval = !strcmp(set, "evaluation");
-    mela_omniglot_opts oo = {105, 105, eval ? MELA_OMNIGLOT_EVALUATION : MELA_OMNIGLOT_BACKGROUND, NULL, 0};
+    mela_omniglot_opts oo = {.H = 105, .W = 105,
+                             .sets = eval ? MELA_OMNIGLOT_EVALUATION : MELA_OMNIGLOT_BACKGROUND};
     mela_dataset *ds = mela_omniglot_load(data, &oo);
     mela_scene_opts so = {0};
     so.ways = ways;

@@ -10,7 +10,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    mela_dataset *ds = omniglot_decode_archive("fuzz.zip", data, size, 0, 28, 28);
+    mela_dataset *ds = omniglot_decode_archive("fuzz.zip", data, size, 0, 28, 28, size & 1);
     if (ds) { /* every class holds images, in order */
         int next = 0;
         for (int c = 0; c < ds->nclasses; c++) {

@@ -112,6 +112,9 @@ typedef struct mela_omniglot_opts {
     unsigned sets;         /* MELA_OMNIGLOT_* bits; 0 = both */
     const char *cache_dir; /* NULL = the default above; created if missing */
     int no_cache;          /* 1: neither read nor write a cache */
+    int nearest;           /* 0: area filter (grey levels); 1: nearest pixel, as
+                            * the papers' code got from PIL for these 1-bit PNGs
+                            * (mela_resize_nearest): ink stays 0 or 255 */
 } mela_omniglot_opts;
 
 /*
@@ -122,7 +125,7 @@ typedef struct mela_omniglot_opts {
  * characters first, then the evaluation ones; groups are the alphabets.
  *
  * Cache. For each archive the first load writes
- * cache_dir/omniglot-<archive>-<H>x<W>.u8 (atomically: temp file + rename)
+ * cache_dir/omniglot-<archive>-<H>x<W>.u8 (-nearest.u8 with opts.nearest; atomically: temp file + rename)
  * holding a 64-bit hash of every byte of the archive, the size, and a hash of
  * its own payload. A later load re-hashes the archive (tens of ms) and uses the
  * cache only if magic, version, size, both hashes and the whole layout check
@@ -153,13 +156,14 @@ const mela_archive *mela_omniglot_archive(int i);
 
 enum {
     MELA_FOLDER_RGB = 1,    /* keep 3 channels (R, G, B); default: grey by luminance */
-    MELA_FOLDER_INVERT = 2  /* store 255 - value: dark ink on white paper becomes 1.0 */
+    MELA_FOLDER_INVERT = 2, /* store 255 - value: dark ink on white paper becomes 1.0 */
+    MELA_FOLDER_NEAREST = 4 /* resize by mela_resize_nearest, not the area filter */
 };
 
 /*
  * Loads root/<class>/<image> where every image is a PNG (.png) or JPEG
  * (.jpg, .jpeg; any case), grey or colour, each resized with the area filter
- * (stretched, no crop) to H x W. Grey is the Rec. 601 luminance
+ * (MELA_FOLDER_NEAREST: the nearest pixel) (stretched, no crop) to H x W. Grey is the Rec. 601 luminance
  * (0.299 R + 0.587 G + 0.114 B); alpha is composited onto white. Without
  * MELA_FOLDER_INVERT values keep their brightness (white = 1.0): photos stay
  * as they are; pass MELA_FOLDER_INVERT for dark strokes on light paper, so
@@ -177,8 +181,8 @@ enum {
 mela_dataset *mela_folder_load(const char *root, int H, int W, unsigned flags);
 
 /* Loads one PNG or JPEG file as C*H*W floats in [0, 1] (C = 1: grey by
- * luminance, 3: RGB), resized with the area filter, inverted first with
- * MELA_FOLDER_INVERT, exactly as mela_folder_load treats each image.
+ * luminance, 3: RGB), resized with the area filter (or the nearest pixel
+ * with MELA_FOLDER_NEAREST), inverted first with MELA_FOLDER_INVERT, exactly as mela_folder_load treats each image.
  * Returns 0, or -1 naming the file. */
 int mela_image_load(const char *path, int C, int H, int W, unsigned flags, float *out);
 /* The size of an image file and whether it has colour (some pixel whose R,
@@ -464,6 +468,13 @@ int mela_mean_ci(const double *x, int n, double *mean, double *ci95);
  * integer area weights, rounded to nearest. Works both ways (enlarging
  * repeats pixels). Returns 0, or -1 when out of memory. */
 int mela_resize_area(uint8_t *out, int H, int W, const uint8_t *in, int h, int w);
+
+/* Nearest-pixel resize of one channel, PIL's rule: output (y, x) takes input
+ * (floor((y + 1/2) h / H), floor((x + 1/2) w / W)). PIL applies it to every
+ * 1-bit image whatever filter is asked for, so it is what Finn et al.'s,
+ * Snell et al.'s and Nichol et al.'s code fed their networks from Omniglot's
+ * 1-bit PNGs (105 -> 28 takes rows and columns 1, 5, 9, 13, 16, ...). */
+void mela_resize_nearest(uint8_t *out, int H, int W, const uint8_t *in, int h, int w);
 
 /* The largest image mela decodes, 64 megapixels (width x height), and the
  * largest image file it reads, 256 MB: larger ones are refused by name

@@ -299,6 +299,10 @@ typedef struct mela_run_config {
     int width, depth;      /* conv4 filters and blocks */
     int maxpool;           /* conv4: 1 max-pool, 0 stride-2 convs */
     int image_size;        /* side of the square input images */
+    char resize[16];       /* how images become image_size: area (the area
+                            * filter, grey levels) | nearest (the nearest pixel,
+                            * as PIL resized the papers' 1-bit Omniglot PNGs);
+                            * a checkpoint without it is area */
     long long seed;        /* training draws */
     long long test_seed;   /* the fixed test episodes */
     int threads;           /* threads of the run (results do not depend on it) */

@@ -179,8 +179,8 @@ done:
 static PyObject *py_load_image(PyObject *self, PyObject *args)
 {
     const char *path;
-    int C, H, W, invert;
-    if (!PyArg_ParseTuple(args, "siiip", &path, &C, &H, &W, &invert))
+    int C, H, W, invert, nearest;
+    if (!PyArg_ParseTuple(args, "siiipp", &path, &C, &H, &W, &invert, &nearest))
         return NULL;
     if ((C != 1 && C != 3) || H < 1 || W < 1 || H > 4096 || W > 4096) {
         PyErr_SetString(PyExc_ValueError, "mela: load_image needs 1 or 3 channels and sizes 1..4096");
@@ -193,7 +193,8 @@ static PyObject *py_load_image(PyObject *self, PyObject *args)
     int rc;
     float *out = PyArray_DATA((PyArrayObject *)a);
     Py_BEGIN_ALLOW_THREADS
-    rc = mela_image_load(path, C, H, W, invert ? MELA_FOLDER_INVERT : 0, out);
+    unsigned flags = (invert ? MELA_FOLDER_INVERT : 0) | (nearest ? MELA_FOLDER_NEAREST : 0);
+    rc = mela_image_load(path, C, H, W, flags, out);
     Py_END_ALLOW_THREADS
     if (rc) {
         Py_DECREF(a);
@@ -236,10 +237,11 @@ static PyObject *dataset_wrap(mela_dataset *ds, const char *dir)
 static PyObject *py_omniglot(PyObject *self, PyObject *args)
 {
     const char *dir, *cache = NULL;
-    int size, no_cache, sets;
-    if (!PyArg_ParseTuple(args, "sizpi", &dir, &size, &cache, &no_cache, &sets))
+    int size, no_cache, sets, nearest;
+    if (!PyArg_ParseTuple(args, "sizpip", &dir, &size, &cache, &no_cache, &sets, &nearest))
         return NULL;
-    mela_omniglot_opts o = {.H = size, .W = size, .sets = (unsigned)sets, .cache_dir = cache, .no_cache = no_cache};
+    mela_omniglot_opts o = {.H = size, .W = size, .sets = (unsigned)sets, .cache_dir = cache,
+                            .no_cache = no_cache, .nearest = nearest};
     mela_dataset *ds;
     Py_BEGIN_ALLOW_THREADS
     ds = mela_omniglot_load(dir, &o);
@@ -250,11 +252,12 @@ static PyObject *py_omniglot(PyObject *self, PyObject *args)
 static PyObject *py_folder(PyObject *self, PyObject *args)
 {
     const char *root;
-    int H, W, rgb, invert;
-    if (!PyArg_ParseTuple(args, "siipp", &root, &H, &W, &rgb, &invert))
+    int H, W, rgb, invert, nearest;
+    if (!PyArg_ParseTuple(args, "siippp", &root, &H, &W, &rgb, &invert, &nearest))
         return NULL;
     mela_dataset *ds;
-    unsigned flags = (rgb ? MELA_FOLDER_RGB : 0) | (invert ? MELA_FOLDER_INVERT : 0);
+    unsigned flags = (rgb ? MELA_FOLDER_RGB : 0) | (invert ? MELA_FOLDER_INVERT : 0) |
+                     (nearest ? MELA_FOLDER_NEAREST : 0);
     Py_BEGIN_ALLOW_THREADS
     ds = mela_folder_load(root, H, W, flags);
     Py_END_ALLOW_THREADS
@@ -949,9 +952,9 @@ static PyMethodDef module_methods[] = {
     {"version", py_version, METH_NOARGS, "libmela's version"},
     {"read_safetensors", py_read_safetensors, METH_VARARGS, "read_safetensors(path) -> (tensors, metadata)"},
     {"write_safetensors", py_write_safetensors, METH_VARARGS, "write_safetensors(path, tensors, metadata)"},
-    {"load_image", py_load_image, METH_VARARGS, "load_image(path, C, H, W, invert) -> float32 (C, H, W)"},
-    {"omniglot", py_omniglot, METH_VARARGS, "omniglot(dir, size, cache_dir, no_cache, sets) -> Dataset"},
-    {"folder", py_folder, METH_VARARGS, "folder(root, H, W, rgb, invert) -> Dataset"},
+    {"load_image", py_load_image, METH_VARARGS, "load_image(path, C, H, W, invert, nearest) -> float32 (C, H, W)"},
+    {"omniglot", py_omniglot, METH_VARARGS, "omniglot(dir, size, cache_dir, no_cache, sets, nearest) -> Dataset"},
+    {"folder", py_folder, METH_VARARGS, "folder(root, H, W, rgb, invert, nearest) -> Dataset"},
     {"sinusoid", py_sinusoid, METH_VARARGS, "sinusoid(seed, start, count, K, Q) -> dict of arrays"},
     {"options", py_options, METH_VARARGS, "options(learner, dataset, ways) -> [(key, default, help)]"},
     {"train", py_train, METH_VARARGS, "train(learner, dataset, ways, opts, report, progress, overwrite, resume)"},

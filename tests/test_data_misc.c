@@ -1,4 +1,4 @@
-/* test_data_misc.c - the pieces without files: area resize values, mean and
+/* test_data_misc.c - the pieces without files: area and nearest resize values, mean and
  * 95% confidence interval, sinusoid tasks (ranges, determinism), the image
  * decoder's refusal of non-images, and the hash. */
 #include <math.h>
@@ -37,6 +37,51 @@ static void test_resize(void)
     for (int i = 0; i < 17 * 23; i++)
         ok &= f17[i] == 77;
     CHECK(ok, "constant preserved");
+}
+
+/* The nearest rule: the input pixel i of n that holds the centre of output
+ * pixel o of N, i <= (o + 1/2) n / N < i + 1, found by walking. */
+static int nearest_ref(int o, int n, int N)
+{
+    int i = 0;
+    while ((long)(i + 1) * 2 * N <= (long)(2 * o + 1) * n)
+        i++;
+    return i;
+}
+
+static void test_resize_nearest(void)
+{
+    /* 105 -> 28, the Omniglot case: the rows and columns PIL takes. */
+    static const int want[28] = {1,  5,  9,  13, 16, 20, 24, 28, 31, 35, 39, 43, 46, 50,
+                                 54, 58, 61, 65, 69, 73, 76, 80, 84, 88, 91, 95, 99, 103};
+    static uint8_t in[105 * 105], out[105 * 105];
+    for (int i = 0; i < 105 * 105; i++)
+        in[i] = (uint8_t)((i * 2654435761u) >> 24);
+    mela_resize_nearest(out, 28, 28, in, 105, 105);
+    int ok = 1;
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++)
+            ok &= out[y * 28 + x] == in[want[y] * 105 + want[x]];
+    CHECK(ok, "105 -> 28 takes rows and columns 1, 5, 9, 13, 16, ...");
+    /* Size pairs from 1 to 40 (shrinking, enlarging, odd ratios) against
+     * the rule. */
+    int bad = 0;
+    for (int h = 1; h <= 40; h++)
+        for (int H = 1; H <= 40; H++) {
+            int w = 41 - h, W = 1 + (H * 7) % 40;
+            mela_resize_nearest(out, H, W, in, h, w);
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++)
+                    bad += out[y * W + x] != in[nearest_ref(y, h, H) * w + nearest_ref(x, w, W)];
+        }
+    CHECK(bad == 0, "%d pixels differ from the rule", bad);
+    /* Same size: a copy; 2 -> 5 repeats pixels (0, 0, 1, 1, 1 in PIL). */
+    mela_resize_nearest(out, 105, 105, in, 105, 105);
+    CHECK(!memcmp(out, in, sizeof in), "same size copies");
+    uint8_t two[2] = {10, 20}, five[5];
+    mela_resize_nearest(five, 1, 5, two, 1, 2);
+    CHECK(five[0] == 10 && five[1] == 10 && five[2] == 20 && five[3] == 20 && five[4] == 20,
+          "enlarge %d %d %d %d %d", five[0], five[1], five[2], five[3], five[4]);
 }
 
 static void test_mean_ci(void)
@@ -111,6 +156,7 @@ static void test_decode_refuses(void)
 int main(void)
 {
     test_resize();
+    test_resize_nearest();
     test_mean_ci();
     test_sinusoid();
     test_decode_refuses();

@@ -16,6 +16,7 @@
 #include "check.h"
 #include "mela.h"
 #include "mela_data.h"
+#include "mela_io.h"
 #include "mela_learn.h"
 
 /* ------------------------------------------------------------ test helpers */
@@ -207,6 +208,29 @@ static void test_layout_and_values(void)
     CHECK(im[11 * 28 + 9] == 119, "partial %d", im[11 * 28 + 9]);
     mela_dataset_free(ds);
 
+    /* The nearest pixel (PIL's resize of the papers' 1-bit PNGs): output
+     * row or column o takes input floor((o + 1/2) 105 / 28): 1, 5, ..., 31
+     * (o = 8), 39 (10), 43 (11). Ink stays 255, paper 0, nothing between;
+     * its own cache file, written then hit. */
+    mela_omniglot_opts nn = {.cache_dir = cache, .nearest = 1};
+    for (int pass = 0; pass < 2; pass++) {
+        ds = mela_omniglot_load(data, &nn);
+        CHECK(ds != NULL, "nearest load: %s", mela_last_error());
+        if (!ds)
+            return;
+        CHECK(ds->cache_state == (pass ? MELA_CACHE_HIT : MELA_CACHE_WRITTEN), "nearest cache state %d",
+              ds->cache_state);
+        int binary = 1;
+        for (size_t p = 0; p < (size_t)ds->nimages * 784; p++)
+            binary &= ds->pixels[p] == 0 || ds->pixels[p] == 255;
+        CHECK(binary, "nearest pixels are 0 or 255");
+        im = mela_dataset_image(ds, 0, 0);
+        CHECK(im[0] == 255 && im[1] == 0, "nearest: column 0 takes 1 (ink), column 1 takes 5 (paper)");
+        CHECK(im[8 * 28 + 8] == 255 && im[10 * 28 + 9] == 255, "nearest: rows 31 and 39 in the block");
+        CHECK(im[11 * 28 + 9] == 0, "nearest: row 43 is below the block (area: 119): %d", im[11 * 28 + 9]);
+        mela_dataset_free(ds);
+    }
+
     /* Any size on request: 105 keeps pixels; ink = 255. */
     mela_omniglot_opts o = {0};
     o.H = o.W = 105;
@@ -291,6 +315,26 @@ static void test_cache(void)
     flip_byte(cpath, 20); /* header: archive size */
     a = load(28, 28);
     CHECK(a && a->cache_state == MELA_CACHE_WRITTEN, "bad header -> rebuilt");
+    mela_dataset_free(a);
+    /* An area cache under the nearest cache's name is refused by its
+     * header (it names its filter) and rebuilt. */
+    char npath[1024], bytes[4096];
+    snprintf(npath, sizeof npath, "%s/omniglot-images_background-28x28-nearest.u8", cache);
+    a = load(28, 28); /* a good area cache again */
+    mela_dataset_free(a);
+    FILE *src = fopen(cpath, "rb"), *dst = fopen(npath, "wb");
+    for (size_t n; src && dst && (n = fread(bytes, 1, sizeof bytes, src)) > 0;)
+        fwrite(bytes, 1, n, dst);
+    if (src)
+        fclose(src);
+    if (dst)
+        fclose(dst);
+    mela_omniglot_opts nn = {.cache_dir = cache, .nearest = 1, .sets = MELA_OMNIGLOT_BACKGROUND};
+    a = mela_omniglot_load(data, &nn);
+    CHECK(a && a->cache_state == MELA_CACHE_WRITTEN, "an area cache named nearest is rebuilt: %d",
+          a ? a->cache_state : -1);
+    if (a)
+        CHECK(mela_dataset_image(a, 0, 0)[11 * 28 + 9] == 0, "and the pixels are nearest ones");
     mela_dataset_free(a);
     /* Another size has its own cache file. */
     a = load(14, 14);
@@ -672,6 +716,44 @@ static void test_trainval_runs(void)
           "an unknown split names the known ones: %s", mela_last_error());
 }
 
+/* --resize nearest reaches the loader, and a checkpoint's metadata carries
+ * it (so eval and classify rebuild the same images); other values are
+ * refused by name. */
+static void test_resize_runs(void)
+{
+    mela_run_config rc;
+    char npath[1024], out[400], ck[500];
+    snprintf(npath, sizeof npath, "%s/omniglot-images_evaluation-28x28-nearest.u8", cache);
+    snprintf(out, sizeof out, "%s/run-nearest", root);
+    snprintf(ck, sizeof ck, "%s/last.safetensors", out);
+    unlink(npath);
+    CHECK(mela_run_defaults(&rc, "protonet", "omniglot", 5) == 0 && !strcmp(rc.resize, "area"),
+          "the default is area");
+    CHECK(mela_run_set(&rc, "resize", "bilinear") == 0 && mela_run_check(&rc) != 0 &&
+              strstr(mela_last_error(), "bilinear") && strstr(mela_last_error(), "nearest"),
+          "resize bilinear is refused: %s", mela_last_error());
+    CHECK(mela_run_set(&rc, "resize", "nearest") == 0 && mela_run_check(&rc) == 0, "nearest is valid");
+    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", data);
+    snprintf(rc.cache_dir, sizeof rc.cache_dir, "%s", cache);
+    snprintf(rc.out_dir, sizeof rc.out_dir, "%s", out);
+    rc.train.ways = 5;
+    rc.test.ways = 3;
+    rc.train.queries = rc.test.queries = 2;
+    rc.iterations = 2;
+    rc.val_episodes = 2;
+    rc.test_episodes = 2;
+    rc.threads = 1;
+    rc.width = 8;
+    mela_run *r = mela_run_open(&rc, NULL);
+    CHECK(r && mela_run_fit(r, 1, NULL, NULL) == 0, "a nearest run: %s", mela_last_error());
+    mela_run_close(r);
+    CHECK(access(npath, F_OK) == 0, "the run loaded nearest images (their cache exists)");
+    mela_checkpoint *c = mela_checkpoint_open(ck);
+    const char *v = c ? mela_checkpoint_meta(c, "resize") : NULL;
+    CHECK(v && !strcmp(v, "nearest"), "the checkpoint says resize %s", v ? v : "(none)");
+    mela_checkpoint_close(c);
+}
+
 int main(void)
 {
     snprintf(root, sizeof root, "/tmp/mela-test-omniglot-XXXXXX");
@@ -696,6 +778,7 @@ int main(void)
     }
     mela_dataset_free(ds);
     test_trainval_runs();
+    test_resize_runs();
     test_bad_archives();
     check_rm_rf(root);
     return check_finish();

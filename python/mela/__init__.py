@@ -43,29 +43,38 @@ def write_safetensors(path, tensors, metadata=None):
 
 # -------------------------------------------------------------------- data
 
-def omniglot(data_dir, size=28, cache_dir=None, cache=True, background=True, evaluation=True):
+def _nearest(resize):
+    if resize not in ("area", "nearest"):
+        raise ValueError(f"mela: resize {resize!r} is not 'area' or 'nearest'")
+    return resize == "nearest"
+
+
+def omniglot(data_dir, size=28, cache_dir=None, cache=True, background=True, evaluation=True,
+             resize="area"):
     """Omniglot from data_dir/images_background.zip and images_evaluation.zip,
-    size x size, ink = 1. The cache (default $XDG_CACHE_HOME/mela) makes a
-    second load fast."""
+    size x size, ink = 1. resize: "area" (grey levels) or "nearest" (the
+    nearest pixel, as PIL resized the papers' 1-bit PNGs: ink stays 0 or 1).
+    The cache (default $XDG_CACHE_HOME/mela) makes a second load fast."""
     sets = (1 if background else 0) | (2 if evaluation else 0)
     if not sets:
         raise ValueError("mela.omniglot: background, evaluation or both")
     return _mela.omniglot(os.fspath(data_dir), size, None if cache_dir is None else os.fspath(cache_dir),
-                          not cache, sets)
+                          not cache, sets, _nearest(resize))
 
 
-def folder(root, size=28, rgb=False, invert=False):
-    """root/<class>/<image> (PNG, JPEG), resized to size (an int or (H, W));
-    invert=True for dark strokes on white paper (ink = 1, as Omniglot)."""
+def folder(root, size=28, rgb=False, invert=False, resize="area"):
+    """root/<class>/<image> (PNG, JPEG), resized to size (an int or (H, W))
+    by resize ("area" or "nearest"); invert=True for dark strokes on white
+    paper (ink = 1, as Omniglot)."""
     h, w = (size, size) if isinstance(size, int) else size
-    return _mela.folder(os.fspath(root), h, w, rgb, invert)
+    return _mela.folder(os.fspath(root), h, w, rgb, invert, _nearest(resize))
 
 
-def load_image(path, size=28, channels=1, invert=False):
+def load_image(path, size=28, channels=1, invert=False, resize="area"):
     """One image file as float32 (channels, H, W) in [0, 1], resized as
     mela.folder resizes."""
     h, w = (size, size) if isinstance(size, int) else size
-    return _mela.load_image(os.fspath(path), channels, h, w, invert)
+    return _mela.load_image(os.fspath(path), channels, h, w, invert, _nearest(resize))
 
 
 def _split(dataset, split):

@@ -63,6 +63,24 @@ def png(a):
             chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
+def png_pixels(path):
+    """The pixels of a PNG that png() wrote (grey 8-bit, filter 0 on every row)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    at, idat, w, h = 8, b"", 0, 0
+    while at < len(data):
+        n, t = struct.unpack(">I4s", data[at:at + 8])
+        body = data[at + 8:at + 8 + n]
+        if t == b"IHDR":
+            w, h = struct.unpack(">II", body[:8])
+        elif t == b"IDAT":
+            idat += body
+        at += 12 + n
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, w + 1)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:]
+
+
 def glyph(rng, cls):
     """A 28x28 drawing: white paper, a dark pattern of its class, noise."""
     r = np.random.default_rng(1000 + cls)
@@ -227,6 +245,24 @@ def test_episodes(tmp, omni, cache):
                 f.write(png(glyph(rng, 100 + c)))
     fds = mela.folder(fold)
     compare_episodes(fds, "folder", fold, "all/mine", 3, 1, 2, 9, 0, 3, False, tmp)
+    # nearest-pixel resizing (PIL's for 1-bit images): row and column o of S take
+    # input (2o + 1) * 28 // (2S), computed here from the PNG's own pixels
+    rows = lambda n, S: (2 * np.arange(S) + 1) * n // (2 * S)
+    for S in (9, 28, 40):
+        nds = mela.folder(fold, size=S, resize="nearest")
+        src = png_pixels(os.path.join(fold, "c2", "1.png"))
+        want = src[rows(28, S)][:, rows(28, S)]
+        got = nds.images[nds.classes[2][2] + 1, 0]
+        check(np.array_equal(got, want), f"folder resize='nearest' to {S}: the PNG's pixels at PIL's rows")
+        img = mela.load_image(os.path.join(fold, "c2", "1.png"), size=S, resize="nearest")
+        check(np.array_equal(img[0], want.astype(np.float32) * np.float32(1 / 255)),
+              f"load_image resize='nearest' to {S}: the same pixels")
+    nomni = mela.omniglot(omni, cache_dir=cache, resize="nearest", size=14)
+    aomni = mela.omniglot(omni, cache_dir=cache, size=14)
+    check(set(np.unique(nomni.images)) == {0, 255} and len(np.unique(aomni.images)) > 2,
+          "omniglot 28 -> 14 of binary drawings: nearest keeps 0 and 255, area makes greys")
+    check(raises(ValueError, lambda: mela.folder(fold, resize="bilinear"), "bilinear"),
+          "resize='bilinear' raises, naming the value")
     s = mela.sinusoid_tasks(5, 3, 2, shots=4, queries=6)
     x, y, amp, ph = s["x_query"][1, :, 0], s["y_query"][1, :, 0], s["amplitude"][1], s["phase"][1]
     check(np.allclose(y, amp * np.sin(x - ph), atol=1e-5) and 0.1 <= amp <= 5 and 0 <= ph <= np.pi,

@@ -171,8 +171,9 @@ static void print_plan(const mela_run_config *rc)
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)
         printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);
-    printf(", model %s, meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc->model, rc->meta_batch,
-           rc->iterations, rc->threads, rc->out_dir);
+    printf(", model %s%s, meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc->model,
+           strcmp(rc->resize, "nearest") ? "" : " on nearest-pixel images", rc->meta_batch, rc->iterations,
+           rc->threads, rc->out_dir);
     fflush(stdout);
 }
 

@@ -35,7 +35,7 @@ static void tune_help(void)
            "  KEY VALUE              fixed for every trial        (ways 5)\n"
            "  tune.SETTING VALUE     a setting below (tune.trials 27)\n"
            "KEY is any option of 'mela train' (underscores: inner_lr); the data (dataset,\n"
-           "data_dir, split, image_size, test_seed) may only be fixed.\n"
+           "data_dir, split, image_size, resize, test_seed) may only be fixed.\n"
            "\n"
            "Options:\n"
            "  --space FILE           the space file\n"

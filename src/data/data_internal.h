@@ -36,11 +36,12 @@ int dsb_append(ds_builder *b, const mela_dataset *src, int set);
 
 /* The images of one Omniglot archive held in memory (size bytes; path names
  * it in messages), set 0 (images_background) or 1 (images_evaluation),
- * resized to H x W: what mela_omniglot_load does after reading the file,
+ * resized to H x W (by the nearest pixel when nearest, else the area filter):
+ * what mela_omniglot_load does after reading the file,
  * cache aside. The fuzz target fuzz/fuzz_omniglot.c calls it. NULL with the
  * error set. */
 mela_dataset *omniglot_decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
-                                      int H, int W);
+                                      int H, int W, int nearest);
 
 /* Case-insensitive check that name ends with ext (".png"). */
 int ends_with_ci(const char *name, const char *ext);

@@ -56,7 +56,7 @@ static int read_image(const char *path, const char *context, uint8_t **data, siz
     return 0;
 }
 
-/* Reads, decodes, (inverts) and area-resizes one image file into dst
+/* Reads, decodes, (inverts) and resizes one image file into dst
  * (C*H*W bytes, plane by plane). */
 static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_t *dst)
 {
@@ -80,7 +80,9 @@ static int load_u8(const char *path, int C, int H, int W, unsigned flags, uint8_
             uint8_t v = pix[p * C + ch];
             plane[p] = (flags & MELA_FOLDER_INVERT) ? (uint8_t)(255 - v) : v;
         }
-        if (mela_resize_area(dst + ch * HW, H, W, plane, h, w))
+        if (flags & MELA_FOLDER_NEAREST)
+            mela_resize_nearest(dst + ch * HW, H, W, plane, h, w);
+        else if (mela_resize_area(dst + ch * HW, H, W, plane, h, w))
             goto done;
     }
     rc = 0;

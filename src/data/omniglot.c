@@ -6,7 +6,8 @@
  * machines, and a foreign one fails its checks and is rebuilt):
  *   header: magic "MELAOMNI", u32 version, u32 C, u32 H, u32 W,
  *           u64 archive size, u64 archive hash, u64 payload size,
- *           u64 payload hash
+ *           u64 payload hash, u32 resize filter (0 area, 1 nearest; the
+ *           zero padding of caches written before it means area)
  *   payload: u32 ngroups, u32 nclasses, u32 nimages,
  *            groups: u16 length + bytes,
  *            classes: i32 group, i32 id, i32 count, u16 length + name bytes,
@@ -122,7 +123,7 @@ static void parse_file_name(const char *f, int *id, int *drawer)
 }
 
 mela_dataset *omniglot_decode_archive(const char *path, const uint8_t *bytes, size_t size, int set,
-                                      int H, int W)
+                                      int H, int W, int nearest)
 {
     zip_error_t zerr;
     zip_error_init(&zerr);
@@ -241,7 +242,9 @@ mela_dataset *omniglot_decode_archive(const char *path, const uint8_t *bytes, si
         uint8_t *dst = dsb_image(&b, drawer > 0 ? drawer : 0);
         if (!dst)
             goto oom;
-        if (mela_resize_area(dst, H, W, pix, h, w))
+        if (nearest)
+            mela_resize_nearest(dst, H, W, pix, h, w);
+        else if (mela_resize_area(dst, H, W, pix, h, w))
             goto fail;
         free(pix);
         pix = NULL;
@@ -303,7 +306,7 @@ static void put_str(wbuf *w, const char *s)
 
 /* Writes the cache atomically; 0, or -1 (the caller only notes it). */
 static int cache_write(const char *cache_dir, const char *file, const mela_dataset *ds,
-                       uint64_t src_size, uint64_t src_hash)
+                       uint64_t src_size, uint64_t src_hash, int nearest)
 {
     wbuf pay = {0};
     put_u32(&pay, (uint32_t)ds->ngroups);
@@ -333,6 +336,7 @@ static int cache_write(const char *cache_dir, const char *file, const mela_datas
     put_u64(&hdr, src_hash);
     put_u64(&hdr, pay.n);
     put_u64(&hdr, mela_hash64(pay.p, pay.n, 0));
+    put_u32(&hdr, nearest ? 1u : 0u);
     while (hdr.n < CACHE_HEADER && !hdr.oom)
         put(&hdr, "", 1);
 
@@ -403,8 +407,8 @@ static void get_str(rbuf *r, char *buf)
 }
 
 /* The cached dataset, or NULL when the cache is absent or fails any check. */
-static mela_dataset *cache_read(const char *cpath, int set, int H, int W, uint64_t src_size,
-                                uint64_t src_hash)
+static mela_dataset *cache_read(const char *cpath, int set, int H, int W, int nearest,
+                                uint64_t src_size, uint64_t src_hash)
 {
     uint8_t *data = NULL;
     size_t size = 0;
@@ -415,11 +419,13 @@ static mela_dataset *cache_read(const char *cpath, int set, int H, int W, uint64
     get(&r, magic, 8);
     uint32_t version = get_u32(&r), C = get_u32(&r), h = get_u32(&r), w = get_u32(&r);
     uint64_t ssize = get_u64(&r), shash = get_u64(&r), psize = get_u64(&r), phash = get_u64(&r);
+    uint32_t filter = get_u32(&r);
     mela_dataset *ds = NULL;
     ds_builder b = {0};
     char *str = NULL;
     if (r.bad || size < CACHE_HEADER || memcmp(magic, CACHE_MAGIC, 8) || version != CACHE_VERSION ||
-        C != 1 || h != (uint32_t)H || w != (uint32_t)W || ssize != src_size || shash != src_hash ||
+        C != 1 || h != (uint32_t)H || w != (uint32_t)W || filter != (nearest ? 1u : 0u) ||
+        ssize != src_size || shash != src_hash ||
         psize != size - CACHE_HEADER || phash != mela_hash64(data + CACHE_HEADER, psize, 0))
         goto done;
     r.at = CACHE_HEADER;
@@ -479,8 +485,8 @@ static char *default_cache_dir(void)
 }
 
 /* One archive: from the cache when it is valid, else decoded (and cached). */
-static mela_dataset *load_archive(const char *dir, int set, int H, int W, const char *cache_dir,
-                                  int *state)
+static mela_dataset *load_archive(const char *dir, int set, int H, int W, int nearest,
+                                  const char *cache_dir, int *state)
 {
     size_t n = strlen(dir) + 64;
     char *path = malloc(n);
@@ -505,22 +511,23 @@ static mela_dataset *load_archive(const char *dir, int set, int H, int W, const 
     }
     uint64_t hash = mela_hash64(bytes, size, 0);
     char file[96];
-    snprintf(file, sizeof file, "omniglot-%s-%dx%d.u8", ARCHIVES[set], H, W);
+    snprintf(file, sizeof file, "omniglot-%s-%dx%d%s.u8", ARCHIVES[set], H, W,
+             nearest ? "-nearest" : "");
     char *cpath = NULL;
     if (cache_dir) {
         size_t m = strlen(cache_dir) + sizeof file + 2;
         cpath = malloc(m);
         if (cpath) {
             snprintf(cpath, m, "%s/%s", cache_dir, file);
-            ds = cache_read(cpath, set, H, W, size, hash);
+            ds = cache_read(cpath, set, H, W, nearest, size, hash);
         }
         if (ds)
             *state = MELA_CACHE_HIT;
     }
     if (!ds) {
-        ds = omniglot_decode_archive(path, bytes, size, set, H, W);
+        ds = omniglot_decode_archive(path, bytes, size, set, H, W, nearest);
         if (ds && cache_dir)
-            *state = cache_write(cache_dir, file, ds, size, hash) ? MELA_CACHE_UNWRITABLE
+            *state = cache_write(cache_dir, file, ds, size, hash, nearest) ? MELA_CACHE_UNWRITABLE
                                                                   : MELA_CACHE_WRITTEN;
     }
     free(cpath);
@@ -560,7 +567,7 @@ mela_dataset *mela_omniglot_load(const char *dir, const mela_omniglot_opts *opts
     for (int s = 0; s < 2; s++) {
         if (!(sets & (1u << s)))
             continue;
-        part[s] = load_archive(dir, s, H, W, cache_dir, &state[s]);
+        part[s] = load_archive(dir, s, H, W, o.nearest != 0, cache_dir, &state[s]);
         if (!part[s])
             goto done;
         nparts++;

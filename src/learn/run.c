@@ -25,7 +25,8 @@ static int load_omniglot(mela_run *r)
         return mela_set_error("data_dir: no Omniglot folder given (it holds images_background.zip "
                               "and images_evaluation.zip)");
     mela_omniglot_opts o = {.H = rc->image_size, .W = rc->image_size,
-                            .cache_dir = rc->cache_dir[0] ? rc->cache_dir : NULL};
+                            .cache_dir = rc->cache_dir[0] ? rc->cache_dir : NULL,
+                            .nearest = !strcmp(rc->resize, "nearest")};
     if (!(r->own_ds = mela_omniglot_load(rc->data_dir, &o)))
         return -1;
     if (!strcmp(rc->split, "lake")) {

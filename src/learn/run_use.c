@@ -116,6 +116,12 @@ void mela_adapt_result_free(mela_adapt_result *res)
     memset(res, 0, sizeof *res);
 }
 
+/* The user's images are resized as the model's training images were. */
+static unsigned image_filter(const mela_run_config *rc)
+{
+    return strcmp(rc->resize, "nearest") ? 0u : (unsigned)MELA_FOLDER_NEAREST;
+}
+
 /* The support folder: at least 2 classes (exactly the model's ways when
  * its head fixes them), the same number of images in every class. */
 static int support_check(const mela_dataset *sup, const char *dir, const mela_run_config *rc)
@@ -340,7 +346,7 @@ int mela_run_adapt(const char *checkpoint, const char *support_dir, int nquery,
         mela_set_error("%s: a regression checkpoint cannot classify images", checkpoint);
         goto done;
     }
-    unsigned flags = invert ? MELA_FOLDER_INVERT : 0;
+    unsigned flags = (invert ? MELA_FOLDER_INVERT : 0) | image_filter(rc);
     int S = rc->image_size;
     if (!(sup = mela_folder_load(support_dir, S, S, flags)) || support_check(sup, support_dir, rc) ||
         result_alloc(res, sup, nquery) || user_arrays(sup, S, nquery, query_paths, flags, &x, res))
@@ -404,7 +410,7 @@ int mela_run_compare(const char *checkpoint, const char *a, const char *b, int i
     int S = p->rc.image_size, status = -1;
     size_t img = (size_t)S * S;
     float *xa = malloc(img * sizeof *xa), *xb = malloc(img * sizeof *xb);
-    unsigned flags = invert ? MELA_FOLDER_INVERT : 0;
+    unsigned flags = (invert ? MELA_FOLDER_INVERT : 0) | image_filter(&p->rc);
     if (!xa || !xb)
         mela_set_error("compare: out of memory");
     else if (!predictor_comparer(p) && !mela_image_load(a, 1, S, S, flags, xa) &&

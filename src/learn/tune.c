@@ -263,8 +263,8 @@ int mela_tune_check(const mela_tune_spec *s)
         return mela_set_error("tune: max_iterations %d is not min_iterations %d times a power of eta %d "
                               "(e.g. %d, %lld)", s->max_iterations, s->min_iterations, s->eta,
                               s->min_iterations, r);
-    static const char *const data_keys[] = {"dataset", "data_dir", "cache_dir", "split", "image_size",
-                                            "test_seed"};
+    static const char *const data_keys[] = {"dataset", "data_dir", "cache_dir", "split",
+                                            "image_size", "resize", "test_seed"};
     static const char *const set_keys[] = {"iterations", "val_every", "out_dir", "threads"};
     mela_run_config scratch;
     mela_run_defaults(&scratch, "maml", "omniglot", 5);
