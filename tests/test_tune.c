@@ -133,8 +133,15 @@ static void test_space(void)
                                {"learner choice maml nope", "nope"},
                                {"bogus_key 3", "bogus_key"},
                                {"inner_lr log 1e-9 1", "inner_lr"},
-                               {"steps uniform 1 3", "not an integer"}};
-    for (int i = 0; i < 7; i++) {
+                               {"steps uniform 1 3", "takes integers"},
+                               {"steps uniform 0 100", "takes integers"}, /* its middle 37 is one */
+                               {"test_ways log 2 2", "takes integers"},
+                               {"test_seed choice 1 2", "data"},
+                               {"resize choice area nearest", "data"},
+                               {"clip_grad uniform 0 1e-307", "1e-30"}, /* draws would be subnormal */
+                               {"model uniform -1e308 1e308", "1e30"},
+                               {"model \"a\rb\"", "control character"}};
+    for (int i = 0; i < 14; i++) {
         bad = *s;
         CHECK(mela_tune_parse_line(&bad, checks[i][0], "x") == 0 && mela_tune_check(&bad) == -1 &&
                   strstr(mela_last_error(), checks[i][1]), "'%s' refused: %s", checks[i][0], mela_last_error());

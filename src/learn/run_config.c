@@ -124,9 +124,21 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
     default:
         if (strlen(value) >= o->size)
             return mela_set_error("%s: '%s' is longer than %zu characters", key, value, o->size - 1);
+        for (const char *c = value; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) /* a line break would cut the config file */
+                return mela_set_error("%s: the value holds a control character (byte 0x%02x)", key,
+                                      (unsigned)(unsigned char)*c);
         snprintf(p, o->size, "%s", value);
         return 0;
     }
+}
+
+int run_key_integer(const char *key)
+{
+    for (int i = 0; i < NOPT; i++)
+        if (!strcmp(options[i].key, key))
+            return options[i].type == T_INT || options[i].type == T_LL;
+    return 0;
 }
 
 const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n, const char **help)

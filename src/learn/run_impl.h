@@ -64,6 +64,8 @@ int run_config_checkpoint(const char *path, mela_run_config *rc);
  * an empty one; '#' outside quotes starts a comment. The count, or -1 with
  * a message. */
 int run_words(char *line, char **w, int max);
+/* 1 when the option key takes integers (ways, steps, seed...), else 0. */
+int run_key_integer(const char *key);
 /* Every option of rc as "key value" lines (what mela_run_config_load reads). */
 int run_config_write(FILE *f, const mela_run_config *rc);
 /* out_dir made, written to (a probe), held (mela_sys_lock_dir into

@@ -275,10 +275,20 @@ int mela_tune_check(const mela_tune_spec *s)
                 return mela_set_error("tune: %s is set by the search (iterations: tune.max_iterations; "
                                       "val_every: tune.min_iterations; out_dir: the search's directory; "
                                       "threads: the threads of a trial)", p->key);
-        for (int k = 0; k < 6 && p->kind != MELA_TUNE_FIXED; k++)
+        for (size_t k = 0; k < sizeof data_keys / sizeof *data_keys && p->kind != MELA_TUNE_FIXED; k++)
             if (!strcmp(p->key, data_keys[k]))
                 return mela_set_error("tune: %s names the data, loaded once for every trial: give it one "
                                       "value", p->key);
+        if ((p->kind == MELA_TUNE_LOG || p->kind == MELA_TUNE_UNIFORM) && run_key_integer(p->key))
+            return mela_set_error("tune: %s takes integers: vary it with '%s int LO HI' or 'choice', not %s",
+                                  p->key, p->key, kind_names[p->kind]);
+        /* a draw is written with 6 digits and read back as a double: ends
+         * of sensible sizes keep it finite and normal */
+        if ((p->kind == MELA_TUNE_LOG || p->kind == MELA_TUNE_UNIFORM) &&
+            ((p->lo != 0 && (fabs(p->lo) < 1e-30 || fabs(p->lo) > 1e30)) ||
+             (p->hi != 0 && (fabs(p->hi) < 1e-30 || fabs(p->hi) > 1e30))))
+            return mela_set_error("tune: %s %s: the ends must be 0 or between 1e-30 and 1e30 in size (got "
+                                  "%g, %g)", p->key, kind_names[p->kind], p->lo, p->hi);
         char lo[64], hi[64];
         snprintf(lo, sizeof lo, p->kind == MELA_TUNE_INT ? "%.0f" : "%.9g", p->lo);
         snprintf(hi, sizeof hi, p->kind == MELA_TUNE_INT ? "%.0f" : "%.9g", p->hi);
