@@ -508,6 +508,10 @@ int main(void)
         snprintf(args, sizeof args, "%s/sn/best.safetensors %s/query/q0.png", dir, dir);
         CHECK(run(out, sizeof out, "compare %s %s/query/q1.png", args, dir) == 0 && strstr(out, "p(same class) = 0."),
               "siamese compare: %s", out);
+        /* the shipped Siamese model by name: an image against itself is the same class */
+        CHECK(run(out, sizeof out, "compare omniglot-siamese-lake %s/query/q0.png %s/query/q0.png", dir, dir) == 0 &&
+                  (strstr(out, "p(same class) = 1.0000") || strstr(out, "p(same class) = 0.9")),
+              "compare with the shipped omniglot-siamese-lake, by name: %s", out);
         snprintf(args, sizeof args, "%s/pn/best.safetensors %s/query/q0.png", dir, dir);
         CHECK(run(out, sizeof out, "compare %s %s/query/q1.png", args, dir) == 1 && strstr(out, "only siamese"),
               "compare with a protonet checkpoint: %s", out);
