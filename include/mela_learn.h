@@ -707,6 +707,11 @@ typedef struct mela_finder mela_finder;
  * the max-pool Conv-4 of 28 x 28 inputs. */
 mela_finder *mela_finder_open(const char *checkpoint, const mela_find_opts *o);
 void mela_finder_close(mela_finder *f);
+/* How the checkpoint's training images were resized, as mela_folder_load
+ * flags: MELA_FOLDER_NEAREST for `--resize nearest` (load the support crops
+ * with it; mela_finder_find then resizes pictures by the nearest pixel too),
+ * else 0 (the area filter). */
+unsigned mela_finder_image_flags(const mela_finder *f);
 /* The support set: ways * shots crops of 28 x 28 floats, class by class
  * (ink = 1, as mela_image_load with MELA_FOLDER_INVERT gives). It also
  * fixes the batch-norm statistics. 0 or -1. */

@@ -185,7 +185,8 @@ int cli_find(int argc, char **argv)
     }
     rc = 1;
     unsigned flags = invert ? MELA_FOLDER_INVERT : 0;
-    if (!(f = mela_finder_open(cli_model_path(pos[0]), &o)) || !(sup = mela_folder_load(pos[1], 28, 28, flags))) {
+    if (!(f = mela_finder_open(cli_model_path(pos[0]), &o)) ||
+        !(sup = mela_folder_load(pos[1], 28, 28, flags | mela_finder_image_flags(f)))) {
         fprintf(stderr, "mela find: %s\n", mela_last_error());
         goto out;
     }

@@ -116,9 +116,20 @@ int mela_nms(mela_find_box *boxes, int n, float iou, int per_class, int max_keep
 /* ------------------------------------------------------------- pictures */
 
 /* Resizes a float picture h x w to H x W: the mean over each output pixel's
- * footprint (an area filter) when shrinking, bilinear when enlarging. */
-static void resize(float *out, int H, int W, const float *in, int h, int w)
+ * footprint (an area filter) when shrinking, bilinear when enlarging; or,
+ * nearest, the pixel under each output pixel's centre (the rule of
+ * mela_resize_nearest, for checkpoints trained on `--resize nearest`
+ * images: a binary picture stays binary). */
+static void resize(float *out, int H, int W, const float *in, int h, int w, int nearest)
 {
+    if (nearest) {
+        for (int y = 0; y < H; y++) {
+            const float *row = in + (size_t)(((2 * (long)y + 1) * h) / (2 * (long)H)) * w;
+            for (int x = 0; x < W; x++)
+                out[(size_t)y * W + x] = row[((2 * (long)x + 1) * w) / (2 * (long)W)];
+        }
+        return;
+    }
     float sy = (float)h / H, sx = (float)w / W;
     for (int y = 0; y < H; y++)
         for (int x = 0; x < W; x++) {
@@ -155,6 +166,11 @@ static void dense_free(dense *d)
     mela_plan_free(d->p);
     mela_graph_free(d->g);
     memset(d, 0, sizeof *d);
+}
+
+unsigned mela_finder_image_flags(const mela_finder *f)
+{
+    return f && !strcmp(f->rc.resize, "nearest") ? (unsigned)MELA_FOLDER_NEAREST : 0u;
 }
 
 void mela_finder_close(mela_finder *f)
@@ -625,7 +641,7 @@ int mela_finder_find(mela_finder *f, const float *image, int H, int W, float thr
             mela_set_error("find: out of memory");
             goto done;
         }
-        resize(buf, Hs, Ws, image, H, W);
+        resize(buf, Hs, Ws, image, H, W, !strcmp(f->rc.resize, "nearest"));
         for (int p = 0; p < P; p++) { /* pass p: the picture moved by (dx, dy) */
             int dx = (p % shift) * stride, dy = (p / shift) * stride;
             for (int y = 0; y + dy < Hs; y++)
@@ -774,7 +790,7 @@ int mela_ncc_find(const float *support, int ways, int shots, const float *image,
         i2 = calloc((size_t)(Hs + 1) * (Ws + 1), sizeof *i2);
         if (!buf || !ii || !i2)
             goto oom;
-        resize(buf, Hs, Ws, image, H, W);
+        resize(buf, Hs, Ws, image, H, W, 0);
         for (int y = 0; y < Hs; y++) /* integral images of the values and their squares */
             for (int x = 0; x < Ws; x++) {
                 size_t a = (size_t)(y + 1) * (Ws + 1) + x + 1;
