@@ -340,6 +340,10 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value);
 int mela_run_check(const mela_run_config *rc);
 /* 1 for regression runs (sinusoids), 0 for classification. */
 int mela_run_regression(const mela_run_config *rc);
+/* 1 when the run trains on its validation classes (split trainval): its
+ * validation cannot select a checkpoint (best = last), stop it (no
+ * patience) or rank tuning trials. */
+int mela_run_trains_on_val(const mela_run_config *rc);
 /* The validation and test task specification, zeros resolved. */
 mela_task_spec mela_run_test_spec(const mela_run_config *rc);
 /* MAML++'s schedules in iterations, the run-relative defaults (-1) resolved. */

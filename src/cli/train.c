@@ -166,7 +166,7 @@ static void print_plan(const mela_run_config *rc)
         printf("mela train: %s on %s (%s split%s), %d-way %d-shot (tested %d-way %d-shot)", rc->learner,
                rc->dataset, rc->split,
                !strcmp(rc->split, "lake")       ? ", episodes within one alphabet"
-               : !strcmp(rc->split, "trainval") ? ", validation classes trained on: best = last"
+               : mela_run_trains_on_val(rc)     ? ", validation classes trained on: best = last"
                                                 : "",
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)

@@ -326,7 +326,7 @@ static int fit_validate(mela_run *r, fit *f, int it)
     f->st.val_acc = f->p.val_acc = v.acc;
     f->p.validated = 1;
     /* trainval: the validation classes are training classes, so no selection: best = last */
-    int better = score > f->st.best || !strcmp(rc->split, "trainval");
+    int better = score > f->st.best || mela_run_trains_on_val(rc);
     if (better) {
         f->st.best = f->p.best_val = score;
         f->st.best_iteration = f->p.best_iteration = it;

@@ -241,6 +241,8 @@ int mela_run_protocol(mela_run_config *rc, const char *split)
 
 int mela_run_regression(const mela_run_config *rc) { return !strcmp(rc->dataset, "sinusoid"); }
 
+int mela_run_trains_on_val(const mela_run_config *rc) { return !strcmp(rc->split, "trainval"); }
+
 mela_task_spec mela_run_test_spec(const mela_run_config *rc)
 {
     mela_task_spec t = rc->test;
@@ -275,7 +277,7 @@ static int omniglot_check(const mela_run_config *rc)
                               rc->image_size);
     if (rc->train.ways < 2)
         return mela_set_error("ways: %d (classification needs at least 2)", rc->train.ways);
-    if (!strcmp(rc->split, "trainval") && rc->patience > 0) /* its validation classes are trained on */
+    if (mela_run_trains_on_val(rc) && rc->patience > 0) /* its validation classes are trained on */
         return mela_set_error("patience %d: split trainval trains on the validation classes, so it "
                               "has no validation to stop on (give the iterations instead)",
                               rc->patience);

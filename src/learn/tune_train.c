@@ -143,7 +143,7 @@ int mela_tune_train(const mela_tune_spec *s, const char *dir, int threads, const
     mela_run_config base;
     if (base_config(s, &base))
         return -1;
-    if (!strcmp(base.split, "trainval")) /* trials are ranked by validation */
+    if (mela_run_trains_on_val(&base)) /* trials are ranked by validation */
         return mela_set_error("tune: split trainval trains on the validation classes, so it cannot "
                               "rank trials; tune on split vinyals, then train the winner on trainval");
     mela_run *holder = NULL; /* holds the data every trial uses */
