@@ -641,7 +641,7 @@ int mela_finder_find(mela_finder *f, const float *image, int H, int W, float thr
             mela_set_error("find: out of memory");
             goto done;
         }
-        resize(buf, Hs, Ws, image, H, W, !strcmp(f->rc.resize, "nearest"));
+        resize(buf, Hs, Ws, image, H, W, mela_finder_image_flags(f) != 0);
         for (int p = 0; p < P; p++) { /* pass p: the picture moved by (dx, dy) */
             int dx = (p % shift) * stride, dy = (p / shift) * stride;
             for (int y = 0; y + dy < Hs; y++)

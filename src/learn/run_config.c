@@ -84,12 +84,18 @@ static const option options[] = {
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
 
+/* The option named key, or NULL. */
+static const option *option_of(const char *key)
+{
+    for (int i = 0; i < NOPT; i++)
+        if (!strcmp(options[i].key, key))
+            return &options[i];
+    return NULL;
+}
+
 int mela_run_set(mela_run_config *rc, const char *key, const char *value)
 {
-    const option *o = NULL;
-    for (int i = 0; i < NOPT && !o; i++)
-        if (!strcmp(options[i].key, key))
-            o = &options[i];
+    const option *o = option_of(key);
     if (!o)
         return mela_set_error("unknown option '%s'", key);
     char *p = (char *)rc + o->off, *end = NULL;
@@ -135,10 +141,8 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
 
 int run_key_integer(const char *key)
 {
-    for (int i = 0; i < NOPT; i++)
-        if (!strcmp(options[i].key, key))
-            return options[i].type == T_INT || options[i].type == T_LL;
-    return 0;
+    const option *o = option_of(key);
+    return o && (o->type == T_INT || o->type == T_LL);
 }
 
 const char *mela_run_option(int i, const mela_run_config *rc, char *buf, size_t n, const char **help)
