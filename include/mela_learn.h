@@ -303,6 +303,10 @@ typedef struct mela_run_config {
                             * filter, grey levels) | nearest (the nearest pixel,
                             * as PIL resized the papers' 1-bit Omniglot PNGs);
                             * a checkpoint without it is area */
+    char init[16];         /* what the weights start from: xavier (Xavier-uniform
+                            * convolutions, batch-norm scale 1) | pytorch-0.4
+                            * (PyTorch 0.4's defaults, as the 2017 papers' code:
+                            * mela_model_init); a checkpoint without it is xavier */
     long long seed;        /* training draws */
     long long test_seed;   /* the fixed test episodes */
     int threads;           /* threads of the run (results do not depend on it) */

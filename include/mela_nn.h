@@ -101,8 +101,18 @@ const char *mela_model_describe(const mela_model *m);
 
 /* Fills theta: weights Xavier-uniform (conv) or U(+-1/sqrt(fan_in)) (mlp),
  * biases 0 for conv / U(+-1/sqrt(fan_in)) for mlp, batch-norm scale 1 and
- * shift 0 (mela_finn_new: its head N(0, 1)); padding between views 0. */
+ * shift 0 (mela_finn_new: its head N(0, 1)); padding between views 0.
+ * With MELA_INIT_TORCH04 set (conv4 and finn only), PyTorch 0.4's defaults,
+ * which the 2017-2018 papers' PyTorch code ran with (Snell et al.'s
+ * Prototypical Networks among them): every convolution and linear weight and
+ * bias U(+-1/sqrt(fan_in)) (fan_in = input channels x 3 x 3, or the head's
+ * features), batch-norm scale U(0, 1) (PyTorch made it 1 in version 1.2),
+ * shift 0. */
 void mela_model_init(const mela_model *m, float *theta, mela_rng *r);
+enum { MELA_INIT_XAVIER = 0, MELA_INIT_TORCH04 = 1 };
+/* Chooses what mela_model_init draws (MELA_INIT_XAVIER, the default, or
+ * MELA_INIT_TORCH04). -1 with a message for a scheme the model lacks. */
+int mela_model_set_init(mela_model *m, int scheme);
 /* One OP_PARAM node per view, in layout order, into w[0..count). Returns the
  * count, or -1 on a graph error. */
 int mela_model_params(const mela_model *m, mela_graph *g, mela_node *w);

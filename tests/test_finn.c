@@ -3,7 +3,8 @@
  * MAML's exact and first-order meta-gradients through it against PyTorch
  * (tests/fixtures/make_finn_fixture.py writes the fixture, with TensorFlow's
  * 'SAME' padding computed per layer), its batch norm with fixed statistics,
- * its initialisation; and with Omniglot at hand, `mela train --model finn`
+ * its initialisation, PyTorch 0.4's initialisation of it and of Conv-4
+ * (`--init pytorch-0.4`); and with Omniglot at hand, `mela train --model finn`
  * (a seeded short MAML run that must learn), its checkpoint holding Finn's
  * views and `mela eval` rebuilding the network from it. */
 #include <math.h>
@@ -11,6 +12,7 @@
 
 #include "fixture.h"
 #include "mela_io.h"
+#include "mela_learn.h"
 #include "mela_nn.h"
 
 static size_t weights(const mela_model *m)
@@ -137,6 +139,71 @@ static void test_init(void)
     mela_model_free(m);
 }
 
+/* PyTorch 0.4's reset_parameters: every weight and its bias U(+-1/sqrt(fan_in))
+ * (fan_in: input channels x 3 x 3, or the head's features), batch-norm
+ * scale U(0, 1), shift 0. Snell et al.'s Conv-4 with max-pool (28 -> 1x1x64)
+ * with a 5-way head, and Finn's network (no batch-norm scale). */
+static void test_init_torch04(void)
+{
+    mela_model *ms[2] = {mela_conv4_new(1, 28, 64, 4, 5, 1), mela_finn_new(1, 28, 64, 4, 5)};
+    for (int k = 0; k < 2; k++) {
+        mela_model *m = ms[k];
+        CHECK(mela_model_set_init(m, MELA_INIT_TORCH04) == 0, "set_init: %s", mela_last_error());
+        const mela_layout *L = mela_model_layout(m);
+        float *theta = calloc(mela_model_size(m), sizeof *theta);
+        mela_rng r = mela_rng_new(11);
+        mela_model_init(m, theta, &r);
+        double fan_in = 0;
+        int nbn = 0;
+        for (int i = 0; i < mela_layout_count(L); i++) {
+            const char *name = mela_layout_name(L, i);
+            mela_shape s = mela_layout_shape(L, i);
+            const float *p = theta + mela_layout_offset(L, i);
+            size_t n = mela_shape_numel(s);
+            double sum = 0, sq = 0, amax = 0, lo = 1e30;
+            for (size_t j = 0; j < n; j++)
+                sum += p[j], sq += (double)p[j] * p[j], amax = fmax(amax, fabs(p[j])), lo = fmin(lo, p[j]);
+            double mean = sum / n, sd = sqrt(sq / n - mean * mean);
+            if (!strncmp(name, "bn", 2) && strstr(name, "bias")) {
+                CHECK(amax == 0, "%s: shift 0 (max |v| %g)", name, amax);
+            } else if (!strncmp(name, "bn", 2)) {
+                nbn++; /* 64 draws: the mean within 4 standard errors of 1/2 */
+                CHECK(lo >= 0 && amax < 1 && fabs(mean - 0.5) < 4 * sqrt(1.0 / 12 / n),
+                      "%s: scale U(0, 1): min %g max %g mean %g", name, lo, amax, mean);
+            } else {
+                if (strstr(name, "weight"))
+                    fan_in = !strcmp(name, "head.weight") ? 64 : 9.0 * s.d[1];
+                double bound = 1 / sqrt(fan_in);
+                CHECK(amax <= bound && amax > (n > 100 ? 0.95 : n >= 64 ? 0.7 : 0.0) * bound, "%s: max |w| %g, bound %g",
+                      name, amax, bound);
+                if (n > 100)
+                    CHECK(fabs(sd - bound / sqrt(3)) < 0.1 * bound, "%s: sd %g of U(+-%g)", name, sd, bound);
+            }
+        }
+        CHECK(nbn == (k == 0 ? 4 : 0), "%d batch-norm scales in %s", nbn, mela_model_describe(m));
+        free(theta);
+        mela_model_free(m);
+    }
+    /* the MLP already draws PyTorch's rule; a scheme it lacks is refused */
+    int hidden[1] = {4};
+    mela_model *mlp = mela_mlp_new(1, hidden, 1, 1);
+    CHECK(mela_model_set_init(mlp, MELA_INIT_TORCH04) != 0 && strstr(mela_last_error(), "conv4"),
+          "set_init refuses the mlp: %s", mela_last_error());
+    CHECK(mela_model_set_init(mlp, 7) != 0, "set_init refuses scheme 7");
+    mela_model_free(mlp);
+    /* the run option: named values only, conv4 and finn only */
+    mela_run_config rc;
+    CHECK(mela_run_defaults(&rc, "protonet", "omniglot", 5) == 0 && !strcmp(rc.init, "xavier"),
+          "init defaults to xavier");
+    CHECK(mela_run_set(&rc, "init", "he") == 0 && mela_run_check(&rc) != 0 && strstr(mela_last_error(), "init"),
+          "init he is refused: %s", mela_last_error());
+    CHECK(mela_run_set(&rc, "init", "pytorch-0.4") == 0 && mela_run_check(&rc) == 0, "init pytorch-0.4: %s",
+          mela_last_error());
+    CHECK(mela_run_defaults(&rc, "maml", "sinusoid", 0) == 0 && mela_run_set(&rc, "init", "pytorch-0.4") == 0 &&
+              mela_run_check(&rc) != 0 && strstr(mela_last_error(), "mlp"),
+          "init pytorch-0.4 with the mlp is refused: %s", mela_last_error());
+}
+
 /* The accuracy in "... accuracy 49.33% ..." of out, or -1. */
 static double accuracy_in(const char *out)
 {
@@ -187,6 +254,7 @@ int main(void)
 {
     test_count();
     test_init();
+    test_init_torch04();
     if (fixture_load("finn_torch.txt"))
         return check_finish();
     test_forward();

@@ -51,10 +51,16 @@ mela_model *learner_model(const mela_run_config *rc)
     }
     const learner_def *d = learner_def_find(rc->learner);
     int nout = d && d->info.adapts ? rc->train.ways : 0;
-    if (!strcmp(rc->model, "conv4"))
-        return mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool);
-    if (!strcmp(rc->model, "finn"))
-        return mela_finn_new(1, rc->image_size, rc->width, rc->depth, nout);
+    if (!strcmp(rc->model, "conv4") || !strcmp(rc->model, "finn")) {
+        mela_model *m = !strcmp(rc->model, "conv4")
+                            ? mela_conv4_new(1, rc->image_size, rc->width, rc->depth, nout, rc->maxpool)
+                            : mela_finn_new(1, rc->image_size, rc->width, rc->depth, nout);
+        if (m && !strcmp(rc->init, "pytorch-0.4") && mela_model_set_init(m, MELA_INIT_TORCH04)) {
+            mela_model_free(m);
+            return NULL;
+        }
+        return m;
+    }
     mela_cellnet_spec s; /* MetaNAS: the search network or a model-definition file */
     return mela_nas_search_spec(rc, nout, &s) ? NULL : mela_cellnet_new(&s);
 }

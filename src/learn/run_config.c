@@ -72,6 +72,7 @@ static const option options[] = {
     {"maxpool", T_INT, F(maxpool), 0, 1, "conv4: 1 = 2x2 max-pool per block, 0 = stride-2 convolutions"},
     {"image_size", T_INT, F(image_size), 0, 512, "side of the square input images"},
     {"resize", T_STR, F(resize), 0, 0, "area (the area filter: grey levels) | nearest (the nearest pixel, as PIL resized Omniglot's 1-bit PNGs in Finn et al.'s, Snell et al.'s and Nichol et al.'s code: ink stays 0 or 1); user images of classify and compare are resized the same way"},
+    {"init", T_STR, F(init), 0, 0, "conv4, finn: what the weights start from: xavier (Xavier-uniform convolutions, biases 0, batch-norm scale 1) | pytorch-0.4 (PyTorch 0.4's defaults, which Snell et al.'s and other 2017 papers' PyTorch code ran with: weights and biases U(+-1/sqrt(fan_in)), batch-norm scale U(0, 1))"},
     {"seed", T_LL, F(seed), 0, 9.2e18, "seed of every training draw (init, tasks)"},
     {"test_seed", T_LL, F(test_seed), 0, 9.2e18, "seed of the fixed validation and test episodes"},
     {"threads", T_INT, F(threads), 1, 256, "threads (tasks of a meta-batch run in parallel; results do not depend on it)"},
@@ -170,6 +171,7 @@ static void run_defaults(mela_run_config *rc, const char *learner, const char *d
     snprintf(rc->dataset, sizeof rc->dataset, "%s", ds);
     snprintf(rc->split, sizeof rc->split, "vinyals");
     snprintf(rc->resize, sizeof rc->resize, "area");
+    snprintf(rc->init, sizeof rc->init, "xavier");
     snprintf(rc->out_dir, sizeof rc->out_dir, "runs/%s-%s", learner, ds);
     rc->scale = 1.0f;
     rc->nas_temp_end = 1.0f;
@@ -303,6 +305,10 @@ int mela_run_check(const mela_run_config *rc)
     }
     if (strcmp(rc->resize, "area") && strcmp(rc->resize, "nearest"))
         return mela_set_error("resize: '%s' is not one of area, nearest", rc->resize);
+    if (strcmp(rc->init, "xavier") && strcmp(rc->init, "pytorch-0.4"))
+        return mela_set_error("init: '%s' is not one of xavier, pytorch-0.4", rc->init);
+    if (!strcmp(rc->init, "pytorch-0.4") && strcmp(rc->model, "conv4") && strcmp(rc->model, "finn"))
+        return mela_set_error("init: pytorch-0.4 is for the conv4 and finn models, not %s", rc->model);
     if (!strcmp(rc->dataset, "sinusoid")) {
         if (strcmp(rc->model, "mlp"))
             return mela_set_error("dataset sinusoid needs the mlp model (got %s)", rc->model);

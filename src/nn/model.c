@@ -18,6 +18,7 @@ struct mela_model {
     int nin, nout, features;
     int hidden[16], nhidden;          /* mlp */
     int channels, size, width, depth, maxpool; /* conv4, finn */
+    int init;                                  /* MELA_INIT_* */
     mela_model_def def;                        /* custom */
     char desc[160];
 };
@@ -190,12 +191,52 @@ mela_model *mela_finn_new(int channels, int size, int width, int depth, int nout
     return m;
 }
 
+int mela_model_set_init(mela_model *m, int scheme)
+{
+    if (scheme != MELA_INIT_XAVIER && scheme != MELA_INIT_TORCH04)
+        return mela_set_error("model init: unknown scheme %d", scheme);
+    if (scheme == MELA_INIT_TORCH04 && m->kind != MODEL_CONV4 && m->kind != MODEL_FINN)
+        return mela_set_error("model init: PyTorch 0.4's scheme is for conv4 and finn, not %s", m->desc);
+    m->init = scheme;
+    return 0;
+}
+
+/* PyTorch 0.4's reset_parameters for Conv2d, Linear and BatchNorm2d: a
+ * weight and its bias U(+-1/sqrt(fan_in)) with the fan-in of the weight's
+ * view (the bias follows its weight in the layout), a batch-norm scale U(0, 1)
+ * and its shift 0. */
+static void torch04_init(const mela_model *m, float *theta, mela_rng *r)
+{
+    const mela_layout *L = m->L;
+    float bound = 0.0f;
+    for (int i = 0; i < mela_layout_count(L); i++) {
+        const char *name = mela_layout_name(L, i);
+        mela_shape s = mela_layout_shape(L, i);
+        float *p = theta + mela_layout_offset(L, i);
+        size_t n = mela_shape_numel(s);
+        if (!strncmp(name, "bn", 2)) {
+            if (strstr(name, ".weight"))
+                for (size_t j = 0; j < n; j++)
+                    p[j] = mela_rng_uniform(r);
+            continue;
+        }
+        if (strstr(name, ".weight")) /* (out, in[, 3, 3]): fan-in is all but the first axis */
+            bound = 1.0f / sqrtf((float)(n / (size_t)s.d[0]));
+        for (size_t j = 0; j < n; j++)
+            p[j] = (2.0f * mela_rng_uniform(r) - 1.0f) * bound;
+    }
+}
+
 void mela_model_init(const mela_model *m, float *theta, mela_rng *r)
 {
     const mela_layout *L = m->L;
     memset(theta, 0, mela_layout_size(L) * sizeof *theta);
     if (m->kind == MODEL_CUSTOM && m->def.init) {
         m->def.init(m->def.ctx, L, theta, r);
+        return;
+    }
+    if (m->init == MELA_INIT_TORCH04) {
+        torch04_init(m, theta, r);
         return;
     }
     for (int i = 0; i < mela_layout_count(L); i++) {
