@@ -15,6 +15,7 @@
 #include <png.h>
 
 #include "data/data_internal.h"
+#include "kernels/kernels.h"
 
 /* The size check of both decoders, on the dimensions a header declares and
  * before anything of the image's size is allocated. */
@@ -285,10 +286,9 @@ done:
 
 void mela_resize_nearest(uint8_t *out, int H, int W, const uint8_t *in, int h, int w)
 {
-    /* floor((o + 1/2) n / N) = floor((2o + 1) n / 2N), in integers */
     for (int y = 0; y < H; y++) {
-        const uint8_t *row = in + (size_t)(((2 * (long)y + 1) * h) / (2 * (long)H)) * w;
+        const uint8_t *row = in + (size_t)mk_nearest_src(y, h, H) * w;
         for (int x = 0; x < W; x++)
-            out[(size_t)y * W + x] = row[((2 * (long)x + 1) * w) / (2 * (long)W)];
+            out[(size_t)y * W + x] = row[mk_nearest_src(x, w, W)];
     }
 }

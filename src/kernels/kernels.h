@@ -98,6 +98,14 @@ void mk_conv2d_ref(float *y, const float *x, const float *w, const mk_conv *cv);
 void mk_conv2d_dx_ref(float *dx, const float *dy, const float *w, const mk_conv *cv);
 void mk_conv2d_dw_ref(float *dw, const float *x, const float *dy, const mk_conv *cv);
 
+/* ----------------------------------------------------------------- resizing */
+
+/* The nearest-pixel rule of a resize from n to N pixels (PIL's): output pixel
+ * o takes the input pixel under its centre, floor((o + 1/2) n / N), computed
+ * in integers as floor((2o + 1) n / 2N). mela_resize_nearest (uint8 images)
+ * and `mela find` (float pictures) both index with it. */
+static inline long mk_nearest_src(long o, long n, long N) { return ((2 * o + 1) * n) / (2 * N); }
+
 /* ------------------------------------------------------------------ pooling */
 
 /* Pooling over planes: x[P,H,W] (P = N*C) -> y[P,OH,OW], window k, stride s,

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kernels.h"
 #include "learn/learner.h"
 #include "learn/run_impl.h"
 #include "learn/taskpool.h"
@@ -124,9 +125,9 @@ static void resize(float *out, int H, int W, const float *in, int h, int w, int 
 {
     if (nearest) {
         for (int y = 0; y < H; y++) {
-            const float *row = in + (size_t)(((2 * (long)y + 1) * h) / (2 * (long)H)) * w;
+            const float *row = in + (size_t)mk_nearest_src(y, h, H) * w;
             for (int x = 0; x < W; x++)
-                out[(size_t)y * W + x] = row[((2 * (long)x + 1) * w) / (2 * (long)W)];
+                out[(size_t)y * W + x] = row[mk_nearest_src(x, w, W)];
         }
         return;
     }
