@@ -195,8 +195,12 @@ static void test_init_torch04(void)
     mela_run_config rc;
     CHECK(mela_run_defaults(&rc, "protonet", "omniglot", 5) == 0 && !strcmp(rc.init, "xavier"),
           "init defaults to xavier");
-    CHECK(mela_run_set(&rc, "init", "he") == 0 && mela_run_check(&rc) != 0 && strstr(mela_last_error(), "init"),
+    CHECK(mela_run_set(&rc, "init", "he") != 0 && strstr(mela_last_error(), "not one of xavier, pytorch-0.4") &&
+              !strcmp(rc.init, "xavier"),
           "init he is refused: %s", mela_last_error());
+    snprintf(rc.init, sizeof rc.init, "he"); /* written field by field: the check refuses it */
+    CHECK(mela_run_check(&rc) != 0 && strstr(mela_last_error(), "init"), "check refuses init he: %s",
+          mela_last_error());
     CHECK(mela_run_set(&rc, "init", "pytorch-0.4") == 0 && mela_run_check(&rc) == 0, "init pytorch-0.4: %s",
           mela_last_error());
     CHECK(mela_run_defaults(&rc, "maml", "sinusoid", 0) == 0 && mela_run_set(&rc, "init", "pytorch-0.4") == 0 &&

@@ -140,8 +140,10 @@ static void test_space(void)
                                {"resize choice area nearest", "data"},
                                {"clip_grad uniform 0 1e-307", "1e-30"}, /* draws would be subnormal */
                                {"model uniform -1e308 1e308", "1e30"},
-                               {"model \"a\rb\"", "control character"}};
-    for (int i = 0; i < 14; i++) {
+                               {"model \"a\rb\"", "control character"},
+                               {"init choice xavier he", "not one of xavier, pytorch-0.4"},
+                               {"resize nearest-ish", "not one of area, nearest"}};
+    for (int i = 0; i < 16; i++) {
         bad = *s;
         CHECK(mela_tune_parse_line(&bad, checks[i][0], "x") == 0 && mela_tune_check(&bad) == -1 &&
                   strstr(mela_last_error(), checks[i][1]), "'%s' refused: %s", checks[i][0], mela_last_error());

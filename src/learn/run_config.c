@@ -85,6 +85,35 @@ static const option options[] = {
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
 
+/* The string options that take one of a few names: mela_run_set refuses
+ * any other at once (so does mela_run_check, for a config written field by
+ * field), which lets `mela tune` refuse a bad choice before its first trial. */
+static const struct {
+    const char *key, *values[4];
+} named[] = {
+    {"dataset", {"omniglot", "sinusoid"}},
+    {"split", {"vinyals", "trainval", "lake"}},
+    {"resize", {"area", "nearest"}},
+    {"init", {"xavier", "pytorch-0.4"}},
+};
+
+static int check_named(const char *key, const char *value)
+{
+    for (size_t i = 0; i < sizeof named / sizeof *named; i++) {
+        if (strcmp(named[i].key, key))
+            continue;
+        char list[128] = "";
+        for (int v = 0; v < 4 && named[i].values[v]; v++) {
+            if (!strcmp(value, named[i].values[v]))
+                return 0;
+            size_t n = strlen(list);
+            snprintf(list + n, sizeof list - n, "%s%s", v ? ", " : "", named[i].values[v]);
+        }
+        return mela_set_error("%s: '%s' is not one of %s", key, value, list);
+    }
+    return 0;
+}
+
 /* The option named key, or NULL. */
 static const option *option_of(const char *key)
 {
@@ -135,6 +164,8 @@ int mela_run_set(mela_run_config *rc, const char *key, const char *value)
             if ((unsigned char)*c < 0x20 || *c == 0x7f) /* a line break would cut the config file */
                 return mela_set_error("%s: the value holds a control character (byte 0x%02x)", key,
                                       (unsigned)(unsigned char)*c);
+        if (check_named(key, value))
+            return -1;
         snprintf(p, o->size, "%s", value);
         return 0;
     }
