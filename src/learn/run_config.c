@@ -257,12 +257,7 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     return 0;
 }
 
-static int split_check(const char *split)
-{
-    if (strcmp(split, "vinyals") && strcmp(split, "lake") && strcmp(split, "trainval"))
-        return mela_set_error("split: '%s' is not one of vinyals, trainval, lake", split);
-    return 0;
-}
+static int split_check(const char *split) { return check_named("split", split); }
 
 int mela_run_protocol(mela_run_config *rc, const char *split)
 {
@@ -334,10 +329,8 @@ int mela_run_check(const mela_run_config *rc)
         return mela_set_error("model: '%s' is not one of conv4, finn, mlp, search or a model file (%s)",
                               rc->model, why);
     }
-    if (strcmp(rc->resize, "area") && strcmp(rc->resize, "nearest"))
-        return mela_set_error("resize: '%s' is not one of area, nearest", rc->resize);
-    if (strcmp(rc->init, "xavier") && strcmp(rc->init, "pytorch-0.4"))
-        return mela_set_error("init: '%s' is not one of xavier, pytorch-0.4", rc->init);
+    if (check_named("resize", rc->resize) || check_named("init", rc->init))
+        return -1;
     if (!strcmp(rc->init, "pytorch-0.4") && strcmp(rc->model, "conv4") && strcmp(rc->model, "finn"))
         return mela_set_error("init: pytorch-0.4 is for the conv4 and finn models, not %s", rc->model);
     if (!strcmp(rc->dataset, "sinusoid")) {
