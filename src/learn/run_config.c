@@ -252,7 +252,7 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
     else if (!strcmp(ds, "omniglot"))
         omniglot_defaults(rc);
     else
-        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", ds);
+        return check_named("dataset", ds);
     d->defaults(rc, ways);
     return 0;
 }
@@ -340,7 +340,7 @@ int mela_run_check(const mela_run_config *rc)
         if (omniglot_check(rc))
             return -1;
     } else {
-        return mela_set_error("dataset: '%s' is not one of omniglot, sinusoid", rc->dataset);
+        return check_named("dataset", rc->dataset);
     }
     if (rc->train.shots < 1)
         return mela_set_error("shots: %d (at least 1 example per class is needed)", rc->train.shots);
