@@ -191,6 +191,19 @@ static void test_mamlpp_schedule_defaults(void)
     CHECK(mela_run_check(&maml) != 0, "da_until without MAML++'s da is refused");
 }
 
+/* Meta-SGD tests in the steps its rates were learned for (Li et al.: one at
+ * 5-way), MAML in more (Finn et al.: 3). */
+static void test_metasgd_test_steps(void)
+{
+    mela_run_config rc;
+    CHECK(mela_run_defaults(&rc, "metasgd", "omniglot", 5) == 0 && rc.steps == 1 && rc.test_steps == 1,
+          "metasgd 5-way: %d steps, %d at test", rc.steps, rc.test_steps);
+    CHECK(mela_run_defaults(&rc, "metasgd", "omniglot", 20) == 0 && rc.test_steps == rc.steps,
+          "metasgd 20-way: %d steps, %d at test", rc.steps, rc.test_steps);
+    CHECK(mela_run_defaults(&rc, "maml", "omniglot", 5) == 0 && rc.steps == 1 && rc.test_steps == 3,
+          "maml 5-way: %d steps, %d at test", rc.steps, rc.test_steps);
+}
+
 static void test_msl_schedule(void)
 {
     enum { S = 5 };
@@ -407,6 +420,7 @@ int main(void)
     test_reptile_adam_by_hand();
     test_inner_batch_by_hand();
     test_mamlpp_schedule_defaults();
+    test_metasgd_test_steps();
     test_msl_schedule();
     test_mamlpp_fd();
     test_bnwb_fd();

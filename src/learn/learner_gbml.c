@@ -28,6 +28,14 @@ static void maml_defaults(mela_run_config *rc, int ways)
     rc->meta_batch = big ? 16 : 32;
 }
 
+/* Li et al. (2017) adapt in the steps the rates were learned for, at test as
+ * in meta-training (5-way: one step, where MAML takes 3 at test). */
+static void metasgd_defaults(mela_run_config *rc, int ways)
+{
+    maml_defaults(rc, ways);
+    rc->test_steps = rc->steps;
+}
+
 static void fomaml_defaults(mela_run_config *rc, int ways)
 {
     maml_defaults(rc, ways);
@@ -199,7 +207,7 @@ GBML(maml, "MAML, exact second-order meta-gradients (Finn et al. 2017)", maml_de
      learner_adam_update);
 GBML(fomaml, "first-order MAML: inner gradients as constants (Finn et al. 2017)", fomaml_defaults,
      open_fomaml, learner_adam_update);
-GBML(metasgd, "Meta-SGD: a learned inner rate per weight (Li et al. 2017)", maml_defaults,
+GBML(metasgd, "Meta-SGD: a learned inner rate per weight (Li et al. 2017)", metasgd_defaults,
      open_metasgd, learner_adam_update);
 GBML(anil, "ANIL: only the head adapts (Raghu et al. 2020)", maml_defaults, open_anil,
      learner_adam_update);
