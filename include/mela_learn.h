@@ -86,6 +86,13 @@ typedef struct mela_gbml_config {
      * runs shuffle them per task (mela_tasks_opts.shuffle_support). */
     int inner_batch;      /* meta-training */
     int test_inner_batch; /* evaluation */
+    /* The support loss of the inner steps: 0 its mean over the support rows;
+     * 1 (classification) `ways` times that mean, the sum over the classes of
+     * each class's mean, as Finn et al.'s code takes it (their update_lr 0.4
+     * at 5-way is inner_lr 2 under the mean). Meta-SGD's learned rates are
+     * then in those units: the same Adam step moves the effective rate
+     * `ways` times as far. */
+    int inner_sum;
 } mela_gbml_config;
 
 typedef struct mela_gbml mela_gbml;
@@ -272,6 +279,8 @@ typedef struct mela_run_config {
                             * iteration (0: never, -1: a third of the run,
                             * mela_run_da_until) */
     int inner_adam, inner_batch, test_inner_batch, nontransductive; /* Reptile */
+    int inner_sum;         /* the support loss summed over the classes (see
+                            * mela_gbml_config); a checkpoint without it is 0 */
     /* learners that compare */
     int pairs;             /* Siamese: pairs per training batch */
     int augment;           /* metric learners: Koch's affine distortions of every

@@ -390,6 +390,118 @@ static void test_bnwb_fd(void)
 }
 
 
+/* inner_sum (Finn et al.'s support loss, summed over the classes): on the
+ * smooth 2-way network it equals the mean with every rate doubled. MAML at
+ * rate a = MAML at 2a under the mean (loss and meta-gradient); Meta-SGD
+ * with rates r = Meta-SGD with rates 2r under the mean, the gradient of a
+ * rate twice the other's (chain rule), and against finite differences. */
+static void fill_task(mela_rng *r, float *xs, float *xq)
+{
+    for (int i = 0; i < 4 * 36; i++)
+        xs[i] = mela_rng_normal(r), xq[i] = mela_rng_normal(r);
+}
+
+static void test_inner_sum(void)
+{
+    mela_model *m = smooth_conv();
+    float xs[4 * 36], ys[4] = {0, 0, 1, 1}, xq[4 * 36], yq[4] = {0, 1, 0, 1};
+    mela_rng r = mela_rng_new(21);
+    fill_task(&r, xs, xq);
+    mela_task t = {xs, ys, xq, yq};
+    for (int learner = 0; learner < 2; learner++) {
+        int sgd = learner == 1;
+        const char *name = sgd ? "Meta-SGD" : "MAML";
+        mela_gbml_config cs = {.learner = sgd ? MELA_LEARNER_METASGD : MELA_LEARNER_MAML,
+                               .train = {2, 2, 2, 0}, .steps = 2, .test_steps = 2, .inner_lr = 0.15f,
+                               .inner_sum = 1};
+        mela_gbml_config cm = cs;
+        cm.inner_sum = 0;
+        cm.inner_lr = 2 * cs.inner_lr;
+        mela_gbml *gs = mela_gbml_new(m, &cs), *gm = mela_gbml_new(m, &cm);
+        CHECK(gs && gm, "%s inner_sum learners: %s", name, mela_last_error());
+        if (!gs || !gm)
+            break;
+        const mela_layout *L = mela_gbml_layout(gs);
+        size_t n = mela_layout_size(L);
+        float *ts = calloc(n, sizeof *ts), *tm = calloc(n, sizeof *tm);
+        float *g1 = calloc(n, sizeof *g1), *g2 = calloc(n, sizeof *g2);
+        mela_rng ri = mela_rng_new(5);
+        mela_gbml_init(gs, ts, &ri);
+        memcpy(tm, ts, n * sizeof *tm);
+        for (int i = 0; i < mela_layout_count(L); i++) /* rates differ weight by weight */
+            if (!strncmp(mela_layout_name(L, i), "lr.", 3))
+                for (size_t j = 0, o = mela_layout_offset(L, i); j < mela_shape_numel(mela_layout_shape(L, i)); j++) {
+                    ts[o + j] = 0.05f + 0.2f * mela_rng_uniform(&ri);
+                    tm[o + j] = 2 * ts[o + j];
+                }
+        double ls, lm;
+        CHECK(mela_gbml_meta_grad(gs, ts, 1, &t, 1, g1, &ls, NULL) == 0 &&
+                  mela_gbml_meta_grad(gm, tm, 1, &t, 1, g2, &lm, NULL) == 0,
+              "%s meta-gradients: %s", name, mela_last_error());
+        CHECK_CLOSE(ls, lm, 1e-6, 1e-5, "inner_sum: the query loss equals the mean's with rates doubled");
+        double worst = 0, scale = 0;
+        int rates = 0;
+        for (int i = 0; i < mela_layout_count(L); i++) {
+            int is_lr = !strncmp(mela_layout_name(L, i), "lr.", 3);
+            rates += is_lr;
+            for (size_t j = 0, o = mela_layout_offset(L, i); j < mela_shape_numel(mela_layout_shape(L, i)); j++) {
+                double want = is_lr ? 2.0 * g2[o + j] : g2[o + j];
+                worst = fmax(worst, fabs(g1[o + j] - want));
+                scale = fmax(scale, fabs(want));
+            }
+        }
+        char what[128];
+        snprintf(what, sizeof what, "%s inner_sum: meta-gradient = the mean's with rates doubled (rates' x2); "
+                                    "worst %.2g of %.2g", name, worst, scale);
+        CHECK(scale > 1e-4 && worst <= 1e-4 * scale + 1e-7, "%s", what);
+        CHECK(sgd ? rates > 0 : rates == 0, "%s: %d rate views", name, rates);
+        if (sgd) { /* the rates' gradients against finite differences of the loss */
+            int checked = 0;
+            for (int i = 0; i < mela_layout_count(L); i++) {
+                if (strncmp(mela_layout_name(L, i), "lr.", 3))
+                    continue;
+                size_t o = mela_layout_offset(L, i);
+                float keep = ts[o], h = 1e-3f;
+                double lp, lmn;
+                ts[o] = keep + h;
+                mela_gbml_evaluate(gs, ts, &t, 0, &lp, NULL, NULL);
+                ts[o] = keep - h;
+                mela_gbml_evaluate(gs, ts, &t, 0, &lmn, NULL, NULL);
+                ts[o] = keep;
+                snprintf(what, sizeof what, "Meta-SGD inner_sum: d loss / d %s[0]", mela_layout_name(L, i));
+                CHECK_CLOSE(g1[o], (lp - lmn) / (2 * h), 3e-3, 3e-2, what);
+                checked++;
+            }
+            CHECK(checked >= 8, "%d rate views checked", checked);
+        }
+        free(ts), free(tm), free(g1), free(g2);
+        mela_gbml_free(gs);
+        mela_gbml_free(gm);
+    }
+    mela_gbml_config bad = {.learner = MELA_LEARNER_MAML, .regression = 1, .train = {1, 4, 2, 0},
+                            .steps = 1, .test_steps = 1, .inner_lr = 0.1f, .inner_sum = 1};
+    mela_model *lm = lin_model();
+    mela_gbml *gb = mela_gbml_new(lm, &bad);
+    CHECK(gb == NULL && strstr(mela_last_error(), "inner_sum"), "inner_sum on regression is refused: %s",
+          gb ? "accepted" : mela_last_error());
+    mela_gbml_free(gb);
+    mela_model_free(lm);
+    mela_model_free(m);
+    mela_run_config rc; /* the run option: a gradient learner's on images, no other's */
+    mela_run_defaults(&rc, "metasgd", "omniglot", 5);
+    CHECK(rc.inner_sum == 0 && mela_run_set(&rc, "inner_sum", "1") == 0 && mela_run_check(&rc) == 0,
+          "metasgd on omniglot takes inner_sum 1: %s", mela_last_error());
+    CHECK(mela_run_set(&rc, "inner_sum", "2") != 0, "inner_sum 2 is refused");
+    const char *refused[][2] = {{"protonet", "omniglot"}, {"maml", "sinusoid"}};
+    for (int i = 0; i < 2; i++) {
+        mela_run_defaults(&rc, refused[i][0], refused[i][1], 5);
+        mela_run_set(&rc, "inner_sum", "1");
+        CHECK(mela_run_check(&rc) != 0 && strstr(mela_last_error(), "inner_sum"), "%s on %s refuses inner_sum 1",
+              refused[i][0], refused[i][1]);
+    }
+}
+
+
 static void test_training(int reptile)
 {
     synth_data d;
@@ -424,6 +536,7 @@ int main(void)
     test_msl_schedule();
     test_mamlpp_fd();
     test_bnwb_fd();
+    test_inner_sum();
     test_training(0);
     test_training(1);
     return check_finish();

@@ -170,6 +170,8 @@ static int build(mela_gbml *gb, task_graph *o, int steps, int meta, int first_or
         mela_node out = forward_at(gb, g, fast, w, s, minibatch(g, o->xs, ns, ib, s),
                                    minibatch(g, fs, ns, ib, s));
         mela_node loss = task_loss(gb, g, out, minibatch(g, o->ys, ns, ib, s));
+        if (c->inner_sum) /* Finn et al.'s code: the sum over the classes */
+            loss = mela_scale(g, loss, (float)c->train.ways);
         if (mela_grad(g, loss, MELA_NONE, gb->nadapt, ad, gr))
             break;
         mela_node one_minus = adam_one_minus(gb, g, w, s);
@@ -259,6 +261,8 @@ static const char *config_error(const mela_gbml_config *c)
         why = "inner_adam must be 0 (SGD), 1 (Adam per task) or 2 (Adam across tasks)";
     else if (reptile && c->steps < 1)
         why = "Reptile needs at least one inner step";
+    else if (c->inner_sum != 0 && (c->inner_sum != 1 || c->regression))
+        why = "inner_sum must be 0, or 1 for classification (a sum over the classes)";
     else if (c->inner_batch < 0 || c->test_inner_batch < 0)
         why = "inner batches must be >= 0 (0: the whole support set)";
     return why;

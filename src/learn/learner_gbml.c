@@ -96,6 +96,9 @@ static int gbml_check(const mela_run_config *rc)
     if (!mela_run_regression(rc) && rc->test.ways && rc->test.ways != rc->train.ways)
         return mela_set_error("test_ways %d must equal ways %d for %s: its head has one output "
                               "per class", rc->test.ways, rc->train.ways, rc->learner);
+    if (rc->inner_sum && mela_run_regression(rc))
+        return mela_set_error("inner_sum %d: the sinusoid loss is a mean (in Finn et al.'s code too)",
+                              rc->inner_sum);
     if (rc->da_until != 0 && strcmp(rc->learner, "mamlpp"))
         return mela_set_error("da_until %d needs the mamlpp learner's derivative-order annealing",
                               rc->da_until);
@@ -116,7 +119,7 @@ static int gbml_open(mela_learner *l, int query_rows, int learner, int first_ord
         .test_steps = rc->test_steps, .inner_lr = rc->inner_lr, .lslr = rc->lslr, .msl = rc->msl,
         .bnwb = rc->bnwb, .da = da, .inner_adam = rc->inner_adam,
         .nontransductive = rc->nontransductive, .inner_batch = rc->inner_batch,
-        .test_inner_batch = rc->test_inner_batch};
+        .test_inner_batch = rc->test_inner_batch, .inner_sum = rc->inner_sum};
     c.test.query_rows = query_rows;
     if (!(l->impl = mela_gbml_new(l->model, &c)))
         return -1;

@@ -51,6 +51,8 @@ static int metric_check(const mela_run_config *rc)
 {
     if (mela_run_regression(rc))
         return mela_set_error("learner %s classifies; the sinusoid tasks are regression", rc->learner);
+    if (rc->inner_sum)
+        return mela_set_error("inner_sum %d: %s takes no inner steps", rc->inner_sum, rc->learner);
     if (!rc->maxpool && rc->depth < 4)
         return mela_set_error("metric learners use the max-pool Conv-4 embedding");
     return 0;

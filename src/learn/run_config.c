@@ -56,6 +56,7 @@ static const option options[] = {
     {"inner_batch", T_INT, F(inner_batch), 0, 100000, "support rows per inner step in meta-training (0: all; Reptile: minibatches of the shuffled support)"},
     {"test_inner_batch", T_INT, F(test_inner_batch), 0, 100000, "support rows per inner step at validation and test (0: all)"},
     {"nontransductive", T_INT, F(nontransductive), 0, 1, "evaluation: 1 = each query with the support set only in batch norm (default 0: all queries together)"},
+    {"inner_sum", T_INT, F(inner_sum), 0, 1, "gradient learners, classification: 1 = the inner steps descend the support loss summed over the classes (each class's mean over its shots), as Finn et al.'s code does: --inner-lr in their units (their 0.4 at 5-way is 2 under the mean), and Meta-SGD's rates learned in them (0: the mean over the support)"},
     {"steps", T_INT, F(steps), 0, 100, "inner gradient steps in meta-training"},
     {"test_steps", T_INT, F(test_steps), 0, 100, "inner gradient steps at validation and test"},
     {"inner_lr", T_FLOAT, F(inner_lr), 1e-6, 100, "inner step size alpha (Meta-SGD: initial value of every rate)"},
