@@ -170,7 +170,8 @@ static void print_plan(const mela_run_config *rc)
                                                 : "",
                rc->train.ways, rc->train.shots, te.ways, te.shots);
     if (info->adapts)
-        printf(", %d inner step(s) of %g (test %d)", rc->steps, (double)rc->inner_lr, rc->test_steps);
+        printf(", %d inner step(s) of %g%s (test %d)", rc->steps, (double)rc->inner_lr,
+               rc->inner_sum ? " on the loss summed over the classes" : "", rc->test_steps);
     printf(", model %s%s%s, meta-batch %d, %d iterations, %d thread(s) -> %s\n", rc->model,
            strcmp(rc->init, "pytorch-0.4") ? "" : " (PyTorch 0.4's init)",
            strcmp(rc->resize, "nearest") ? "" : " on nearest-pixel images", rc->meta_batch, rc->iterations,
