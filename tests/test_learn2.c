@@ -332,6 +332,13 @@ static mela_model *smooth_conv(void)
     return mela_model_new(&d);
 }
 
+/* Normal support and query images of a 2-way 2-shot task on smooth_conv. */
+static void fill_task(mela_rng *r, float *xs, float *xq)
+{
+    for (int i = 0; i < 4 * 36; i++)
+        xs[i] = mela_rng_normal(r), xq[i] = mela_rng_normal(r);
+}
+
 /* Per-step batch-norm weights (BNWB): gradients of the per-step copies
  * against finite differences; the shared views get none. */
 static void test_bnwb_fd(void)
@@ -357,8 +364,7 @@ static void test_bnwb_fd(void)
                 p[j] += 0.3f * mela_rng_normal(&r);
         }
     float xs[4 * 36], ys[4] = {0, 0, 1, 1}, xq[4 * 36], yq[4] = {0, 1, 0, 1};
-    for (int i = 0; i < 4 * 36; i++)
-        xs[i] = mela_rng_normal(&r), xq[i] = mela_rng_normal(&r);
+    fill_task(&r, xs, xq);
     mela_task t = {xs, ys, xq, yq};
     mela_gbml_meta_grad(gb, theta, 1, &t, 1, g, NULL, NULL);
     int checked = 0;
@@ -395,11 +401,6 @@ static void test_bnwb_fd(void)
  * rate a = MAML at 2a under the mean (loss and meta-gradient); Meta-SGD
  * with rates r = Meta-SGD with rates 2r under the mean, the gradient of a
  * rate twice the other's (chain rule), and against finite differences. */
-static void fill_task(mela_rng *r, float *xs, float *xq)
-{
-    for (int i = 0; i < 4 * 36; i++)
-        xs[i] = mela_rng_normal(r), xq[i] = mela_rng_normal(r);
-}
 
 static void test_inner_sum(void)
 {
