@@ -223,16 +223,25 @@ typedef struct mela_split {
 mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir, const char *which);
 
 /*
- * Finn et al. (2017) MAML split: 1,200 training characters, the other 423 for
- * testing, each character in its 4 rotations (0, 90, 180, 270) as 4 classes
- * (train 4,800, test 1,692 classes). Finn's code takes the first 1,200
- * characters after a Python random.shuffle, which C cannot reproduce; the
- * deterministic rule here is: train = the characters of Vinyals' trainval
- * (all 964 background characters + 236 evaluation ones), test = the rest
- * (the 423 of Vinyals' test). It needs the Vinyals trainval.txt file.
- * which: "train" or "test".
+ * Finn et al. (2017) MAML split, as their code makes it (and Li et al.'s
+ * Meta-SGD after it): every character of both Omniglot sets (1,623),
+ * shuffled, then the first 1,100 train, the next 100 validate and the other
+ * 423 test, each character in its 4 rotations (0, 90, 180, 270) as 4
+ * classes: "train" 4,400, "val" 400, "test" 1,692, "trainval" the first
+ * 1,200 (4,800). Unlike Vinyals' split, which holds out whole alphabets,
+ * the test characters come from the alphabets trained on. Their code
+ * shuffles with Python's random.seed(1) over the folders in the order the
+ * file system lists them, which no other machine reproduces; here the
+ * shuffle is mela_rng_shuffle under mela_rng_derive(MELA_FINN_SEED, the
+ * FNV-1a hash of "finn", 0) over the dataset's class order, the same everywhere.
+ * Their tasks take N distinct characters, each in a random rotation: sample
+ * with MELA_EPISODE_DISTINCT_CLASSES. Errors: a dataset with 1,200
+ * characters or fewer, images that are not square.
  */
-mela_split *mela_split_finn(const mela_dataset *ds, const char *omniglot_dir, const char *which);
+#define MELA_FINN_TRAIN 1100
+#define MELA_FINN_VAL 100
+#define MELA_FINN_SEED 1
+mela_split *mela_split_finn(const mela_dataset *ds, const char *which);
 
 /*
  * Lake et al. (2015): "train" = every background character, "test" = every
@@ -261,7 +270,9 @@ void mela_split_image(const mela_dataset *ds, const mela_split *sp, int k, int j
 /* ---------------------------------------------------------------- episodes */
 
 enum {
-    MELA_EPISODE_WITHIN_GROUP = 1 /* all N classes from one group (alphabet) */
+    MELA_EPISODE_WITHIN_GROUP = 1,   /* all N classes from one group (alphabet) */
+    MELA_EPISODE_DISTINCT_CLASSES = 2 /* no two slots share a dataset class: N different
+                                       * characters, each in one of its split rotations */
 };
 
 /* An episode; all arrays belong to the sampler and are overwritten by the
@@ -292,7 +303,8 @@ typedef struct mela_sampler mela_sampler;
 /*
  * A sampler of N-way K-shot Q-query episodes from split sp of ds (both must
  * outlive it). It checks now that the split has at least N classes (with
- * WITHIN_GROUP: that some group has N) and that every class has K + Q
+ * WITHIN_GROUP: that some group has N; with DISTINCT_CLASSES: N different
+ * dataset classes) and that every class has K + Q
  * images, and fails with a message naming the class and the numbers.
  * N >= 1, K >= 1, Q >= 0.
  */

@@ -264,7 +264,8 @@ typedef struct mela_run_config {
     char dataset[16];      /* omniglot | sinusoid */
     char data_dir[512];    /* folder with images_background.zip ... ("": none given) */
     char split[16];        /* vinyals (train/val/test) | trainval (train+val / val / test: Snell et al.;
-                              best = last, no patience) | lake (background / koch_val / koch_test) */
+                              best = last, no patience) | lake (background / koch_val / koch_test)
+                              | finn (Finn et al.'s random 1,100 / 100 / 423 characters) */
     char cache_dir[512];   /* "" = default */
     mela_task_spec train;  /* meta-training tasks */
     mela_task_spec test;   /* validation and test tasks (ways, shots 0: as train) */
@@ -337,14 +338,16 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
 /* A split's evaluation protocol over the defaults, for every learner:
  * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say),
  * "trainval" (the same test classes, training on Vinyals' train and val
- * classes, 1,200 characters, as Snell et al.'s final models and Finn et
- * al.'s code; validation still scores the val classes, which are then
+ * classes, 1,200 characters, as Snell et al.'s final models; validation still scores the val classes, which are then
  * training classes, so the best checkpoint is the last, and a patience or
  * `mela tune` is refused) or "lake" (Lake et al. 2015 / Koch et al. 2015:
  * the background set to train, 10 + 10 evaluation alphabets to validate and
  * test, one-shot episodes drawn within one alphabet, one query per class;
- * give the defaults 20 ways for Lake's 20-way task). Returns 0 or -1 (an
- * unknown split). */
+ * give the defaults 20 ways for Lake's 20-way task) or "finn" (Finn et
+ * al.'s code's split, which Li et al. used too: 1,100 / 100 / 423 characters
+ * drawn at random from all 50 alphabets, so the test characters' alphabets
+ * are trained on; tasks of N different characters, each in a random
+ * rotation; mela_split_finn). Returns 0 or -1 (an unknown split). */
 int mela_run_protocol(mela_run_config *rc, const char *split);
 /* Sets one field from text ("ways", "5"); range-checked. Returns 0 or -1
  * with a message naming the key and the value. */
@@ -359,6 +362,10 @@ int mela_run_regression(const mela_run_config *rc);
 int mela_run_trains_on_val(const mela_run_config *rc);
 /* The validation and test task specification, zeros resolved. */
 mela_task_spec mela_run_test_spec(const mela_run_config *rc);
+/* The episode flags (MELA_EPISODE_*) of the run's training (train = 1) or
+ * evaluation episodes: within one alphabet when evaluating on Lake's split,
+ * different characters in every task of Finn et al.'s. */
+unsigned mela_run_episode_flags(const mela_run_config *rc, int train);
 /* MAML++'s schedules in iterations, the run-relative defaults (-1) resolved. */
 int mela_run_msl_anneal(const mela_run_config *rc);
 int mela_run_da_until(const mela_run_config *rc);

@@ -309,7 +309,7 @@ static PyObject *Dataset_split(DatasetObject *d, PyObject *args);
 
 static PyMethodDef Dataset_methods[] = {
     {"split", (PyCFunction)Dataset_split, METH_VARARGS,
-     "split(name) -> Split: vinyals/{train,val,test,trainval}, finn/{train,test},\n"
+     "split(name) -> Split: vinyals/{train,val,test,trainval}, finn/{train,val,test,trainval},\n"
      "lake/{train,test,koch_val,koch_test}, or any other name: every class of the dataset"},
     {NULL},
 };
@@ -361,8 +361,7 @@ static PyObject *Dataset_split(DatasetObject *d, PyObject *args)
         snprintf(kind, sizeof kind, "%.*s", (int)(slash - name), name);
         which = slash + 1;
     }
-    int omni = !strcmp(kind, "vinyals") || !strcmp(kind, "finn");
-    if (omni && !d->dir) {
+    if (!strcmp(kind, "vinyals") && !d->dir) {
         PyErr_Format(PyExc_ValueError, "mela: the %s split is of Omniglot; this dataset is a folder "
                                        "(use 'all')", kind);
         return NULL;
@@ -371,7 +370,7 @@ static PyObject *Dataset_split(DatasetObject *d, PyObject *args)
     if (!strcmp(kind, "vinyals"))
         sp = mela_split_vinyals(d->ds, d->dir, which);
     else if (!strcmp(kind, "finn"))
-        sp = mela_split_finn(d->ds, d->dir, which);
+        sp = mela_split_finn(d->ds, which);
     else if (!strcmp(kind, "lake"))
         sp = mela_split_lake(d->ds, which);
     else if (!strcmp(kind, "all"))
@@ -444,17 +443,19 @@ static void Sampler_dealloc(SamplerObject *o)
 
 static int Sampler_init(SamplerObject *o, PyObject *args, PyObject *kw)
 {
-    static char *names[] = {"split", "ways", "shots", "queries", "within_group", NULL};
+    static char *names[] = {"split", "ways", "shots", "queries", "within_group", "distinct_classes", NULL};
     SplitObject *sp;
-    int N, K, Q, within = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!iii|p", names, &SplitType, &sp, &N, &K, &Q, &within))
+    int N, K, Q, within = 0, distinct = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O!iii|pp", names, &SplitType, &sp, &N, &K, &Q, &within,
+                                     &distinct))
         return -1;
     if (N < 1 || K < 1 || Q < 0) {
         PyErr_Format(PyExc_ValueError, "mela: ways %d, shots %d, queries %d (ways, shots >= 1, queries >= 0)",
                      N, K, Q);
         return -1;
     }
-    mela_sampler *s = mela_sampler_new(sp->ds->ds, sp->sp, N, K, Q, within ? MELA_EPISODE_WITHIN_GROUP : 0);
+    unsigned flags = (within ? MELA_EPISODE_WITHIN_GROUP : 0) | (distinct ? MELA_EPISODE_DISTINCT_CLASSES : 0);
+    mela_sampler *s = mela_sampler_new(sp->ds->ds, sp->sp, N, K, Q, flags);
     if (!s) {
         mela_raise();
         return -1;
@@ -538,7 +539,9 @@ static PyTypeObject SamplerType = {
     .tp_basicsize = sizeof(SamplerObject),
     .tp_dealloc = (destructor)Sampler_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Sampler(split, ways, shots, queries, within_group=False): N-way K-shot episodes.",
+    .tp_doc = "Sampler(split, ways, shots, queries, within_group=False, distinct_classes=False): N-way "
+              "K-shot episodes (within_group: one alphabet each; distinct_classes: no character twice, "
+              "as Finn et al.'s tasks).",
     .tp_init = (initproc)Sampler_init,
     .tp_new = PyType_GenericNew,
     .tp_methods = Sampler_methods,

@@ -82,11 +82,71 @@ int main(void)
               sp ? "" : mela_last_error());
         mela_split_free(sp);
     }
-    mela_split *ft = mela_split_finn(ds, dir, "train"), *fe = mela_split_finn(ds, dir, "test");
-    CHECK(ft && fe && ft->n == 4800 && fe->n == 1692, "finn %d / %d", ft ? ft->n : -1,
-          fe ? fe->n : -1);
-    mela_split_free(ft);
-    mela_split_free(fe);
+    /* Finn et al.'s split: 1,100 / 100 / 423 characters drawn from all 50
+     * alphabets, disjoint, each in 4 rotations; trainval the first 1,200. */
+    {
+        const char *fw[4] = {"train", "val", "test", "trainval"};
+        const int fn[4] = {4400, 400, 1692, 4800};
+        mela_split *fs[4];
+        for (int s = 0; s < 4; s++) {
+            fs[s] = mela_split_finn(ds, fw[s]);
+            CHECK(fs[s] && fs[s]->n == fn[s], "finn %s: %d (%s)", fw[s], fs[s] ? fs[s]->n : -1,
+                  fs[s] ? "" : mela_last_error());
+        }
+        if (fs[0] && fs[1] && fs[2] && fs[3]) {
+            int *owner = calloc((size_t)ds->nclasses, sizeof *owner), alph[3][50] = {{0}};
+            int ok = owner != NULL, sets[2] = {0};
+            for (int s = 0; s < 3 && owner; s++)
+                for (int k = 0; k < fs[s]->n; k++) {
+                    int c = fs[s]->classes[k].cls;
+                    ok &= owner[c] == 0 || owner[c] == s + 1;
+                    owner[c] = s + 1;
+                    alph[s][ds->classes[c].group] = 1;
+                    if (s == 2)
+                        sets[ds->classes[c].set]++;
+                }
+            for (int c = 0; c < ds->nclasses && owner; c++)
+                ok &= owner[c] != 0;
+            CHECK(ok, "finn: train, val and test share no character and cover all 1,623");
+            int na[3] = {0}, seen = 1;
+            for (int s = 0; s < 3; s++)
+                for (int a = 0; a < 50; a++)
+                    na[s] += alph[s][a];
+            for (int a = 0; a < 50; a++)
+                seen &= !alph[2][a] || alph[0][a];
+            /* 423 of 1,623 at random: every alphabet has 14+ characters, so
+             * nearly every one is in the test, and every test alphabet is
+             * trained on (unlike Vinyals' split) */
+            CHECK(na[0] == 50 && na[2] >= 45 && seen, "finn alphabets: train %d, val %d, test %d",
+                  na[0], na[1], na[2]);
+            CHECK(sets[0] > 4 * 150 && sets[1] > 4 * 100,
+                  "finn test from both sets: %d background, %d evaluation classes", sets[0], sets[1]);
+            int tv = 1;
+            for (int k = 0; k < fs[3]->n; k++)
+                tv &= owner && (owner[fs[3]->classes[k].cls] == 1 || owner[fs[3]->classes[k].cls] == 2);
+            CHECK(tv, "finn trainval = train + val");
+            free(owner);
+            mela_split *again = mela_split_finn(ds, "test");
+            CHECK(again && again->n == fs[2]->n &&
+                      !memcmp(again->classes, fs[2]->classes, sizeof *again->classes * again->n),
+                  "finn: the same split every time");
+            mela_split_free(again);
+            /* Finn et al.'s 20-way tasks: 20 different characters each */
+            mela_sampler *fsm = mela_sampler_new(ds, fs[2], 20, 1, 1, MELA_EPISODE_DISTINCT_CLASSES);
+            CHECK(fsm != NULL, "finn 20-way sampler: %s", mela_last_error());
+            int dup = 0;
+            for (int i = 0; fsm && i < 300; i++) {
+                const mela_episode *e = mela_sampler_episode(fsm, 0, (uint64_t)i);
+                for (int a = 0; a < 20; a++)
+                    for (int b = 0; b < a; b++)
+                        dup += fs[2]->classes[e->split_class[a]].cls == fs[2]->classes[e->split_class[b]].cls;
+            }
+            CHECK(fsm && dup == 0, "finn 20-way: %d repeated characters in 300 episodes", dup);
+            mela_sampler_free(fsm);
+        }
+        for (int s = 0; s < 4; s++)
+            mela_split_free(fs[s]);
+    }
     mela_split *lt = mela_split_lake(ds, "train"), *le = mela_split_lake(ds, "test");
     CHECK(lt && le && lt->n == 964 && le->n == 659, "lake");
     mela_sampler *ls = le ? mela_sampler_new(ds, le, 20, 1, 1, MELA_EPISODE_WITHIN_GROUP) : NULL;

@@ -81,13 +81,17 @@ def _split(dataset, split):
     return split if isinstance(split, Split) else dataset.split(split)
 
 
-def episodes(dataset, split, ways, shots, queries, seed, start=0, count=None, within_group=False):
+def episodes(dataset, split, ways, shots, queries, seed, start=0, count=None, within_group=False,
+             distinct_classes=False):
     """N-way K-shot episodes start.. of a split, the same bits as libmela's
     mela_sampler_episode(seed, i): a dict of x_support (N*K, C, H, W),
     y_support (N*K), x_query, y_query, label (N), split_class (N),
     support_index, query_index, group. count=None: one episode; count=n:
-    every array gets a leading dimension of n."""
-    s = Sampler(_split(dataset, split), ways, shots, queries, within_group)
+    every array gets a leading dimension of n. within_group: each episode's
+    classes from one alphabet (Lake's protocol); distinct_classes: no
+    character twice in one episode, in any rotation (Finn et al.'s tasks, as
+    `mela train --split finn` draws them)."""
+    s = Sampler(_split(dataset, split), ways, shots, queries, within_group, distinct_classes)
     e = s.draw(seed, start, 1 if count is None else count)
     if count is None:
         e = {k: v[0] for k, v in e.items()}  # views

@@ -2,8 +2,8 @@
  * Python test (python/tests/test_mela.py) to compare with mela.episodes bit
  * for bit. A client of the public API only.
  *
- *   py_dump_episodes omniglot DIR SPLIT WHICH N K Q SEED START COUNT WITHIN OUT
- *   py_dump_episodes folder   DIR all   NAME  N K Q SEED START COUNT WITHIN OUT
+ *   py_dump_episodes omniglot DIR SPLIT WHICH N K Q SEED START COUNT FLAGS OUT
+ *   py_dump_episodes folder   DIR all   NAME  N K Q SEED START COUNT FLAGS OUT
  *
  * OUT holds, per episode: x_support, x_query (float32), then l_support,
  * l_query, label, split_class, support_index, query_index, group (int32),
@@ -17,7 +17,7 @@
 int main(int argc, char **argv)
 {
     if (argc != 13) {
-        fprintf(stderr, "usage: %s omniglot|folder DIR SPLIT WHICH N K Q SEED START COUNT WITHIN OUT\n", argv[0]);
+        fprintf(stderr, "usage: %s omniglot|folder DIR SPLIT WHICH N K Q SEED START COUNT FLAGS OUT\n", argv[0]);
         return 2;
     }
     const char *dir = argv[2], *kind = argv[3], *which = argv[4];
@@ -29,13 +29,13 @@ int main(int argc, char **argv)
         if (!strcmp(kind, "vinyals"))
             sp = mela_split_vinyals(ds, dir, which);
         else if (!strcmp(kind, "finn"))
-            sp = mela_split_finn(ds, dir, which);
+            sp = mela_split_finn(ds, which);
         else if (!strcmp(kind, "lake"))
             sp = mela_split_lake(ds, which);
         else
             sp = mela_split_all(ds, which, NULL, 0);
     }
-    mela_sampler *s = sp ? mela_sampler_new(ds, sp, N, K, Q, atoi(argv[11]) ? MELA_EPISODE_WITHIN_GROUP : 0) : NULL;
+    mela_sampler *s = sp ? mela_sampler_new(ds, sp, N, K, Q, (unsigned)atoi(argv[11])) : NULL;
     FILE *f = s ? fopen(argv[12], "wb") : NULL;
     if (!f) {
         fprintf(stderr, "dump_episodes: %s\n", s ? argv[12] : mela_last_error());

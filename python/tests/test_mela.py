@@ -175,10 +175,10 @@ def test_safetensors(tmp):
 
 # ----------------------------------------------------------------- episodes
 
-def dump(kind, root, split, which, n, k, q, seed, start, count, within, C, H, W, tmp):
+def dump(kind, root, split, which, n, k, q, seed, start, count, flags, C, H, W, tmp):
     out = os.path.join(tmp, "episodes.raw")
     subprocess.run([DUMP, kind, root, split, which] +
-                   [str(x) for x in (n, k, q, seed, start, count, int(within))] + [out], check=True)
+                   [str(x) for x in (n, k, q, seed, start, count, int(flags))] + [out], check=True)
     raw = open(out, "rb").read()
     img = C * H * W
     fields = [("x_support", np.float32, (n * k, C, H, W)), ("x_query", np.float32, (n * q, C, H, W)),
@@ -197,14 +197,17 @@ def dump(kind, root, split, which, n, k, q, seed, start, count, within, C, H, W,
     return eps
 
 
-def compare_episodes(ds, kind, root, split, n, k, q, seed, start, count, within, tmp):
+def compare_episodes(ds, kind, root, split, n, k, q, seed, start, count, flags, tmp):
+    """flags: 1 within groups, 2 distinct classes (MELA_EPISODE_*)."""
     C, H, W = ds.shape
-    ref = dump(kind, root, *split.split("/"), n, k, q, seed, start, count, within, C, H, W, tmp)
-    got = mela.episodes(ds, split, n, k, q, seed, start, count, within_group=within)
+    opts = dict(within_group=bool(flags & 1), distinct_classes=bool(flags & 2))
+    ref = dump(kind, root, *split.split("/"), n, k, q, seed, start, count, flags, C, H, W, tmp)
+    got = mela.episodes(ds, split, n, k, q, seed, start, count, **opts)
     same = all(got[f][i].tobytes() == ref[i][f].tobytes() for i in range(count) for f in ref[i])
     check(same, f"episodes {split} {n}-way {k}-shot {q}-query seed {seed} from {start} x{count}"
-                f"{' within groups' if within else ''}: the C library's bits")
-    one = mela.episodes(ds, split, n, k, q, seed, start + count - 1, within_group=within)
+                f"{' within groups' if flags & 1 else ''}{' distinct classes' if flags & 2 else ''}"
+                f": the C library's bits")
+    one = mela.episodes(ds, split, n, k, q, seed, start + count - 1, **opts)
     check(all(np.array_equal(one[f], got[f][-1]) for f in one), f"episodes {split}: one episode = the last of many")
     # the pixels: image support_index of the split class, turned rot quarter turns
     sp = ds.split(split)
@@ -226,10 +229,16 @@ def test_episodes(tmp, omni, cache):
     check(len(ds.classes) == 15 and ds.images.shape == (90, 1, 28, 28), "omniglot: the archives' 15 characters")
     a, b = ds.images, ds.images
     check(np.shares_memory(a, b) and not a.flags.writeable, "dataset images: read-only views of one buffer")
-    compare_episodes(ds, "omniglot", omni, "vinyals/test", 5, 1, 2, 11, 0, 4, False, tmp)
-    compare_episodes(ds, "omniglot", omni, "vinyals/train", 3, 2, 3, 2**63 + 5, 10**12, 3, False, tmp)
-    compare_episodes(ds, "omniglot", omni, "finn/train", 4, 1, 1, 3, 0, 2, False, tmp)
-    compare_episodes(ds, "omniglot", omni, "lake/train", 5, 1, 1, 4, 7, 3, True, tmp)
+    compare_episodes(ds, "omniglot", omni, "vinyals/test", 5, 1, 2, 11, 0, 4, 0, tmp)
+    compare_episodes(ds, "omniglot", omni, "vinyals/train", 3, 2, 3, 2**63 + 5, 10**12, 3, 0, tmp)
+    compare_episodes(ds, "omniglot", omni, "vinyals/train", 4, 1, 1, 9, 0, 5, 2, tmp)
+    sp = ds.split("vinyals/train").classes
+    chars = mela.episodes(ds, "vinyals/train", 4, 1, 1, 9, 0, 50, distinct_classes=True)["split_class"]
+    check(all(len({int(sp[c][0]) for c in e}) == 4 for e in chars),
+          "distinct_classes: no character twice in an episode")
+    check(raises(mela.Error, lambda: ds.split("finn/train"), "1,623"),
+          "finn split: a dataset of 15 characters is refused with the numbers")
+    compare_episodes(ds, "omniglot", omni, "lake/train", 5, 1, 1, 4, 7, 3, 1, tmp)
     groups = mela.episodes(ds, "lake/train", 5, 1, 1, 4, 7, 3, within_group=True)["group"]
     check(all(g in (0, 1) for g in groups), "lake/train within groups: each episode names its alphabet")
     check(raises(mela.Error, lambda: mela.episodes(ds, "vinyals/test", 11, 1, 1, 0), "11"),

@@ -19,7 +19,7 @@ struct mela_sampler {
     int *eligible;  /* groups with at least N classes */
     int neligible;
     int *examples;  /* identity over 0..max class size */
-    int *swaps;     /* undo record, max(N, K + Q) */
+    int *swaps;     /* undo record, max(N, K + Q), or the split's size with DISTINCT_CLASSES */
     int *chosen;    /* [N] */
     int *picks;     /* [K + Q] */
 };
@@ -114,7 +114,10 @@ mela_sampler *mela_sampler_new(const mela_dataset *ds, const mela_split *sp, int
     s->gstart = calloc((size_t)ds->ngroups + 2, sizeof(int));
     s->eligible = malloc(sizeof(int) * (ds->ngroups + 1));
     s->examples = malloc(sizeof(int) * maxc);
-    s->swaps = malloc(sizeof(int) * (N > K + Q ? N : K + Q));
+    int nswap = N > K + Q ? N : K + Q;
+    if ((flags & MELA_EPISODE_DISTINCT_CLASSES) && sp->n > nswap)
+        nswap = sp->n;
+    s->swaps = malloc(sizeof(int) * nswap);
     s->chosen = malloc(sizeof(int) * N);
     s->picks = malloc(sizeof(int) * (K + Q));
     if (!e->x_support || !e->y_support || !e->l_support || !e->x_query || !e->y_query ||
@@ -157,6 +160,33 @@ mela_sampler *mela_sampler_new(const mela_dataset *ds, const mela_split *sp, int
         for (int k = 0; k < sp->n; k++)
             s->pool[k] = k;
     }
+    if (flags & MELA_EPISODE_DISTINCT_CLASSES) {
+        if (flags & MELA_EPISODE_WITHIN_GROUP) {
+            mela_set_error("episodes: split %s: within-group and distinct-class episodes are "
+                           "not offered together",
+                           sp->name);
+            mela_sampler_free(s);
+            return NULL;
+        }
+        /* Count the dataset classes the split holds. */
+        char *seen = calloc((size_t)ds->nclasses + 1, 1);
+        if (!seen)
+            goto oom;
+        int distinct = 0;
+        for (int k = 0; k < sp->n; k++)
+            if (!seen[sp->classes[k].cls]) {
+                seen[sp->classes[k].cls] = 1;
+                distinct++;
+            }
+        free(seen);
+        if (distinct < N) {
+            mela_set_error("episodes: split %s has %d different characters (dataset classes), "
+                           "fewer than N = %d",
+                           sp->name, distinct, N);
+            mela_sampler_free(s);
+            return NULL;
+        }
+    }
     return s;
 oom:
     mela_sampler_free(s);
@@ -182,6 +212,35 @@ static void draw_distinct(mela_rng *r, int *a, int n, int m, int *out, int *swap
     }
 }
 
+/* As draw_distinct, over split classes, skipping any whose dataset class is
+ * already among the drawn ones: each draw is uniform over the split classes
+ * of the characters not yet drawn. When every character has the same
+ * rotations (Finn et al.'s split) that is their tasks' draw: N different
+ * characters, each rotation equally likely. The caller checked that N
+ * different dataset classes exist, so the pool cannot run out. */
+static void draw_distinct_classes(mela_rng *r, const mela_split *sp, int *a, int n, int m,
+                                  int *out, int *swaps)
+{
+    int p = 0;
+    for (int j = 0; j < m; p++) {
+        int t = p + (int)mela_rng_below(r, (uint32_t)(n - p));
+        int v = a[t];
+        a[t] = a[p];
+        a[p] = v;
+        swaps[p] = t;
+        int dup = 0;
+        for (int q = 0; q < j && !dup; q++)
+            dup = sp->classes[out[q]].cls == sp->classes[v].cls;
+        if (!dup)
+            out[j++] = v;
+    }
+    for (int q = p - 1; q >= 0; q--) {
+        int t = swaps[q], v = a[t];
+        a[t] = a[q];
+        a[q] = v;
+    }
+}
+
 const mela_episode *mela_sampler_episode(mela_sampler *s, uint64_t seed, uint64_t i)
 {
     mela_episode *e = &s->ep;
@@ -199,7 +258,10 @@ const mela_episode *mela_sampler_episode(mela_sampler *s, uint64_t seed, uint64_
         pool += s->gstart[g];
         npool = s->gstart[g + 1] - s->gstart[g];
     }
-    draw_distinct(&r, pool, npool, N, s->chosen, s->swaps);
+    if (s->flags & MELA_EPISODE_DISTINCT_CLASSES)
+        draw_distinct_classes(&r, sp, pool, npool, N, s->chosen, s->swaps);
+    else
+        draw_distinct(&r, pool, npool, N, s->chosen, s->swaps);
     for (int j = 0; j < N; j++)
         e->label[j] = j;
     mela_rng_shuffle(&r, e->label, N);

@@ -1,5 +1,5 @@
 /* splits.c - which (class, rotation) pairs a split holds: Vinyals' split
- * files, Finn's 1,200 / 423 rule, Lake's background / evaluation, and "all
+ * files, Finn et al.'s random 1,100 / 100 / 423 characters, Lake's background / evaluation, and "all
  * classes". Also renders one image of a split class with its rotation.
  * Sampling episodes from a split is episode.c's job. */
 #include <stdio.h>
@@ -136,49 +136,72 @@ mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir,
     return read_vinyals(ds, omniglot_dir, which, name);
 }
 
-mela_split *mela_split_finn(const mela_dataset *ds, const char *omniglot_dir, const char *which)
+mela_split *mela_split_finn(const mela_dataset *ds, const char *which)
 {
-    int train;
-    if (which && strcmp(which, "train") == 0)
-        train = 1;
-    else if (which && strcmp(which, "test") == 0)
-        train = 0;
+    /* [lo, hi) of the shuffled characters */
+    int lo, hi;
+    if (!which)
+        which = "(null)";
+    if (!strcmp(which, "train"))
+        lo = 0, hi = MELA_FINN_TRAIN;
+    else if (!strcmp(which, "val"))
+        lo = MELA_FINN_TRAIN, hi = MELA_FINN_TRAIN + MELA_FINN_VAL;
+    else if (!strcmp(which, "trainval"))
+        lo = 0, hi = MELA_FINN_TRAIN + MELA_FINN_VAL;
+    else if (!strcmp(which, "test"))
+        lo = MELA_FINN_TRAIN + MELA_FINN_VAL, hi = ds ? ds->nclasses : 0;
     else {
-        mela_set_error("split finn: \"%s\" is not train or test", which ? which : "(null)");
+        mela_set_error("split finn: \"%s\" is not train, val, test or trainval", which);
         return NULL;
     }
     char name[64];
     snprintf(name, sizeof name, "finn/%s", which);
+    if (!ds) {
+        mela_set_error("split %s: no dataset", name);
+        return NULL;
+    }
+    if (ds->nclasses <= MELA_FINN_TRAIN + MELA_FINN_VAL) {
+        mela_set_error("split %s: the dataset has %d characters; Finn et al.'s split takes "
+                       "%d for training and %d for validation and tests on the rest, so it "
+                       "needs more than %d (Omniglot's background and evaluation sets "
+                       "together have 1,623)",
+                       name, ds->nclasses, MELA_FINN_TRAIN, MELA_FINN_VAL,
+                       MELA_FINN_TRAIN + MELA_FINN_VAL);
+        return NULL;
+    }
     if (need_square(ds, name))
         return NULL;
-    mela_split *tv = read_vinyals(ds, omniglot_dir, "trainval", name);
-    if (!tv)
+    int *order = malloc(sizeof *order * (size_t)ds->nclasses);
+    mela_split *sp = order ? split_new(name, 4 * (hi - lo)) : NULL;
+    if (!sp) {
+        free(order);
+        if (!order)
+            mela_set_error("split %s: out of memory", name);
         return NULL;
-    char *mark = calloc((size_t)ds->nclasses + 1, 1);
-    mela_split *sp = split_new(name, 4 * ds->nclasses);
-    if (!mark || !sp) {
-        mela_set_error("split %s: out of memory", name);
-        mela_split_free(sp);
-        sp = NULL;
-        goto done;
     }
-    for (int k = 0; k < tv->n; k++)
-        mark[tv->classes[k].cls] = 1;
     for (int c = 0; c < ds->nclasses; c++)
-        if (mark[c] == train)
-            for (int r = 0; r < 4; r++) {
+        order[c] = c;
+    mela_rng r = mela_rng_derive(MELA_FINN_SEED, fnv1a64("finn"), 0);
+    mela_rng_shuffle(&r, order, ds->nclasses);
+    /* Each character once in each rotation, in the dataset's order. */
+    char *mark = calloc((size_t)ds->nclasses, 1);
+    if (!mark) {
+        free(order);
+        mela_split_free(sp);
+        mela_set_error("split %s: out of memory", name);
+        return NULL;
+    }
+    for (int k = lo; k < hi; k++)
+        mark[order[k]] = 1;
+    for (int c = 0; c < ds->nclasses; c++)
+        if (mark[c])
+            for (int rot = 0; rot < 4; rot++) {
                 sp->classes[sp->n].cls = c;
-                sp->classes[sp->n].rot = r;
+                sp->classes[sp->n].rot = rot;
                 sp->n++;
             }
-    if (sp->n == 0) {
-        mela_set_error("split %s: no characters", name);
-        mela_split_free(sp);
-        sp = NULL;
-    }
-done:
     free(mark);
-    mela_split_free(tv);
+    free(order);
     return sp;
 }
 

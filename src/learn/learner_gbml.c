@@ -153,7 +153,7 @@ static void gbml_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
         return;
     }
     o->kind = MELA_TASKS_EPISODES;
-    o->flags = !train && !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
+    o->flags = mela_run_episode_flags(rc, train);
     int b = train ? rc->inner_batch : rc->test_inner_batch;
     o->shuffle_support = b > 0 && b < o->spec.ways * o->spec.shots;
 }

@@ -103,7 +103,7 @@ static void episode_tasks(const mela_learner *l, int train, mela_tasks_opts *o)
     const mela_run_config *rc = &l->rc;
     o->kind = MELA_TASKS_EPISODES;
     o->spec = train ? rc->train : mela_run_test_spec(rc);
-    o->flags = !train && !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
+    o->flags = mela_run_episode_flags(rc, train);
     o->background = train ? rc->background : 0;
     o->augment = train ? rc->augment : 0;
 }

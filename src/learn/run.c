@@ -17,7 +17,7 @@
 
 /* ------------------------------------------------------------------- data */
 
-/* Omniglot and the three splits the configuration names. */
+/* Omniglot and the train, val and test splits the configuration names. */
 static int load_omniglot(mela_run *r)
 {
     const mela_run_config *rc = &r->rc;
@@ -33,6 +33,10 @@ static int load_omniglot(mela_run *r)
         r->own[0] = mela_split_lake(r->own_ds, "train");
         r->own[1] = r->own[0] ? mela_split_lake(r->own_ds, "koch_val") : NULL;
         r->own[2] = r->own[1] ? mela_split_lake(r->own_ds, "koch_test") : NULL;
+    } else if (!strcmp(rc->split, "finn")) {
+        r->own[0] = mela_split_finn(r->own_ds, "train");
+        r->own[1] = r->own[0] ? mela_split_finn(r->own_ds, "val") : NULL;
+        r->own[2] = r->own[1] ? mela_split_finn(r->own_ds, "test") : NULL;
     } else {
         /* trainval: Snell et al.'s 1,200 training characters, val and test as vinyals */
         r->own[0] = mela_split_vinyals(r->own_ds, rc->data_dir,

@@ -86,14 +86,16 @@ static const option options[] = {
 #undef F
 #define NOPT (int)(sizeof options / sizeof options[0])
 
+#define NAMED_MAX 6
+
 /* The string options that take one of a few names: mela_run_set refuses
  * any other at once (so does mela_run_check, for a config written field by
  * field), which lets `mela tune` refuse a bad choice before its first trial. */
 static const struct {
-    const char *key, *values[4];
+    const char *key, *values[NAMED_MAX];
 } named[] = {
     {"dataset", {"omniglot", "sinusoid"}},
-    {"split", {"vinyals", "trainval", "lake"}},
+    {"split", {"vinyals", "trainval", "lake", "finn"}},
     {"resize", {"area", "nearest"}},
     {"init", {"xavier", "pytorch-0.4"}},
 };
@@ -104,7 +106,7 @@ static int check_named(const char *key, const char *value)
         if (strcmp(named[i].key, key))
             continue;
         char list[128] = "";
-        for (int v = 0; v < 4 && named[i].values[v]; v++) {
+        for (int v = 0; v < NAMED_MAX && named[i].values[v]; v++) {
             if (!strcmp(value, named[i].values[v]))
                 return 0;
             size_t n = strlen(list);
@@ -275,6 +277,13 @@ int mela_run_protocol(mela_run_config *rc, const char *split)
 int mela_run_regression(const mela_run_config *rc) { return !strcmp(rc->dataset, "sinusoid"); }
 
 int mela_run_trains_on_val(const mela_run_config *rc) { return !strcmp(rc->split, "trainval"); }
+
+unsigned mela_run_episode_flags(const mela_run_config *rc, int train)
+{
+    if (!strcmp(rc->split, "finn"))
+        return MELA_EPISODE_DISTINCT_CLASSES;
+    return !train && !strcmp(rc->split, "lake") ? MELA_EPISODE_WITHIN_GROUP : 0;
+}
 
 mela_task_spec mela_run_test_spec(const mela_run_config *rc)
 {
