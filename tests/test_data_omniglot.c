@@ -749,6 +749,30 @@ static void test_trainval_runs(void)
     CHECK(mela_run_defaults(&rc, "protonet", "omniglot", 5) == 0 && mela_run_protocol(&rc, "snell") != 0 &&
               strstr(mela_last_error(), "trainval"),
           "an unknown split names the known ones: %s", mela_last_error());
+    /* Which episodes each split's runs draw. */
+    unsigned f[3][2];
+    const char *sn[3] = {"vinyals", "lake", "finn"};
+    for (int i = 0; i < 3; i++) {
+        mela_run_defaults(&rc, "maml", "omniglot", 5);
+        CHECK(mela_run_protocol(&rc, sn[i]) == 0, "protocol %s", sn[i]);
+        f[i][0] = mela_run_episode_flags(&rc, 1);
+        f[i][1] = mela_run_episode_flags(&rc, 0);
+    }
+    CHECK(f[0][0] == 0 && f[0][1] == 0, "vinyals: plain episodes");
+    CHECK(f[1][0] == 0 && f[1][1] == MELA_EPISODE_WITHIN_GROUP, "lake: evaluation within an alphabet");
+    CHECK(f[2][0] == MELA_EPISODE_DISTINCT_CLASSES && f[2][1] == MELA_EPISODE_DISTINCT_CLASSES,
+          "finn: distinct characters in training and evaluation");
+    /* On this 14-character archive the finn split is refused when the run opens. */
+    mela_run_defaults(&rc, "maml", "omniglot", 5);
+    mela_run_protocol(&rc, "finn");
+    snprintf(rc.data_dir, sizeof rc.data_dir, "%s", data);
+    snprintf(rc.cache_dir, sizeof rc.cache_dir, "%s", cache);
+    rc.iterations = 1;
+    rc.out_dir[0] = 0;
+    mela_run *fr = mela_run_open(&rc, NULL);
+    CHECK(!fr && strstr(mela_last_error(), "finn/train") && strstr(mela_last_error(), "14"),
+          "a finn run on 14 characters: %s", mela_last_error());
+    mela_run_close(fr);
 }
 
 /* --resize nearest reaches the loader, and a checkpoint's metadata carries
