@@ -194,32 +194,16 @@ oom:
     return NULL;
 }
 
-/* Draws m distinct entries of a[0..n) into out[0..m), leaving a unchanged. */
-static void draw_distinct(mela_rng *r, int *a, int n, int m, int *out, int *swaps)
-{
-    for (int j = 0; j < m; j++) {
-        int t = j + (int)mela_rng_below(r, (uint32_t)(n - j));
-        int v = a[t];
-        a[t] = a[j];
-        a[j] = v;
-        swaps[j] = t;
-        out[j] = v;
-    }
-    for (int j = m - 1; j >= 0; j--) {
-        int t = swaps[j], v = a[t];
-        a[t] = a[j];
-        a[j] = v;
-    }
-}
-
-/* As draw_distinct, over split classes, skipping any whose dataset class is
- * already among the drawn ones: each draw is uniform over the split classes
- * of the characters not yet drawn. When every character has the same
- * rotations (Finn et al.'s split) that is their tasks' draw: N different
- * characters, each rotation equally likely. The caller checked that N
- * different dataset classes exist, so the pool cannot run out. */
-static void draw_distinct_classes(mela_rng *r, const mela_split *sp, int *a, int n, int m,
-                                  int *out, int *swaps)
+/* Draws m distinct entries of a[0..n) into out[0..m), leaving a unchanged.
+ * With sp, entries are split classes and any whose dataset class is already
+ * among the drawn ones is skipped: each draw is then uniform over the split
+ * classes of the characters not yet drawn. When every character has the
+ * same rotations (Finn et al.'s split) that is their tasks' draw: N
+ * different characters, each rotation equally likely. The caller checked
+ * that m different dataset classes exist, so the pool cannot run out.
+ * Without sp every draw is kept, the plain partial Fisher-Yates shuffle. */
+static void draw_distinct(mela_rng *r, int *a, int n, int m, int *out, int *swaps,
+                          const mela_split *sp)
 {
     int p = 0;
     for (int j = 0; j < m; p++) {
@@ -229,7 +213,7 @@ static void draw_distinct_classes(mela_rng *r, const mela_split *sp, int *a, int
         a[p] = v;
         swaps[p] = t;
         int dup = 0;
-        for (int q = 0; q < j && !dup; q++)
+        for (int q = 0; sp && q < j && !dup; q++)
             dup = sp->classes[out[q]].cls == sp->classes[v].cls;
         if (!dup)
             out[j++] = v;
@@ -258,10 +242,8 @@ const mela_episode *mela_sampler_episode(mela_sampler *s, uint64_t seed, uint64_
         pool += s->gstart[g];
         npool = s->gstart[g + 1] - s->gstart[g];
     }
-    if (s->flags & MELA_EPISODE_DISTINCT_CLASSES)
-        draw_distinct_classes(&r, sp, pool, npool, N, s->chosen, s->swaps);
-    else
-        draw_distinct(&r, pool, npool, N, s->chosen, s->swaps);
+    draw_distinct(&r, pool, npool, N, s->chosen, s->swaps,
+                  s->flags & MELA_EPISODE_DISTINCT_CLASSES ? sp : NULL);
     for (int j = 0; j < N; j++)
         e->label[j] = j;
     mela_rng_shuffle(&r, e->label, N);
@@ -271,7 +253,7 @@ const mela_episode *mela_sampler_episode(mela_sampler *s, uint64_t seed, uint64_
         e->split_class[j] = k;
         const mela_class *c = &ds->classes[sp->classes[k].cls];
         /* K + Q distinct images: the first K are support, the rest query. */
-        draw_distinct(&r, s->examples, c->count, K + Q, s->picks, s->swaps);
+        draw_distinct(&r, s->examples, c->count, K + Q, s->picks, s->swaps, NULL);
         for (int t = 0; t < K; t++)
             e->support_index[j * K + t] = s->picks[t];
         for (int t = 0; t < Q; t++)
