@@ -338,13 +338,14 @@ int mela_run_defaults(mela_run_config *rc, const char *learner, const char *data
 /* A split's evaluation protocol over the defaults, for every learner:
  * "vinyals" (Vinyals et al.'s class split, episodes as the defaults say),
  * "trainval" (the same test classes, training on Vinyals' train and val
- * classes, 1,200 characters, as Snell et al.'s final models; validation still scores the val classes, which are then
- * training classes, so the best checkpoint is the last, and a patience or
+ * classes, 1,200 characters, as Snell et al.'s final models; validation
+ * still scores the val classes, which are then training classes, so the
+ * best checkpoint is the last, and a patience or
  * `mela tune` is refused) or "lake" (Lake et al. 2015 / Koch et al. 2015:
  * the background set to train, 10 + 10 evaluation alphabets to validate and
  * test, one-shot episodes drawn within one alphabet, one query per class;
  * give the defaults 20 ways for Lake's 20-way task) or "finn" (Finn et
- * al.'s code's split, which Li et al. used too: 1,100 / 100 / 423 characters
+ * al.'s code's split, the protocol Li et al. report on: 1,100 / 100 / 423 characters
  * drawn at random from all 50 alphabets, so the test characters' alphabets
  * are trained on; tasks of N different characters, each in a random
  * rotation; mela_split_finn). Returns 0 or -1 (an unknown split). */

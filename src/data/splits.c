@@ -1,6 +1,6 @@
 /* splits.c - which (class, rotation) pairs a split holds: Vinyals' split
- * files, Finn et al.'s random 1,100 / 100 / 423 characters, Lake's background / evaluation, and "all
- * classes". Also renders one image of a split class with its rotation.
+ * files, Finn et al.'s random 1,100 / 100 / 423 characters, Lake's
+ * background / evaluation, and "all classes". Also renders one image of a split class with its rotation.
  * Sampling episodes from a split is episode.c's job. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +136,12 @@ mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir,
     return read_vinyals(ds, omniglot_dir, which, name);
 }
 
+static int int_cmp(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
 mela_split *mela_split_finn(const mela_dataset *ds, const char *which)
 {
     /* [lo, hi) of the shuffled characters */
@@ -183,24 +189,14 @@ mela_split *mela_split_finn(const mela_dataset *ds, const char *which)
         order[c] = c;
     mela_rng r = mela_rng_derive(MELA_FINN_SEED, fnv1a64("finn"), 0);
     mela_rng_shuffle(&r, order, ds->nclasses);
-    /* Each character once in each rotation, in the dataset's order. */
-    char *mark = calloc((size_t)ds->nclasses, 1);
-    if (!mark) {
-        free(order);
-        mela_split_free(sp);
-        mela_set_error("split %s: out of memory", name);
-        return NULL;
-    }
+    /* Each character of [lo, hi) in its 4 rotations, in the dataset's order. */
+    qsort(order + lo, (size_t)(hi - lo), sizeof *order, int_cmp);
     for (int k = lo; k < hi; k++)
-        mark[order[k]] = 1;
-    for (int c = 0; c < ds->nclasses; c++)
-        if (mark[c])
-            for (int rot = 0; rot < 4; rot++) {
-                sp->classes[sp->n].cls = c;
-                sp->classes[sp->n].rot = rot;
-                sp->n++;
-            }
-    free(mark);
+        for (int rot = 0; rot < 4; rot++) {
+            sp->classes[sp->n].cls = order[k];
+            sp->classes[sp->n].rot = rot;
+            sp->n++;
+        }
     free(order);
     return sp;
 }
