@@ -223,8 +223,8 @@ typedef struct mela_split {
 mela_split *mela_split_vinyals(const mela_dataset *ds, const char *omniglot_dir, const char *which);
 
 /*
- * Finn et al. (2017) MAML split, as their code makes it (and Li et al.'s
- * Meta-SGD after it): every character of both Omniglot sets (1,623),
+ * Finn et al. (2017) MAML split, as their code makes it (the protocol Li
+ * et al.'s Meta-SGD reports on): every character of both Omniglot sets (1,623),
  * shuffled, then the first 1,100 train, the next 100 validate and the other
  * 423 test, each character in its 4 rotations (0, 90, 180, 270) as 4
  * classes: "train" 4,400, "val" 400, "test" 1,692, "trainval" the first
